@@ -1,0 +1,34 @@
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install serve test lint typecheck bench clean
+
+install:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel setuptools
+	# The CPU build of torch first, so sentence-transformers does not pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==2.13.0 -e '.[dev]'
+	$(BIN)/python scripts/fetch_model.py --models-dir models
+	@if [ -f playground/package.json ] && command -v npm >/dev/null 2>&1; then \
+		cd playground && npm install --no-audit --no-fund --silent; fi
+
+serve:
+	$(BIN)/assistd serve --host $(HOST) --port $(PORT)
+
+test:
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -rs
+
+lint:
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+bench:
+	$(BIN)/python scripts/bench_runs.py
+
+clean:
+	rm -rf $(VENV) data

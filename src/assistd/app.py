@@ -1,0 +1,69 @@
+"""create_app(settings): the Litestar application with every long-lived object built in its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from assistd import __version__
+from assistd.api.assistants import AssistantController
+from assistd.api.auth import KeyRing, provide_project
+from assistd.api.errors import EXCEPTION_HANDLERS
+from assistd.api.files import FileController
+from assistd.api.messages import MessageController
+from assistd.api.models import ModelController
+from assistd.api.params import page_query
+from assistd.api.threads import ThreadController
+from assistd.config import Settings
+from assistd.container import Container
+
+log = logging.getLogger("assistd")
+
+API_CONTROLLERS = [AssistantController, ThreadController, MessageController, FileController, ModelController]
+
+
+@get("/health", sync_to_thread=False, include_in_schema=False)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def provide_container(state: State) -> Container:
+    return state.container
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        container = Container.build(settings)
+        app.state.container = container
+        try:
+            yield
+        finally:
+            container.close()
+
+    v1 = Router(
+        path="/v1",
+        route_handlers=API_CONTROLLERS,
+        dependencies={
+            "project": Provide(provide_project),
+            "svc": Provide(provide_container, sync_to_thread=False),
+            "page": Provide(page_query, sync_to_thread=False),
+        },
+    )
+    app = Litestar(
+        route_handlers=[v1, health],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(title="assistd", version=__version__, path="/schema"),
+        request_max_body_size=settings.max_upload_bytes + 1024 * 1024,
+        state=State({"keyring": KeyRing(settings.api_keys)}),
+    )
+    return app

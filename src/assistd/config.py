@@ -1,0 +1,121 @@
+"""One Settings object for the whole server: ASSISTD_* environment variables, CLI flags, defaults.
+
+Models are listed in a TOML file (``models/models.toml`` by default, written by ``assistd models add``)
+besides the default SmolLM2 entry that ``make install`` puts in ``models/``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelEntry(BaseModel):
+    """A GGUF model the server can serve, under the name clients pass as `model`."""
+
+    name: str
+    path: Path
+    n_ctx: int = 8192
+    n_gpu_layers: int = 0
+    n_threads: int | None = None
+    chat_format: str | None = None
+    # Small models cannot be trusted to call file_search themselves: the query then comes from the
+    # user's last message. "model" lets the model call the tool (grammar constrained).
+    file_search_query: str = "user_message"
+    file_search_max_results: int = 5
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSISTD_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, description="port to listen on")
+    data_dir: Path = Field(Path("data"), description="where the database, files and vectors live")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
+    files_dir: Path | None = Field(None, description="blob store for uploaded files; default data_dir/files")
+    max_upload_bytes: int = Field(512 * 1024 * 1024, description="largest accepted file upload, in bytes")
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="API keys and their projects, as 'key=project,key2=project2'; empty: no auth, loopback only",
+    )
+    models_dir: Path = Field(Path("models"), description="folder holding the default GGUF model")
+    models_file: Path | None = Field(None, description="TOML file listing extra models; default models_dir/models.toml")
+    default_model: str = Field(DEFAULT_MODEL_NAME, description="model used where none is named")
+    n_ctx: int = Field(8192, description="context size of the default model")
+    n_threads: int | None = Field(None, description="CPU threads for generation; default: all cores")
+    n_gpu_layers: int = Field(0, description="layers of the default model offloaded to a GPU (-1: all)")
+    load_models_at_start: bool = Field(False, description="load models at start instead of on first use")
+    kv_cache_bytes: int = Field(2 * 1024**3, description="RAM for saved KV states, reused across thread turns")
+    run_expiry_seconds: int = Field(600, description="a run not finished this long after creation expires")
+    run_lease_seconds: int = Field(30, description="a worker that stops renewing its lease loses the run")
+    max_tool_rounds: int = Field(8, description="consecutive server-side tool rounds allowed in one run")
+    chroma_url: str | None = Field(None, description="Chroma server URL; default: embedded in data_dir/chroma")
+    embedding_model: str | None = Field(None, description="path of a sentence-transformers model")
+    kernel_pool_size: int = Field(1, description="pre-started code interpreter kernels")
+    kernel_idle_seconds: int = Field(3600, description="idle code interpreter sessions are shut down after this")
+    code_timeout_seconds: int = Field(60, description="time limit of one code execution")
+    code_memory_mb: int = Field(1024, description="memory limit of a code interpreter kernel")
+    log_level: str = Field("info", description="logging level")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pairs = [item.strip() for item in value.split(",") if item.strip()]
+            keys: dict[str, str] = {}
+            for pair in pairs:
+                key, _, project = pair.partition("=")
+                keys[key.strip()] = project.strip() or "default"
+            return keys
+        return value
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'assistd.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.files_dir or self.data_dir / "files"
+
+    @property
+    def models_toml(self) -> Path:
+        return self.models_file or self.models_dir / "models.toml"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    def model_entries(self) -> list[ModelEntry]:
+        """The bundled SmolLM2 entry plus every entry of the models TOML file (a later entry wins by name)."""
+        bundled = ModelEntry(
+            name=DEFAULT_MODEL_NAME,
+            path=self.models_dir / DEFAULT_MODEL_FILE,
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            n_gpu_layers=self.n_gpu_layers,
+        )
+        entries = {bundled.name: bundled}
+        for entry in read_models_toml(self.models_toml):
+            entries[entry.name] = entry
+        return list(entries.values())
+
+
+def read_models_toml(path: Path) -> list[ModelEntry]:
+    if not path.exists():
+        return []
+    data = tomllib.loads(path.read_text())
+    base = path.parent
+    entries = []
+    for item in data.get("models", []):
+        entry = ModelEntry(**item)
+        if not entry.path.is_absolute():
+            entry.path = base / entry.path
+        entries.append(entry)
+    return entries

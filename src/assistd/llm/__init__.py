@@ -1,0 +1,1 @@
+"""Language model backends: the LLMBackend protocol, llama.cpp, and a scripted fake for unit tests."""

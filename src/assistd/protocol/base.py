@@ -1,0 +1,105 @@
+"""Request parsing and the shared field types of the wire models.
+
+Requests are validated here, not by the web framework, so that every mistake becomes one OpenAI-shaped
+400 naming the `param`, and unknown fields (newer SDKs send new ones) are ignored with a logged warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from assistd.errors import InvalidRequest
+
+log = logging.getLogger("assistd.requests")
+
+M = TypeVar("M", bound="RequestModel")
+
+METADATA_MAX_KEYS = 16
+METADATA_MAX_KEY = 64
+METADATA_MAX_VALUE = 512
+
+
+class WireModel(BaseModel):
+    """A nested part of a request: unknown keys are dropped."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class RequestModel(BaseModel):
+    """A request body. Unknown top-level keys are kept aside and logged, never an error."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def parse(cls: type[M], data: Any, *, where: str = "") -> M:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        try:
+            model = cls.model_validate(data)
+        except ValidationError as exc:
+            raise _to_invalid_request(exc) from None
+        if model.model_extra:
+            log.warning("ignoring unknown fields %s in %s", sorted(model.model_extra), where or cls.__name__)
+        return model
+
+    def provided(self) -> set[str]:
+        """The known fields the client sent (partial updates use this)."""
+        return self.model_fields_set - set(self.model_extra or ())
+
+
+def param_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif isinstance(part, str) and not part.startswith(("function-", "union[", "tagged-union[")):
+            if part in {"str", "int", "float", "bool", "list[...]", "dict[...]"} or part.startswith("literal["):
+                continue
+            path += f".{part}" if path else part
+    return path
+
+
+def _to_invalid_request(exc: ValidationError) -> InvalidRequest:
+    error = exc.errors()[0]
+    param = param_path(error["loc"]) or None
+    kind = error["type"]
+    if kind == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind in {"literal_error", "enum"}:
+        return InvalidRequest(f"Invalid value for '{param}': {message}.", param=param, code="invalid_value")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return InvalidRequest(f"Invalid type for '{param}': {message}.", param=param, code="invalid_type")
+    return InvalidRequest(f"Invalid '{param}': {message}.", param=param, code="invalid_value")
+
+
+def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if len(value) > METADATA_MAX_KEYS:
+        raise ValueError(f"metadata may hold at most {METADATA_MAX_KEYS} keys, got {len(value)}")
+    for key, item in value.items():
+        if len(key) > METADATA_MAX_KEY:
+            raise ValueError(f"metadata keys are at most {METADATA_MAX_KEY} characters ('{key[:20]}…')")
+        if len(item) > METADATA_MAX_VALUE:
+            raise ValueError(f"metadata values are at most {METADATA_MAX_VALUE} characters (key '{key}')")
+    return value
+
+
+Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
+
+
+def max_len(limit: int):
+    def check(value: str | None) -> str | None:
+        if value is not None and len(value) > limit:
+            raise ValueError(f"string too long, expected at most {limit} characters but got {len(value)}")
+        return value
+
+    return AfterValidator(check)

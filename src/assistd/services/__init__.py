@@ -1,0 +1,1 @@
+"""Per-resource logic. Services take and return protocol models; tables stay on this side."""

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlmodel import Session, select
+
+from assistd.errors import InvalidRequest, NotFound, PayloadTooLarge
+from assistd.ids import created_at_of, new_id, now
+from assistd.protocol.common import ListPage, PageQuery
+from assistd.protocol.files import UPLOAD_PURPOSES, FileDeleted, FileObject
+from assistd.services.pagination import paginate
+from assistd.storage.blobs import BlobStore, BlobTooLarge
+from assistd.storage.db import Database
+from assistd.storage.files import FileRow
+
+PREFIX = "file-"
+MIN_EXPIRY, MAX_EXPIRY = 3600, 2_592_000
+
+# Called inside the deleting transaction (vector stores detach the file and drop its chunks).
+FileDeleteHook = Callable[[Session, FileRow], None]
+
+
+def to_object(row: FileRow) -> FileObject:
+    return FileObject(
+        id=row.id,
+        bytes=row.bytes,
+        created_at=row.created_at,
+        filename=row.filename,
+        purpose=row.purpose,
+        status=row.status,
+        expires_at=row.expires_at,
+        status_details=row.status_details,
+    )
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"File is too large: the largest accepted upload is {limit} bytes ({limit // (1024 * 1024)} MB).",
+        param="file",
+        code="file_too_large",
+    )
+
+
+class FileService:
+    def __init__(self, db: Database, blobs: BlobStore, max_bytes: int) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.max_bytes = max_bytes
+        self.delete_hooks: list[FileDeleteHook] = []
+
+    def upload(
+        self,
+        project: str,
+        filename: str,
+        purpose: str,
+        body: BinaryIO,
+        expires_after_seconds: int | None = None,
+    ) -> FileObject:
+        if purpose not in UPLOAD_PURPOSES:
+            allowed = ", ".join(f"'{p}'" for p in UPLOAD_PURPOSES)
+            raise InvalidRequest(
+                f"Invalid value for 'purpose': '{purpose}'. Supported values are: {allowed}.", param="purpose"
+            )
+        if expires_after_seconds is not None and not MIN_EXPIRY <= expires_after_seconds <= MAX_EXPIRY:
+            raise InvalidRequest(
+                f"Invalid 'expires_after[seconds]': expected {MIN_EXPIRY} to {MAX_EXPIRY}.",
+                param="expires_after.seconds",
+            )
+        oid = new_id(PREFIX)
+        try:
+            size, digest = self.blobs.write(oid, body, self.max_bytes)
+        except BlobTooLarge:
+            raise too_large(self.max_bytes) from None
+        return self.register(project, oid, filename, purpose, size, digest, expires_after_seconds)
+
+    def create_from_bytes(self, project: str, filename: str, purpose: str, data: bytes) -> FileObject:
+        """A file made by the server itself (code interpreter outputs: purpose assistants_output)."""
+        oid = new_id(PREFIX)
+        size, digest = self.blobs.write_bytes(oid, data)
+        return self.register(project, oid, filename, purpose, size, digest, None)
+
+    def register(
+        self, project: str, oid: str, filename: str, purpose: str, size: int, digest: str, expires: int | None
+    ) -> FileObject:
+        created = created_at_of(oid, PREFIX)
+        try:
+            with self.db.session() as s:
+                row = FileRow(
+                    id=oid,
+                    project=project,
+                    created_at=created,
+                    bytes=size,
+                    filename=filename,
+                    purpose=purpose,
+                    status="processed",
+                    expires_at=created + expires if expires else None,
+                    sha256=digest,
+                )
+                s.add(row)
+                return to_object(row)
+        except BaseException:
+            self.blobs.delete(oid)
+            raise
+
+    def _row(self, s: Session, project: str, file_id: str) -> FileRow:
+        row = s.get(FileRow, file_id)
+        if row is None or row.project != project:
+            raise NotFound.of("file", file_id)
+        return row
+
+    def get(self, project: str, file_id: str) -> FileObject:
+        with self.db.session() as s:
+            return to_object(self._row(s, project, file_id))
+
+    def list(self, project: str, page: PageQuery, purpose: str | None = None) -> ListPage[FileObject]:
+        with self.db.session() as s:
+            where = [FileRow.project == project]
+            if purpose:
+                where.append(FileRow.purpose == purpose)
+            return paginate(s, FileRow, where, page, to_object, PREFIX)
+
+    def delete(self, project: str, file_id: str) -> FileDeleted:
+        with self.db.session() as s:
+            row = self._row(s, project, file_id)
+            for hook in self.delete_hooks:
+                hook(s, row)
+            s.delete(row)
+        self.blobs.delete(file_id)
+        return FileDeleted(id=file_id)
+
+    def content_path(self, project: str, file_id: str) -> tuple[Path, str]:
+        with self.db.session() as s:
+            row = self._row(s, project, file_id)
+        return self.blobs.path(file_id), row.filename
+
+    def purge_expired(self) -> int:
+        """Deletes files past their `expires_at`; returns how many went."""
+        with self.db.session() as s:
+            rows = list(s.exec(select(FileRow).where(FileRow.expires_at != None, FileRow.expires_at <= now())))  # noqa: E711
+        for row in rows:
+            try:
+                self.delete(row.project, row.id)
+            except NotFound:
+                pass
+        return len(rows)
