@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from litestar import Litestar, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -19,13 +20,21 @@ from assistd.api.files import FileController
 from assistd.api.messages import MessageController
 from assistd.api.models import ModelController
 from assistd.api.params import page_query
+from assistd.api.runs import RunController
 from assistd.api.threads import ThreadController
 from assistd.config import Settings
 from assistd.container import Container
 
 log = logging.getLogger("assistd")
 
-API_CONTROLLERS = [AssistantController, ThreadController, MessageController, FileController, ModelController]
+API_CONTROLLERS = [
+    AssistantController,
+    ThreadController,
+    MessageController,
+    FileController,
+    ModelController,
+    RunController,
+]
 
 
 @get("/health", sync_to_thread=False, include_in_schema=False)
@@ -44,10 +53,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         container = Container.build(settings)
         app.state.container = container
+        await anyio.to_thread.run_sync(container.start)
         try:
             yield
         finally:
-            container.close()
+            await anyio.to_thread.run_sync(container.close)
 
     v1 = Router(
         path="/v1",

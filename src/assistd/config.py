@@ -30,6 +30,9 @@ class ModelEntry(BaseModel):
     # user's last message. "model" lets the model call the tool (grammar constrained).
     file_search_query: str = "user_message"
     file_search_max_results: int = 5
+    # Sampling defaults when neither the run nor the assistant sets them (small models ramble at 1.0).
+    temperature: float = 0.2
+    top_p: float = 0.9
 
 
 class Settings(BaseSettings):
@@ -55,6 +58,7 @@ class Settings(BaseSettings):
     kv_cache_bytes: int = Field(2 * 1024**3, description="RAM for saved KV states, reused across thread turns")
     run_expiry_seconds: int = Field(600, description="a run not finished this long after creation expires")
     run_lease_seconds: int = Field(30, description="a worker that stops renewing its lease loses the run")
+    max_reply_tokens: int = Field(1024, description="most tokens one model reply may take unless a run says less")
     max_tool_rounds: int = Field(8, description="consecutive server-side tool rounds allowed in one run")
     chroma_url: str | None = Field(None, description="Chroma server URL; default: embedded in data_dir/chroma")
     embedding_model: str | None = Field(None, description="path of a sentence-transformers model")

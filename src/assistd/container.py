@@ -7,11 +7,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistd.config import Settings
+from assistd.engine.events import EventBus
+from assistd.engine.runner import RunExecutor
+from assistd.engine.store import RunStore
+from assistd.engine.toolbox import Toolbox
+from assistd.engine.worker import RunEngine, make_worker_id
 from assistd.ids import now
 from assistd.llm.catalog import ModelCatalog
+from assistd.llm.llama_cpp_backend import LlamaCppBackend
+from assistd.llm.registry import ModelRegistry
 from assistd.services.assistants import AssistantService
 from assistd.services.files import FileService
 from assistd.services.messages import MessageService
+from assistd.services.runs import RunService
 from assistd.services.threads import ThreadService
 from assistd.services.tool_resources import ToolResourceResolver
 from assistd.storage.blobs import BlobStore
@@ -31,6 +39,10 @@ class Container:
     threads: ThreadService
     messages: MessageService
     files: FileService
+    runs: RunService
+    bus: EventBus
+    registry: ModelRegistry
+    engine: RunEngine
     # Features that plug in later (run engine, vector stores, code interpreter) register here.
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -43,17 +55,50 @@ class Container:
         catalog = ModelCatalog(settings.model_entries(), settings.default_model, created=now())
         resources = ToolResourceResolver()
         messages = MessageService(db, resources)
+        assistants = AssistantService(db, catalog, resources)
+        threads = ThreadService(db, resources, messages)
+        files = FileService(db, blobs, settings.max_upload_bytes)
+        worker_id = make_worker_id()
+        runs = RunService(
+            db,
+            catalog,
+            assistants,
+            threads,
+            messages,
+            settings.run_expiry_seconds,
+            settings.run_lease_seconds,
+            worker_id,
+        )
+        bus = EventBus()
+        registry = ModelRegistry(
+            catalog, lambda name: LlamaCppBackend(catalog.require(name), settings.kv_cache_bytes)
+        )
+        extras: dict[str, Any] = {}
+        executor = RunExecutor(RunStore(db, bus), registry, catalog, Toolbox(extras, files, blobs), settings)
+        engine = RunEngine(RunStore(db, bus), executor, worker_id, settings.run_lease_seconds)
         return cls(
             settings=settings,
             db=db,
             blobs=blobs,
             catalog=catalog,
             resources=resources,
-            assistants=AssistantService(db, catalog, resources),
-            threads=ThreadService(db, resources, messages),
+            assistants=assistants,
+            threads=threads,
             messages=messages,
-            files=FileService(db, blobs, settings.max_upload_bytes),
+            files=files,
+            runs=runs,
+            bus=bus,
+            registry=registry,
+            engine=engine,
+            extras=extras,
         )
 
+    def start(self) -> None:
+        """Starts background work (blocking parts: call from a worker thread)."""
+        self.engine.start()
+        if self.settings.load_models_at_start:
+            self.registry.load_all()
+
     def close(self) -> None:
+        self.engine.shutdown()
         self.db.dispose()

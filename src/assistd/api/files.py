@@ -4,7 +4,7 @@ import anyio
 from litestar import Controller, Request
 from litestar.response import File
 
-from assistd.api.params import delete, get, post
+from assistd.api.params import apost, delete, get
 from assistd.container import Container
 from assistd.errors import InvalidRequest
 from assistd.protocol.common import ListPage, PageQuery
@@ -23,7 +23,7 @@ class FileController(Controller):
     path = "/files"
     tags = ["Files"]
 
-    @post("/", sync_to_thread=False)
+    @apost("/")
     async def upload(self, request: Request, svc: Container, project: str) -> FileObject:
         limit = svc.files.max_bytes
         declared = request.headers.get("content-length")

@@ -14,6 +14,8 @@ from assistd.protocol.common import PageQuery
 get = partial(_get, sync_to_thread=True)
 post = partial(_post, sync_to_thread=True, status_code=200)
 delete = partial(_delete, sync_to_thread=True, status_code=200)
+# For async handlers (streams, uploads): POST answering 200.
+apost = partial(_post, status_code=200)
 
 
 def page_query(

@@ -18,7 +18,8 @@ class ModelCatalog:
         if entry is None:
             known = ", ".join(sorted(self.entries)) or "none"
             raise InvalidRequest(
-                f"The model '{name}' does not exist or you do not have access to it. Available models: {known}.",
+                f"The model '{name}' does not exist or you do not have access to it. "
+                f"Available models: {known}.",
                 param=param,
                 code="model_not_found",
             )

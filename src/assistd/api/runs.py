@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from litestar import Controller, Request
+from litestar.response import Stream
+
+from assistd.api.params import apost, get, post
+from assistd.api.sse import event_stream
+from assistd.container import Container
+from assistd.engine.events import Event
+from assistd.protocol.common import ListPage, PageQuery
+from assistd.protocol.runs import (
+    RunCreate,
+    RunObject,
+    RunUpdate,
+    StepObject,
+    SubmitToolOutputs,
+    ThreadAndRunCreate,
+)
+
+
+def includes(request: Request) -> tuple[str, ...]:
+    params = request.query_params
+    return tuple(params.getall("include[]", [])) + tuple(params.getall("include", []))
+
+
+def _run_started(run: RunObject) -> list[Event]:
+    return [Event("thread.run.created", run), Event("thread.run.queued", run)]
+
+
+class RunController(Controller):
+    path = "/threads"
+    tags = ["Runs"]
+
+    @apost("/{thread_id:str}/runs")
+    async def create(
+        self, svc: Container, project: str, thread_id: str, data: Any = None
+    ) -> RunObject | Stream:
+        req = RunCreate.parse(data)
+        run = await anyio.to_thread.run_sync(svc.runs.create, project, thread_id, req)
+        if req.stream:
+            return await event_stream(svc.bus, run.id, _run_started(run), lambda: svc.engine.launch(run.id))
+        await anyio.to_thread.run_sync(svc.engine.launch, run.id)
+        return run
+
+    @apost("/runs")
+    async def create_thread_and_run(
+        self, svc: Container, project: str, data: Any = None
+    ) -> RunObject | Stream:
+        req = ThreadAndRunCreate.parse(data)
+        thread, run = await anyio.to_thread.run_sync(svc.runs.create_thread_and_run, project, req)
+        if req.stream:
+            initial = [Event("thread.created", thread), *_run_started(run)]
+            return await event_stream(svc.bus, run.id, initial, lambda: svc.engine.launch(run.id))
+        await anyio.to_thread.run_sync(svc.engine.launch, run.id)
+        return run
+
+    @get("/{thread_id:str}/runs")
+    def list_(self, svc: Container, project: str, thread_id: str, page: PageQuery) -> ListPage[RunObject]:
+        return svc.runs.list(project, thread_id, page)
+
+    @get("/{thread_id:str}/runs/{run_id:str}")
+    def retrieve(self, svc: Container, project: str, thread_id: str, run_id: str) -> RunObject:
+        return svc.runs.get(project, thread_id, run_id)
+
+    @post("/{thread_id:str}/runs/{run_id:str}")
+    def update(
+        self, svc: Container, project: str, thread_id: str, run_id: str, data: Any = None
+    ) -> RunObject:
+        return svc.runs.update(project, thread_id, run_id, RunUpdate.parse(data))
+
+    @post("/{thread_id:str}/runs/{run_id:str}/cancel")
+    def cancel(self, svc: Container, project: str, thread_id: str, run_id: str) -> RunObject:
+        run = svc.runs.request_cancel(project, thread_id, run_id)
+        svc.engine.cancel(run_id)
+        return run
+
+    @apost("/{thread_id:str}/runs/{run_id:str}/submit_tool_outputs")
+    async def submit_tool_outputs(
+        self, svc: Container, project: str, thread_id: str, run_id: str, data: Any = None
+    ) -> RunObject | Stream:
+        req = SubmitToolOutputs.parse(data)
+        run, step = await anyio.to_thread.run_sync(
+            svc.runs.submit_tool_outputs, project, thread_id, run_id, req
+        )
+        if req.stream:
+            initial = [Event("thread.run.step.completed", step), Event("thread.run.queued", run)]
+            return await event_stream(svc.bus, run.id, initial, lambda: svc.engine.launch(run.id))
+        await anyio.to_thread.run_sync(svc.engine.launch, run.id)
+        return run
+
+    @get("/{thread_id:str}/runs/{run_id:str}/steps")
+    def list_steps(
+        self, request: Request, svc: Container, project: str, thread_id: str, run_id: str, page: PageQuery
+    ) -> ListPage[StepObject]:
+        return svc.runs.list_steps(project, thread_id, run_id, page, includes(request))
+
+    @get("/{thread_id:str}/runs/{run_id:str}/steps/{step_id:str}")
+    def retrieve_step(
+        self, request: Request, svc: Container, project: str, thread_id: str, run_id: str, step_id: str
+    ) -> StepObject:
+        return svc.runs.get_step(project, thread_id, run_id, step_id, includes(request))

@@ -1,0 +1,65 @@
+"""Server-sent events: the run's events as `event:`/`data:` lines, ended by `done` (API_SURFACE.md §4).
+
+The stream only subscribes to the engine's event bus; a client that goes away unsubscribes and the run
+goes on. An error after the stream started is sent as an `error` event, then `done`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from litestar.response import Stream
+
+from assistd.engine.events import STREAM_END, Event, EventBus
+
+log = logging.getLogger("assistd.sse")
+
+KEEPALIVE_SECONDS = 15.0
+DONE = b"event: done\ndata: [DONE]\n\n"
+
+
+def encode(event: Event) -> bytes:
+    return f"event: {event.name}\ndata: {json.dumps(event.payload(), separators=(',', ':'))}\n\n".encode()
+
+
+async def event_stream(bus: EventBus, run_id: str, initial: list[Event], start: Callable[[], None]) -> Stream:
+    """Subscribes to the run, queues `initial` events, then calls `start` (in a thread) to set it going."""
+    sub = bus.subscribe(run_id, asyncio.get_running_loop())
+    for event in initial:
+        sub.queue.put_nowait(event)
+    try:
+        await asyncio.to_thread(start)
+    except BaseException:
+        sub.close()
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield encode(event)
+                if event.name in STREAM_END:
+                    break
+            yield DONE
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("stream of run %s broke", run_id)
+            error = {
+                "message": f"The stream failed: {exc}",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+            yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
+            yield DONE
+        finally:
+            sub.close()
+
+    return Stream(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,1 @@
+"""The run engine: claims runs, builds prompts, calls the model, records steps, publishes events."""

@@ -1,0 +1,148 @@
+"""The prompt of a run: instructions + thread history + this run's tool turns, fitted to the context.
+
+Truncation follows `truncation_strategy`: `auto` drops the oldest messages until the prompt fits the model's
+context (and `max_prompt_tokens`); `last_messages` keeps only the last N. The system message and this run's
+tool turns are always kept. Token counts come from the model's own tokenizer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from assistd.llm.backend import LLMBackend
+from assistd.storage.messages import MessageRow
+from assistd.storage.runs import RunRow
+from assistd.storage.steps import StepRow
+
+PER_MESSAGE_OVERHEAD = 6
+
+
+class PromptTooLong(Exception):
+    pass
+
+
+@dataclass
+class Prompt:
+    text: str
+    tokens: int
+    dropped: int  # history messages left out to fit
+
+
+@dataclass
+class Conversation:
+    system: str
+    history: list[dict[str, Any]]
+    tool_turns: list[dict[str, Any]] = field(default_factory=list)
+
+    def messages(self, history: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return [*head, *(self.history if history is None else history), *self.tool_turns]
+
+
+def message_text(row: MessageRow, filenames: dict[str, str]) -> str:
+    parts = []
+    for part in row.content:
+        if part["type"] == "text":
+            parts.append(part["text"]["value"])
+        elif part["type"] == "image_file":
+            parts.append(f"[image file {part['image_file']['file_id']}]")
+        elif part["type"] == "image_url":
+            parts.append(f"[image {part['image_url']['url']}]")
+    for attachment in row.attachments or []:
+        name = filenames.get(attachment["file_id"], attachment["file_id"])
+        kinds = {t["type"] for t in attachment.get("tools", [])}
+        where = f" at /mnt/data/{name}" if "code_interpreter" in kinds else ""
+        parts.append(f"[attached file: {name}{where}]")
+    return "\n".join(parts)
+
+
+def history_messages(rows: list[MessageRow], filenames: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"role": row.role, "content": message_text(row, filenames)} for row in rows]
+
+
+def tool_turns(steps: list[StepRow]) -> list[dict[str, Any]]:
+    """This run's earlier tool calls and their results, as chat turns the model can read."""
+    turns: list[dict[str, Any]] = []
+    for step in steps:
+        if step.type != "tool_calls" or step.status not in ("completed", "in_progress"):
+            continue
+        calls, results = [], []
+        searches = (step.engine_state or {}).get("searches", {})
+        for call in step.step_details.get("tool_calls", []):
+            name, arguments, output = _call_view(call, searches.get(call["id"], {}))
+            if output is None:
+                continue
+            calls.append(
+                {"id": call["id"], "type": "function", "function": {"name": name, "arguments": arguments}}
+            )
+            results.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": output})
+        if calls:
+            turns.append({"role": "assistant", "content": "", "tool_calls": calls})
+            turns.extend(results)
+    return turns
+
+
+def _call_view(call: dict[str, Any], search: dict[str, str]) -> tuple[str, str, str | None]:
+    kind = call["type"]
+    if kind == "function":
+        fn = call["function"]
+        return fn["name"], fn["arguments"], fn.get("output")
+    if kind == "code_interpreter":
+        ci = call["code_interpreter"]
+        logs = [o["logs"] for o in ci.get("outputs", []) if o["type"] == "logs"]
+        images = [o["image"]["file_id"] for o in ci.get("outputs", []) if o["type"] == "image"]
+        output = "\n".join(logs) or "(no output)"
+        if images:
+            output += "\n[images shown to the user: " + ", ".join(images) + "]"
+        return "code_interpreter", json.dumps({"code": ci["input"]}), output
+    return (
+        "file_search",
+        json.dumps({"query": search.get("query", "")}),
+        search.get("rendered", "(no results)"),
+    )
+
+
+def fit(
+    backend: LLMBackend,
+    conversation: Conversation,
+    run: RunRow,
+    reserve: int,
+    render: Any,
+) -> Prompt:
+    """Renders the conversation, dropping the oldest history until it fits in the budget."""
+    budget = backend.n_ctx - reserve
+    if run.max_prompt_tokens:
+        budget = min(budget, run.max_prompt_tokens)
+    history = list(conversation.history)
+    strategy = run.truncation_strategy or {}
+    if strategy.get("type") == "last_messages" and strategy.get("last_messages"):
+        history = history[-int(strategy["last_messages"]) :]
+    dropped = len(conversation.history) - len(history)
+    sizes = [backend.count_tokens(m["content"] or "") + PER_MESSAGE_OVERHEAD for m in history]
+    fixed = backend.count_tokens(render(conversation.messages([])))
+    # Drop by estimate first (cheap), then confirm with the real rendering.
+    while len(history) > 1 and fixed + sum(sizes) > budget:
+        history.pop(0)
+        sizes.pop(0)
+        dropped += 1
+    while True:
+        text = render(conversation.messages(history))
+        tokens = backend.count_tokens(text)
+        if tokens <= budget:
+            return Prompt(text=text, tokens=tokens, dropped=dropped)
+        if len(history) > 1:
+            history.pop(0)
+            dropped += 1
+            continue
+        if not history:
+            raise PromptTooLong(
+                f"the instructions and tool results alone take {tokens} tokens (budget {budget})"
+            )
+        # One message left and still too long: keep its end, which is what is being asked.
+        content = history[0]["content"]
+        excess = tokens - budget
+        cut = max(len(content) // 8, excess * 4)
+        if cut >= len(content):
+            raise PromptTooLong(f"the prompt needs {tokens} tokens, more than the budget of {budget}")
+        history[0] = {**history[0], "content": content[cut:]}

@@ -1,0 +1,595 @@
+"""One run, from claim to its end or to `requires_action`: build the prompt, ask the model, record the
+reply as a message or as tool calls, run server-side tools and loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from assistd.config import ModelEntry, Settings
+from assistd.engine import citations
+from assistd.engine.context import Conversation, PromptTooLong, fit, history_messages, tool_turns
+from assistd.engine.store import RunStore
+from assistd.engine.streaming import MarkerWatch, MessageSink
+from assistd.engine.toolbox import (
+    Toolbox,
+    ToolUnavailable,
+    chat_tools,
+    code_argument,
+    file_search_settings,
+    offered_functions,
+    query_argument,
+)
+from assistd.llm.backend import GenerationParams, GenerationResult, LLMBackend
+from assistd.llm.catalog import ModelCatalog
+from assistd.llm.registry import LockAbandoned, ModelRegistry
+from assistd.storage.runs import RunRow
+
+log = logging.getLogger("assistd.engine")
+
+ARG_FRAGMENT = 24  # characters of tool-call arguments per streamed delta
+
+
+class RunStopped(Exception):
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status  # "cancelled" or "expired"
+
+
+class RoundLimit(Exception):
+    pass
+
+
+@dataclass
+class Call:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class Reply:
+    text: str
+    calls: list[Call]
+    result: GenerationResult
+    sink: MessageSink | None  # the streamed message, when the reply was text
+
+
+def new_call_id() -> str:
+    return "call_" + secrets.token_urlsafe(18).replace("-", "A").replace("_", "b")
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        store: RunStore,
+        registry: ModelRegistry,
+        catalog: ModelCatalog,
+        toolbox: Toolbox,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.catalog = catalog
+        self.toolbox = toolbox
+        self.settings = settings
+
+    # ---------------------------------------------------------------------------------------- entry
+    def execute(self, run_id: str, cancel: threading.Event) -> None:
+        run = self.store.run(run_id)
+        if run.status == "cancelling":
+            self.store.finish(run_id, "cancelled")
+            return
+        if run.status != "queued":
+            return
+        run = self.store.start(run_id)
+        try:
+            self._loop(run, cancel)
+        except RunStopped as stop:
+            self.store.finish(run_id, stop.status)
+        except PromptTooLong as exc:
+            if run.max_prompt_tokens:
+                self.store.finish(run_id, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
+            else:
+                self.store.finish(
+                    run_id, "failed", {"code": "invalid_prompt", "message": f"The prompt is too long: {exc}."}
+                )
+        except RoundLimit as exc:
+            self.store.finish(run_id, "failed", {"code": "server_error", "message": str(exc)})
+        except ToolUnavailable as exc:
+            self.store.finish(run_id, "failed", {"code": "server_error", "message": f"{exc}."})
+        except Exception as exc:
+            log.exception("run %s failed", run_id)
+            self.store.finish(run_id, "failed", {"code": "server_error", "message": f"The run failed: {exc}"})
+
+    def _check(self, run: RunRow, cancel: threading.Event) -> None:
+        if cancel.is_set():
+            raise RunStopped("cancelled")
+        if run.expires_at is not None and time.time() >= run.expires_at:
+            raise RunStopped("expired")
+
+    # ----------------------------------------------------------------------------------------- loop
+    def _loop(self, run: RunRow, cancel: threading.Event) -> None:
+        entry = self.catalog.require(run.model)
+        assistant_res, thread_res = self.store.tool_resources(run)
+        store_ids = self.toolbox.store_ids(run, assistant_res, thread_res) if _has(run, "file_search") else []
+        sources: list[citations.Source] = []
+        if store_ids and entry.file_search_query != "model" and run.tool_choice != "none":
+            sources += self._auto_search(run, entry, store_ids, cancel)
+        while True:
+            self._check(run, cancel)
+            history = self.store.history(run)
+            steps = self.store.steps(run.id)
+            functions = offered_functions(run, entry, bool(store_ids))
+            reply = self._ask_model(run, entry, history, steps, functions, cancel)
+            if not reply.calls:
+                self._finish_message(run, reply, sources, steps)
+                return
+            if self._record_calls(
+                run, reply, history, assistant_res, thread_res, store_ids, entry, sources, cancel
+            ):
+                return  # parked in requires_action
+
+    # --------------------------------------------------------------------------------- model request
+    def _ask_model(
+        self,
+        run: RunRow,
+        entry: ModelEntry,
+        history: list,
+        steps: list,
+        functions: list[dict],
+        cancel: threading.Event,
+    ) -> Reply:
+        stopping = lambda: cancel.is_set() or (run.expires_at is not None and time.time() >= run.expires_at)  # noqa: E731
+        try:
+            with self.registry.use(run.model, abandon=stopping) as backend:
+                return self._ask_locked(backend, run, entry, history, steps, functions, cancel, stopping)
+        except LockAbandoned:
+            self._check(run, cancel)
+            raise
+
+    def _ask_locked(
+        self,
+        backend: LLMBackend,
+        run: RunRow,
+        entry: ModelEntry,
+        history: list,
+        steps: list,
+        functions: list[dict],
+        cancel: threading.Event,
+        stop: Any,
+    ) -> Reply:
+        self._check(run, cancel)
+        fmt = _tool_format(backend) if functions or any(s.type == "tool_calls" for s in steps) else None
+        tools_arg = chat_tools(functions)
+
+        def render(messages: list[dict[str, Any]]) -> str:
+            if fmt is None:
+                return backend.render(messages)
+            from assistd.tools.calls import template_takes_tools
+
+            prepared, tools_for_template = fmt.prepare(
+                messages, tools_arg, template_takes_tools(backend.chat_template)
+            )
+            return backend.render(prepared, tools_for_template)
+
+        filenames = self._filenames(run, history)
+        conversation = Conversation(
+            system=_system_prompt(run),
+            history=history_messages(history, filenames),
+            tool_turns=tool_turns(steps),
+        )
+        max_tokens = self._max_tokens(run, steps)
+        prompt = fit(backend, conversation, run, reserve=min(max_tokens, backend.n_ctx // 2), render=render)
+        params = GenerationParams(
+            max_tokens=max_tokens,
+            temperature=run.temperature if run.temperature is not None else entry.temperature,
+            top_p=run.top_p if run.top_p is not None else entry.top_p,
+        )
+        forced = _forced(run, functions)
+        if forced is not None and fmt is not None:
+            return self._forced_calls(backend, fmt, prompt.text, params, functions, forced, run, stop)
+        grammar = _response_grammar(run.response_format)
+        if grammar is not None or fmt is None or not functions:
+            params.grammar = grammar
+            return self._text(backend, prompt.text, params, run, stop)
+        return self._auto(backend, fmt, prompt.text, params, functions, run, stop)
+
+    def _text(self, backend: LLMBackend, prompt: str, params: GenerationParams, run: RunRow, stop) -> Reply:
+        sink = MessageSink(self.store, run)
+        result = backend.generate(prompt, params, sink.write, stop)
+        self._after_generation(run, result)
+        return Reply(text=sink.text, calls=[], result=result, sink=sink)
+
+    def _auto(
+        self,
+        backend: LLMBackend,
+        fmt: Any,
+        prompt: str,
+        params: GenerationParams,
+        functions: list[dict],
+        run: RunRow,
+        stop,
+    ) -> Reply:
+        sink = MessageSink(self.store, run)
+        watch = MarkerWatch(fmt.start_marker)
+        result = backend.generate(
+            prompt, params, lambda piece: sink.write(watch.feed(piece)), lambda: stop() or watch.triggered
+        )
+        if not watch.triggered:
+            sink.write(watch.flush())
+            self._after_generation(run, result)
+            parsed = fmt.parse(sink.text) if fmt.start_marker in sink.text else None
+            calls = _named_calls(parsed.calls) if parsed else []
+            return Reply(text=sink.text, calls=calls, result=result, sink=None if calls else sink)
+        # The reply opened a tool call: finish it under the grammar so that it parses.
+        head = watch.buffer
+        params.grammar = fmt.grammar(functions, parallel=run.parallel_tool_calls, continuation=True)
+        rest = backend.generate(prompt + head, params, lambda _piece: None, stop)
+        self._after_generation(run, rest)
+        parsed = fmt.parse(head + rest.text)
+        combined = GenerationResult(
+            text=head + rest.text,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens + rest.completion_tokens,
+            finish_reason=rest.finish_reason,
+        )
+        return Reply(text=parsed.text, calls=_named_calls(parsed.calls), result=combined, sink=None)
+
+    def _forced_calls(
+        self,
+        backend: LLMBackend,
+        fmt: Any,
+        prompt: str,
+        params: GenerationParams,
+        functions: list[dict],
+        forced: dict[str, Any],
+        run: RunRow,
+        stop,
+    ) -> Reply:
+        params.grammar = fmt.grammar(functions, **forced)
+        result = backend.generate(prompt, params, lambda _piece: None, stop)
+        self._after_generation(run, result)
+        parsed = fmt.parse(result.text)
+        calls = _named_calls(parsed.calls)
+        if not calls:
+            raise RuntimeError(
+                f"the model's reply held no tool call although one was required: {result.text[:200]!r}"
+            )
+        return Reply(text="", calls=calls, result=result, sink=None)
+
+    def _after_generation(self, run: RunRow, result: GenerationResult) -> None:
+        if result.finish_reason == "cancelled":
+            if run.expires_at is not None and time.time() >= run.expires_at:
+                raise RunStopped("expired")
+            raise RunStopped("cancelled")
+
+    def _max_tokens(self, run: RunRow, steps: list) -> int:
+        limit = self.settings.max_reply_tokens
+        if run.max_completion_tokens:
+            used = sum((s.usage or {}).get("completion_tokens", 0) for s in steps)
+            limit = min(limit, max(1, run.max_completion_tokens - used))
+        return limit
+
+    def _filenames(self, run: RunRow, history: list) -> dict[str, str]:
+        names = {}
+        for message in history:
+            for attachment in message.attachments or []:
+                try:
+                    names[attachment["file_id"]] = self.toolbox.files.get(
+                        run.project, attachment["file_id"]
+                    ).filename
+                except Exception:
+                    continue
+        return names
+
+    # ------------------------------------------------------------------------------------ final text
+    def _finish_message(
+        self, run: RunRow, reply: Reply, sources: list[citations.Source], steps: list
+    ) -> None:
+        sink = reply.sink or MessageSink(self.store, run)
+        sink.open()
+        assert sink.message is not None and sink.step is not None
+        text, annotations = citations.annotate(sink.text, sources) if sources else (sink.text, [])
+        text = self._attach_outputs(run, sink, text, annotations, steps)
+        if len(text) > len(sink.text):
+            self.store.text_delta(sink.message, 0, text[len(sink.text) :], annotations or None)
+        usage = _usage(reply.result)
+        budget_hit = (
+            reply.result.finish_reason == "length"
+            and run.max_completion_tokens is not None
+            and sum((s.usage or {}).get("completion_tokens", 0) for s in steps)
+            + reply.result.completion_tokens
+            >= run.max_completion_tokens
+        )
+        status = "incomplete" if budget_hit else "completed"
+        self.store.save_message(
+            sink.message, sink.content(annotations, text), status=status, incomplete_reason="max_tokens"
+        )
+        details = {"type": "message_creation", "message_creation": {"message_id": sink.message.id}}
+        self.store.save_step(sink.step, details, status="completed", usage=usage)
+        if budget_hit:
+            self.store.finish(run.id, "incomplete", incomplete_details={"reason": "max_completion_tokens"})
+        else:
+            self.store.finish(run.id, "completed")
+
+    def _attach_outputs(
+        self, run: RunRow, sink: MessageSink, text: str, annotations: list, steps: list
+    ) -> str:
+        """Images the code displayed become image_file parts; files it wrote get file_path annotations."""
+        for step in self.store.steps(run.id):
+            for call in step.step_details.get("tool_calls", []):
+                if call.get("type") != "code_interpreter":
+                    continue
+                for output in call["code_interpreter"].get("outputs", []):
+                    if output["type"] == "image":
+                        part = {"type": "image_file", "image_file": {"file_id": output["image"]["file_id"]}}
+                        sink.extra_parts.append(part)
+                        assert sink.message is not None
+                        self.store.part_delta(sink.message, {"index": len(sink.extra_parts), **part})
+                for file_id, name in (step.engine_state or {}).get("files", []):
+                    link = f"sandbox:/mnt/data/{name}"
+                    if link not in text:
+                        text = text.rstrip() + f"\n\n[{name}]({link})"
+                    start = text.index(link)
+                    annotations.append(
+                        {
+                            "type": "file_path",
+                            "text": link,
+                            "start_index": start,
+                            "end_index": start + len(link),
+                            "file_path": {"file_id": file_id},
+                        }
+                    )
+        return text
+
+    # ------------------------------------------------------------------------------------- tool calls
+    def _record_calls(
+        self,
+        run: RunRow,
+        reply: Reply,
+        history: list,
+        assistant_res: dict,
+        thread_res: dict,
+        store_ids: list[str],
+        entry: ModelEntry,
+        sources: list[citations.Source],
+        cancel: threading.Event,
+    ) -> bool:
+        """Records a tool_calls step; runs server-side calls; returns True when the run now waits for the
+        client's function outputs."""
+        step = self.store.open_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
+        calls: list[dict[str, Any]] = []
+        for index, call in enumerate(reply.calls):
+            record = _call_record(call)
+            calls.append(record)
+            self._stream_call(step, index, record, call)
+        state: dict[str, Any] = {"files": []}
+        inputs: list[tuple[str, bytes]] | None = None
+        for index, (record, call) in enumerate(zip(calls, reply.calls, strict=True)):
+            self._check(run, cancel)
+            if record["type"] == "code_interpreter":
+                if inputs is None:
+                    inputs = self.toolbox.input_files(run, assistant_res, thread_res, history)
+                result = self.toolbox.run_code(run, record["code_interpreter"]["input"], inputs)
+                record["code_interpreter"]["outputs"] = result.outputs
+                state["files"] += result.files
+                outputs = [{"index": i, **o} for i, o in enumerate(result.outputs)]
+                self.store.step_delta(
+                    step,
+                    {
+                        "step_details": {
+                            "type": "tool_calls",
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "type": "code_interpreter",
+                                    "code_interpreter": {"outputs": outputs},
+                                }
+                            ],
+                        }
+                    },
+                )
+            elif record["type"] == "file_search":
+                max_results, threshold = file_search_settings(run, entry)
+                query = query_argument(call.arguments)
+                details, found, rendered = self.toolbox.search(
+                    run, store_ids, query, max_results, threshold, len(sources)
+                )
+                record["file_search"] = details
+                sources += found
+                state.setdefault("searches", {})[record["id"]] = {"query": query, "rendered": rendered}
+        usage = _usage(reply.result)
+        functions = [c for c in calls if c["type"] == "function"]
+        with_state = self.store.save_step(step, {"type": "tool_calls", "tool_calls": calls}, usage=usage)
+        self._save_state(with_state, state)
+        if functions:
+            self.store.require_action(
+                run.id,
+                [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+                    }
+                    for c in functions
+                ],
+            )
+            return True
+        self.store.save_step(step, {"type": "tool_calls", "tool_calls": calls}, status="completed")
+        rounds = self.store.add_tool_round(run.id)
+        if rounds > self.settings.max_tool_rounds:
+            raise RoundLimit(
+                f"The run stopped after {self.settings.max_tool_rounds} consecutive tool rounds "
+                "without a final "
+                "answer (setting max_tool_rounds)."
+            )
+        return False
+
+    def _save_state(self, step: Any, state: dict[str, Any]) -> None:
+        with self.store.db.session() as s:
+            from assistd.storage.steps import StepRow
+
+            row = s.get(StepRow, step.id)
+            assert row is not None
+            row.engine_state = state
+            s.add(row)
+
+    def _stream_call(self, step: Any, index: int, record: dict[str, Any], call: Call) -> None:
+        kind = record["type"]
+        if kind == "function":
+            first = {
+                "index": index,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": "", "output": None},
+            }
+            self._delta(step, first)
+            for piece in _fragments(call.arguments):
+                self._delta(step, {"index": index, "type": "function", "function": {"arguments": piece}})
+        elif kind == "code_interpreter":
+            code = record["code_interpreter"]["input"]
+            self._delta(
+                step,
+                {
+                    "index": index,
+                    "id": call.id,
+                    "type": "code_interpreter",
+                    "code_interpreter": {"input": "", "outputs": []},
+                },
+            )
+            for piece in _fragments(code):
+                self._delta(
+                    step, {"index": index, "type": "code_interpreter", "code_interpreter": {"input": piece}}
+                )
+        else:
+            self._delta(step, {"index": index, "id": call.id, "type": "file_search", "file_search": {}})
+
+    def _delta(self, step: Any, call: dict[str, Any]) -> None:
+        self.store.step_delta(step, {"step_details": {"type": "tool_calls", "tool_calls": [call]}})
+
+    def _auto_search(
+        self, run: RunRow, entry: ModelEntry, store_ids: list[str], cancel: threading.Event
+    ) -> list[citations.Source]:
+        """For models too small to call file_search: search with the user's last message, once per run."""
+        steps = self.store.steps(run.id)
+        done = [
+            s
+            for s in steps
+            if s.type == "tool_calls"
+            and any(c.get("type") == "file_search" for c in s.step_details.get("tool_calls", []))
+        ]
+        if done:
+            return []
+        history = self.store.history(run)
+        query = next(
+            (
+                m.content[0]["text"]["value"]
+                for m in reversed(history)
+                if m.role == "user" and m.content and m.content[0]["type"] == "text"
+            ),
+            "",
+        )
+        if not query:
+            return []
+        self._check(run, cancel)
+        call = Call(new_call_id(), "file_search", json.dumps({"query": query}))
+        step = self.store.open_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
+        self._stream_call(step, 0, {"type": "file_search"}, call)
+        max_results, threshold = file_search_settings(run, entry)
+        details, sources, rendered = self.toolbox.search(run, store_ids, query, max_results, threshold, 0)
+        record = {"id": call.id, "type": "file_search", "file_search": details}
+        zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        saved = self.store.save_step(step, {"type": "tool_calls", "tool_calls": [record]}, usage=zero)
+        self._save_state(saved, {"searches": {call.id: {"query": query, "rendered": rendered}}})
+        self.store.save_step(step, {"type": "tool_calls", "tool_calls": [record]}, status="completed")
+        return sources
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _has(run: RunRow, kind: str) -> bool:
+    return any(t["type"] == kind for t in run.tools)
+
+
+def _tool_format(backend: LLMBackend) -> Any:
+    from assistd.tools.calls import format_for
+
+    return format_for(backend.chat_template)
+
+
+def _system_prompt(run: RunRow) -> str:
+    system = run.instructions or ""
+    fmt = run.response_format
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+        system = (system + "\n\nAnswer with a single JSON object.").strip()
+    return system
+
+
+def _response_grammar(response_format: Any) -> str | None:
+    if not isinstance(response_format, dict) or response_format.get("type") not in (
+        "json_object",
+        "json_schema",
+    ):
+        return None
+    from assistd.tools.calls import json_schema_grammar
+
+    schema = (
+        (response_format.get("json_schema") or {}).get("schema")
+        if response_format["type"] == "json_schema"
+        else None
+    )
+    return json_schema_grammar(schema)
+
+
+def _forced(run: RunRow, functions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Grammar options when the run must call a tool, else None."""
+    choice = run.tool_choice
+    if not functions:
+        return None
+    if choice == "required":
+        names = [f["name"] for f in functions if f["name"] not in ("code_interpreter", "file_search")]
+        if run.parallel_tool_calls and len(names) >= 2:
+            return {"names": names, "parallel": True}
+        return {"parallel": run.parallel_tool_calls}
+    if isinstance(choice, dict):
+        name = choice["function"]["name"] if choice["type"] == "function" else choice["type"]
+        if any(f["name"] == name for f in functions):
+            return {"name": name, "parallel": False}
+    return None
+
+
+def _named_calls(parsed: list[Any]) -> list[Call]:
+    return [Call(new_call_id(), c.name, c.arguments) for c in parsed]
+
+
+def _call_record(call: Call) -> dict[str, Any]:
+    if call.name == "code_interpreter":
+        return {
+            "id": call.id,
+            "type": "code_interpreter",
+            "code_interpreter": {"input": code_argument(call.arguments), "outputs": []},
+        }
+    if call.name == "file_search":
+        return {"id": call.id, "type": "file_search", "file_search": {}}
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments, "output": None},
+    }
+
+
+def _fragments(text: str) -> list[str]:
+    return [text[i : i + ARG_FRAGMENT] for i in range(0, len(text), ARG_FRAGMENT)]
+
+
+def _usage(result: GenerationResult) -> dict[str, int]:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }

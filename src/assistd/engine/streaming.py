@@ -1,0 +1,95 @@
+"""Text sinks used while the model generates: the assistant message that is written as it streams, and
+the watcher that notices a reply opening a tool call."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from assistd.engine.store import RunStore, new_message_id
+from assistd.protocol.messages import text_part
+from assistd.storage.messages import MessageRow
+from assistd.storage.runs import RunRow
+from assistd.storage.steps import StepRow
+
+FLUSH_SECONDS = 1.0
+
+
+class MessageSink:
+    """The message_creation step and its message, opened at the first piece of text. Deltas are published
+    as they come; the text is written to the database about once a second so a poller sees progress."""
+
+    def __init__(self, store: RunStore, run: RunRow) -> None:
+        self.store = store
+        self.run = run
+        self.step: StepRow | None = None
+        self.message: MessageRow | None = None
+        self.parts: list[str] = []
+        self.extra_parts: list[dict[str, Any]] = []
+        self._flushed = 0.0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def open(self) -> None:
+        if self.message is not None:
+            return
+        message_id = new_message_id()
+        details = {"type": "message_creation", "message_creation": {"message_id": message_id}}
+        self.step = self.store.open_step(self.run, "message_creation", details)
+        self.message = self.store.open_message(self.run, message_id)
+        self._flushed = time.monotonic()
+
+    def write(self, piece: str) -> None:
+        if not piece:
+            return
+        if self.message is None:
+            if not piece.strip() and not self.parts:
+                return  # leading whitespace opens nothing
+            self.open()
+        assert self.message is not None
+        if not self.parts:
+            piece = piece.lstrip()
+        self.parts.append(piece)
+        self.store.text_delta(self.message, 0, piece)
+        if time.monotonic() - self._flushed > FLUSH_SECONDS:
+            self.store.save_message(self.message, self.content())
+            self._flushed = time.monotonic()
+
+    def content(self, annotations: list[dict[str, Any]] | None = None, text: str | None = None) -> list[dict]:
+        return [text_part(self.text if text is None else text, annotations), *self.extra_parts]
+
+
+class MarkerWatch:
+    """Holds back the start of a reply while it may still be a tool-call marker."""
+
+    def __init__(self, marker: str | None) -> None:
+        self.marker = marker
+        self.buffer = ""
+        self.triggered = False
+        self.done = not marker
+
+    def feed(self, piece: str) -> str:
+        """Returns the text that is safe to show as message text now."""
+        if self.done:
+            return piece
+        self.buffer += piece
+        head = self.buffer.lstrip()
+        assert self.marker is not None
+        if head.startswith(self.marker):
+            self.triggered = True
+            self.done = True
+            return ""
+        if self.marker.startswith(head):
+            return ""
+        self.done = True
+        released, self.buffer = self.buffer, ""
+        return released
+
+    def flush(self) -> str:
+        if self.triggered or not self.buffer:
+            return ""
+        released, self.buffer = self.buffer, ""
+        self.done = True
+        return released

@@ -1,0 +1,55 @@
+"""The LLMBackend protocol: what the run engine needs from a language model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass
+class GenerationParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    grammar: str | None = None  # GBNF text; decoding is constrained to it
+    seed: int | None = None
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+    cached_tokens: int = 0  # prompt tokens whose KV state was reused instead of recomputed
+
+
+class LLMBackend(Protocol):
+    name: str
+    n_ctx: int
+    chat_template: str | None
+
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        """The prompt text for `messages` (OpenAI chat form) through the model's chat template, ending with
+        the opening of an assistant turn."""
+        ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(
+        self,
+        prompt: str,
+        params: GenerationParams,
+        on_text: Callable[[str], None],
+        cancelled: Callable[[], bool],
+    ) -> GenerationResult:
+        """Generates a continuation of `prompt`, calling `on_text` with each new piece of text as it comes.
+        Stops at `params.max_tokens`, a stop string, the end of the turn, or when `cancelled()` is true.
+        Blocking: call it from a worker thread."""
+        ...

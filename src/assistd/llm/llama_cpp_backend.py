@@ -1,0 +1,144 @@
+"""LLMBackend on llama-cpp-python: one loaded GGUF model, its chat template, and a RAM cache of KV states so
+that turn N of a thread only processes the tokens that are new since turn N-1, even when other threads
+ran in between."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from assistd.config import ModelEntry
+from assistd.llm.backend import GenerationParams, GenerationResult
+
+log = logging.getLogger("assistd.llm")
+
+
+class ModelLoadError(Exception):
+    pass
+
+
+class LlamaCppBackend:
+    def __init__(self, entry: ModelEntry, cache_bytes: int) -> None:
+        import llama_cpp
+        from llama_cpp import llama_chat_format
+
+        if not entry.path.exists():
+            raise ModelLoadError(
+                f"model file {entry.path} for '{entry.name}' does not exist (run `make install`)"
+            )
+        self.name = entry.name
+        self._llama_cpp = llama_cpp
+        self.llm = llama_cpp.Llama(
+            model_path=str(entry.path),
+            n_ctx=entry.n_ctx,
+            n_gpu_layers=entry.n_gpu_layers,
+            n_threads=entry.n_threads,
+            n_batch=512,
+            verbose=False,
+        )
+        self.n_ctx = self.llm.n_ctx()
+        if cache_bytes > 0:
+            self.llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=cache_bytes))
+        self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
+        if entry.chat_format:
+            self._formatter: Any = llama_chat_format.get_chat_completion_handler(entry.chat_format)
+            self._uses_handler = True
+        elif self.chat_template:
+            model = self.llm._model
+            self._formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=self.chat_template,
+                eos_token=model.token_get_text(self.llm.token_eos()),
+                bos_token=model.token_get_text(self.llm.token_bos()),
+            )
+            self._uses_handler = False
+        else:
+            raise ModelLoadError(
+                f"model '{entry.name}' ({entry.path}) has no chat template in its GGUF metadata; "
+                "set `chat_format` for it in the models file"
+            )
+        log.info("loaded model %s (n_ctx=%d, n_gpu_layers=%d)", self.name, self.n_ctx, entry.n_gpu_layers)
+
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        if self._uses_handler:
+            raise ModelLoadError("chat_format overrides render through llama-cpp-python's handlers only")
+        return self._formatter(messages=messages, tools=tools or None).prompt
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def _reusable_prefix(self, tokens: list[int]) -> int:
+        current = self.llm._input_ids.tolist()
+        best = self._llama_cpp.Llama.longest_token_prefix(current, tokens)
+        cache = self.llm.cache
+        if cache is not None:
+            try:
+                item = cache[tokens]
+                best = max(best, self._llama_cpp.Llama.longest_token_prefix(item.input_ids.tolist(), tokens))
+            except KeyError:
+                pass
+        return best
+
+    def generate(
+        self,
+        prompt: str,
+        params: GenerationParams,
+        on_text: Callable[[str], None],
+        cancelled: Callable[[], bool],
+    ) -> GenerationResult:
+        tokens = self.tokenize(prompt)
+        bos = self.llm.token_bos()
+        if self.llm.metadata.get("tokenizer.ggml.add_bos_token") == "true" and (
+            not tokens or tokens[0] != bos
+        ):
+            tokens = [bos, *tokens]
+        max_tokens = max(1, min(params.max_tokens, self.n_ctx - len(tokens)))
+        cached = self._reusable_prefix(tokens)
+        grammar = (
+            self._llama_cpp.LlamaGrammar.from_string(params.grammar, verbose=False)
+            if params.grammar
+            else None
+        )
+        was_cancelled = False
+
+        def stop_when_cancelled(_ids: Any, _logits: Any) -> bool:
+            nonlocal was_cancelled
+            was_cancelled = was_cancelled or cancelled()
+            return was_cancelled
+
+        pieces: list[str] = []
+        finish = "stop"
+        stream = self.llm.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop=params.stop or None,
+            grammar=grammar,
+            seed=params.seed,
+            stream=True,
+            stopping_criteria=self._llama_cpp.StoppingCriteriaList([stop_when_cancelled]),
+        )
+        completion_tokens = 0
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            text = choice["text"]
+            if text:
+                pieces.append(text)
+                on_text(text)
+            if choice.get("finish_reason") is None:
+                completion_tokens += 1
+            else:
+                finish = choice["finish_reason"]
+        if was_cancelled:
+            finish = "cancelled"
+        return GenerationResult(
+            text="".join(pieces),
+            prompt_tokens=len(tokens),
+            completion_tokens=completion_tokens,
+            finish_reason=finish,  # type: ignore[arg-type]
+            cached_tokens=cached,
+        )

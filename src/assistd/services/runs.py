@@ -1,0 +1,285 @@
+"""Runs and run steps as resources: creation with every override, listing, cancel, tool outputs.
+Executing a run is the engine's job (assistd.engine)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlmodel import Session, select
+
+from assistd.errors import ActiveRunConflict, InvalidRequest, NotFound
+from assistd.ids import created_at_of, new_id, now
+from assistd.llm.catalog import ModelCatalog
+from assistd.protocol.common import ListPage, PageQuery
+from assistd.protocol.runs import (
+    ACTIVE,
+    TERMINAL,
+    RunCreate,
+    RunObject,
+    RunOptions,
+    RunUpdate,
+    StepObject,
+    SubmitToolOutputs,
+    ThreadAndRunCreate,
+)
+from assistd.protocol.tools import dump_response_format, dump_tools
+from assistd.services.assistants import AssistantService
+from assistd.services.messages import MessageService
+from assistd.services.pagination import paginate
+from assistd.services.run_views import run_object, step_object
+from assistd.services.threads import ThreadService, get_thread_row
+from assistd.storage.assistants import AssistantRow
+from assistd.storage.db import Database
+from assistd.storage.runs import RunRow
+from assistd.storage.steps import StepRow
+
+PREFIX = "run_"
+STEP_PREFIX = "step_"
+
+
+def active_run_id(s: Session, thread_id: str) -> str | None:
+    stmt = select(RunRow.id).where(RunRow.thread_id == thread_id, RunRow.status.in_(ACTIVE))  # type: ignore[attr-defined]
+    return s.exec(stmt).first()
+
+
+class RunService:
+    def __init__(
+        self,
+        db: Database,
+        catalog: ModelCatalog,
+        assistants: AssistantService,
+        threads: ThreadService,
+        messages: MessageService,
+        expiry_seconds: int,
+        lease_seconds: int,
+        worker_id: str,
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.assistants = assistants
+        self.threads = threads
+        self.messages = messages
+        self.expiry_seconds = expiry_seconds
+        self.lease_seconds = lease_seconds
+        self.worker_id = worker_id
+        messages.active_run = active_run_id
+
+    # ------------------------------------------------------------------------------------------ creation
+    def create(self, project: str, thread_id: str, req: RunCreate) -> RunObject:
+        with self.db.session() as s:
+            thread = get_thread_row(s, project, thread_id)
+            active = active_run_id(s, thread_id)
+            if active:
+                raise ActiveRunConflict(
+                    f"Thread {thread_id} already has an active run {active}.", param="thread_id"
+                )
+            row = self._new_run(s, project, thread_id, req)
+            if req.additional_instructions:
+                row.instructions = f"{row.instructions}\n\n{req.additional_instructions}".strip()
+            for i, message in enumerate(req.additional_messages or []):
+                self.messages.add_in(s, thread, message, param=f"additional_messages[{i}]")
+            s.add(row)
+            return run_object(row)
+
+    def create_thread_and_run(self, project: str, req: ThreadAndRunCreate) -> tuple[Any, RunObject]:
+        from assistd.protocol.threads import ThreadCreate
+        from assistd.services.threads import to_object as thread_object
+
+        with self.db.session() as s:
+            thread = self.threads.create_in(s, project, req.thread or ThreadCreate())
+            row = self._new_run(s, project, thread.id, req)
+            if req.tool_resources is not None:
+                row.tool_resources = self.threads.resources.resolve(s, project, req.tool_resources)
+            s.add(row)
+            return thread_object(thread), run_object(row)
+
+    def _new_run(self, s: Session, project: str, thread_id: str, req: RunOptions) -> RunRow:
+        assistant = s.get(AssistantRow, req.assistant_id)
+        if assistant is None or assistant.project != project:
+            raise NotFound.of("assistant", req.assistant_id)
+        given = req.provided()
+        model = req.model or assistant.model
+        self.catalog.require(model)
+        tools = dump_tools(req.tools) if req.tools is not None else list(assistant.tools)
+        if req.tools is not None:
+            self.assistants.check_tools(tools)
+        tool_choice = _tool_choice(req, tools)
+        oid = new_id(PREFIX)
+        created = created_at_of(oid, PREFIX)
+        return RunRow(
+            id=oid,
+            project=project,
+            thread_id=thread_id,
+            assistant_id=assistant.id,
+            created_at=created,
+            status="queued",
+            expires_at=created + self.expiry_seconds,
+            model=model,
+            instructions=req.instructions
+            if "instructions" in given and req.instructions is not None
+            else (assistant.instructions or ""),
+            tools=tools,
+            meta=req.metadata or {},
+            temperature=req.temperature if req.temperature is not None else assistant.temperature,
+            top_p=req.top_p if req.top_p is not None else assistant.top_p,
+            max_prompt_tokens=req.max_prompt_tokens,
+            max_completion_tokens=req.max_completion_tokens,
+            truncation_strategy=req.truncation_strategy.model_dump()
+            if req.truncation_strategy
+            else {"type": "auto", "last_messages": None},
+            tool_choice=tool_choice,
+            parallel_tool_calls=req.parallel_tool_calls if req.parallel_tool_calls is not None else True,
+            response_format=dump_response_format(req.response_format)
+            if req.response_format is not None
+            else (assistant.response_format or "auto"),
+            worker_id=self.worker_id,
+            lease_until=time.time() + self.lease_seconds,
+        )
+
+    # ---------------------------------------------------------------------------------------- reading
+    def _row(self, s: Session, project: str, thread_id: str, run_id: str) -> RunRow:
+        get_thread_row(s, project, thread_id)
+        row = s.get(RunRow, run_id)
+        if row is None or row.thread_id != thread_id:
+            raise NotFound.of("run", run_id)
+        return row
+
+    def get(self, project: str, thread_id: str, run_id: str) -> RunObject:
+        with self.db.session() as s:
+            return run_object(self._row(s, project, thread_id, run_id))
+
+    def list(self, project: str, thread_id: str, page: PageQuery) -> ListPage[RunObject]:
+        with self.db.session() as s:
+            get_thread_row(s, project, thread_id)
+            return paginate(s, RunRow, [RunRow.thread_id == thread_id], page, run_object, PREFIX)
+
+    def update(self, project: str, thread_id: str, run_id: str, req: RunUpdate) -> RunObject:
+        with self.db.session() as s:
+            row = self._row(s, project, thread_id, run_id)
+            if "metadata" in req.provided():
+                row.meta = req.metadata or {}
+            s.add(row)
+            return run_object(row)
+
+    def list_steps(
+        self, project: str, thread_id: str, run_id: str, page: PageQuery, include: tuple[str, ...] = ()
+    ) -> ListPage[StepObject]:
+        with self.db.session() as s:
+            self._row(s, project, thread_id, run_id)
+            return paginate(
+                s, StepRow, [StepRow.run_id == run_id], page, lambda r: step_object(r, include), STEP_PREFIX
+            )
+
+    def get_step(
+        self, project: str, thread_id: str, run_id: str, step_id: str, include: tuple[str, ...] = ()
+    ) -> StepObject:
+        with self.db.session() as s:
+            self._row(s, project, thread_id, run_id)
+            row = s.get(StepRow, step_id)
+            if row is None or row.run_id != run_id:
+                raise NotFound.of("run step", step_id)
+            return step_object(row, include)
+
+    # ------------------------------------------------------------------------------------- transitions
+    def request_cancel(self, project: str, thread_id: str, run_id: str) -> RunObject:
+        """Marks the run `cancelling` (the engine then ends it), or cancels it when nothing executes it."""
+        with self.db.session() as s:
+            row = self._row(s, project, thread_id, run_id)
+            if row.status in TERMINAL:
+                raise InvalidRequest(f"Cannot cancel run with status '{row.status}'.", param="run_id")
+            if row.status == "requires_action":
+                row.status = "cancelled"
+                row.cancelled_at = now()
+                row.expires_at = None
+                row.required_action = None
+                _close_open_steps(s, row.id, "cancelled")
+            elif row.status != "cancelling":
+                row.status = "cancelling"
+            s.add(row)
+            return run_object(row)
+
+    def submit_tool_outputs(
+        self, project: str, thread_id: str, run_id: str, req: SubmitToolOutputs
+    ) -> tuple[RunObject, StepObject]:
+        with self.db.session() as s:
+            row = self._row(s, project, thread_id, run_id)
+            if row.status != "requires_action" or not row.required_action:
+                raise InvalidRequest(
+                    f"Runs in status '{row.status}' do not accept tool outputs.", param="run_id"
+                )
+            pending = [c["id"] for c in row.required_action["submit_tool_outputs"]["tool_calls"]]
+            outputs = _match_outputs(pending, req)
+            step = s.exec(
+                select(StepRow).where(
+                    StepRow.run_id == run_id, StepRow.type == "tool_calls", StepRow.status == "in_progress"
+                )
+            ).first()
+            if step is None:
+                raise InvalidRequest(f"Run {run_id} has no step waiting for tool outputs.", param="run_id")
+            calls = []
+            for call in step.step_details["tool_calls"]:
+                if call.get("type") == "function" and call["id"] in outputs:
+                    call = {**call, "function": {**call["function"], "output": outputs[call["id"]]}}
+                calls.append(call)
+            step.step_details = {**step.step_details, "tool_calls": calls}
+            step.status, step.completed_at = "completed", now()
+            row.status, row.required_action = "queued", None
+            row.worker_id, row.lease_until = self.worker_id, time.time() + self.lease_seconds
+            s.add(step)
+            s.add(row)
+            return run_object(row), step_object(step)
+
+
+def _close_open_steps(s: Session, run_id: str, status: str) -> None:
+    stamp_field = {"cancelled": "cancelled_at", "expired": "expired_at", "failed": "failed_at"}[status]
+    for step in s.exec(select(StepRow).where(StepRow.run_id == run_id, StepRow.status == "in_progress")):
+        step.status = status
+        setattr(step, stamp_field, now())
+        s.add(step)
+
+
+def _match_outputs(pending: list[str], req: SubmitToolOutputs) -> dict[str, str]:
+    outputs: dict[str, str] = {}
+    for i, item in enumerate(req.tool_outputs):
+        param = f"tool_outputs[{i}].tool_call_id"
+        if item.tool_call_id not in pending:
+            raise InvalidRequest(
+                f"Invalid 'tool_outputs[{i}].tool_call_id': "
+                f"no pending tool call with id '{item.tool_call_id}'. "
+                f"Pending tool calls: {', '.join(pending)}.",
+                param=param,
+            )
+        if item.tool_call_id in outputs:
+            raise InvalidRequest(f"Duplicate output for tool call '{item.tool_call_id}'.", param=param)
+        outputs[item.tool_call_id] = item.output
+    missing = [call_id for call_id in pending if call_id not in outputs]
+    if missing:
+        raise InvalidRequest(
+            f"Expected tool outputs for call_ids {pending}, got {list(outputs)}; missing {missing}.",
+            param="tool_outputs",
+        )
+    return outputs
+
+
+def _tool_choice(req: RunOptions, tools: list[dict[str, Any]]) -> Any:
+    choice = req.tool_choice
+    if choice is None:
+        return "auto"
+    if isinstance(choice, str):
+        if choice == "required" and not tools:
+            raise InvalidRequest("tool_choice 'required' needs at least one tool.", param="tool_choice")
+        return choice
+    data = choice.model_dump()
+    if data["type"] == "function":
+        names = {t["function"]["name"] for t in tools if t["type"] == "function"}
+        if data["function"]["name"] not in names:
+            raise InvalidRequest(
+                f"tool_choice names function '{data['function']['name']}', which is not among the tools.",
+                param="tool_choice",
+            )
+    elif not any(t["type"] == data["type"] for t in tools):
+        raise InvalidRequest(
+            f"tool_choice names '{data['type']}', which is not among the tools.", param="tool_choice"
+        )
+    return data
