@@ -66,6 +66,23 @@ class Settings(BaseSettings):
     kernel_idle_seconds: int = Field(3600, description="idle code interpreter sessions are shut down after this")
     code_timeout_seconds: int = Field(60, description="time limit of one code execution")
     code_memory_mb: int = Field(1024, description="memory limit of a code interpreter kernel")
+    code_cpu_seconds: int = Field(900, description="CPU seconds per kernel process, lifetime (RLIMIT_CPU)")
+    code_max_processes: int = Field(64, description="processes+threads of a kernel's uid (RLIMIT_NPROC)")
+    code_max_file_mb: int = Field(100, description="largest file a kernel may write, in MB (RLIMIT_FSIZE)")
+    code_tmp_mb: int = Field(256, description="size of the kernel's private /tmp (tmpfs, bubblewrap only)")
+    code_max_output_chars: int = Field(20000, description="longer code logs are truncated")
+    code_max_sessions: int = Field(16, description="live code sessions; beyond, the least recent goes")
+    code_use_bwrap: bool = Field(True, description="run kernels inside bubblewrap when it is installed")
+    code_sandbox_uid_base: int = Field(
+        61000, description="first uid given to kernels when the server runs as root (one uid per live kernel)"
+    )
+    code_sessions_dir: Path | None = Field(
+        None, description="where kernel session directories live; default: a private temporary directory"
+    )
+    code_preload: str = Field(
+        "import numpy, pandas, matplotlib.pyplot\ndel numpy, pandas, matplotlib",
+        description="code run silently in pooled kernels so the first execution finds these modules loaded",
+    )
     log_level: str = Field("info", description="logging level")
 
     @field_validator("api_keys", mode="before")

@@ -1,0 +1,1 @@
+"""Tools the run engine executes server-side (code interpreter, file search)."""

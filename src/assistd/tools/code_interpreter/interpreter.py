@@ -1,0 +1,428 @@
+"""CodeInterpreter: one sandboxed kernel per thread (a session), a pool of warm kernels, files in and out.
+
+The run engine calls `execute(project, thread_id, code, input_files)` from worker threads. Executions of
+one thread are serialised by the session's lock; different threads run in parallel. A session keeps its
+kernel (variables survive across runs) until it is idle for `kernel_idle_seconds`, its thread is deleted,
+or `code_max_sessions` forces the least recently used one out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assistd.config import Settings
+from assistd.tools.code_interpreter.kernel import Kernel, KernelStartError
+from assistd.tools.code_interpreter.sandbox import MOUNT_DATA, KernelPlan, Limits, Sandbox
+
+log = logging.getLogger("assistd.code_interpreter")
+
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+MAX_OUTPUT_FILES = 20
+
+
+@dataclass
+class ExecutionResult:
+    logs: str  # stdout + stderr + traceback text (ANSI stripped), truncated to a limit
+    images: list[bytes] = field(default_factory=list)  # PNG bytes, in display order
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # written/changed under /mnt/data
+    error: bool = False  # the code raised (traceback in logs) or timed out / kernel died
+
+
+@dataclass
+class Session:
+    project: str
+    thread_id: str
+    kernel: Kernel | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last_used: float = field(default_factory=time.monotonic)
+    note: str = ""  # told to the model at the next execution (a kernel that died while idle)
+    closed: bool = False
+
+
+Snapshot = dict[str, tuple[int, int]]
+
+
+class CodeInterpreter:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        limits = Limits(
+            memory_mb=settings.code_memory_mb,
+            cpu_seconds=settings.code_cpu_seconds,
+            processes=settings.code_max_processes,
+            file_mb=settings.code_max_file_mb,
+            tmp_mb=settings.code_tmp_mb,
+        )
+        self.sandbox = Sandbox(limits, settings.code_sandbox_uid_base, settings.code_use_bwrap)
+        self._lock = threading.Lock()
+        self._sessions: dict[str, Session] = {}
+        self._pool: list[Kernel] = []
+        self._pool_filling = 0
+        self._free_slots: list[int] = []
+        self._next_slot = 0
+        self._kernel_seq = 0
+        self._started: Counter[str] = Counter()
+        self._root: Path | None = None
+        self._closed = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    # ---- life cycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Probes the sandbox, logs what is protected, fills the pool. Blocking: call it in a thread."""
+        self._ensure_root()
+        for name, on, why in self.sandbox_report():
+            (log.info if on else log.warning)(
+                "code interpreter sandbox: %-24s %-3s %s", name, "on" if on else "OFF", why
+            )
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap_loop, name="code-idle-reaper", daemon=True)
+            self._reaper.start()
+        self._fill_pool()
+
+    def shutdown(self) -> None:
+        self._closed.set()
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+            pool, self._pool = self._pool, []
+        for session in sessions:
+            with session.lock:
+                self._end_session(session)
+        for kernel in pool:
+            self._discard(kernel)
+        if self._root is not None and self.settings.code_sessions_dir is None:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+    def sandbox_report(self) -> list[tuple[str, bool, str]]:
+        return self.sandbox.report()
+
+    def sessions_started(self, project: str) -> int:
+        with self._lock:
+            return self._started[project]
+
+    def close_session(self, thread_id: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(thread_id, None)
+        if session is not None:
+            with session.lock:
+                self._end_session(session)
+            log.info("code interpreter: session of %s closed", thread_id)
+
+    # ---- execution ---------------------------------------------------------------------------------
+    def execute(
+        self, project: str, thread_id: str, code: str, input_files: list[tuple[str, bytes]]
+    ) -> ExecutionResult:
+        session = self._session(project, thread_id)
+        with session.lock:
+            if session.closed:  # closed between lookup and lock: start afresh
+                return self.execute(project, thread_id, code, input_files)
+            session.last_used = time.monotonic()
+            try:
+                return self._execute_locked(session, code, input_files)
+            finally:
+                session.last_used = time.monotonic()
+
+    def _execute_locked(
+        self, session: Session, code: str, input_files: list[tuple[str, bytes]]
+    ) -> ExecutionResult:
+        notes = []
+        if session.kernel is not None and not session.kernel.alive():
+            notes.append(self._kernel_died(session, session.kernel, "while idle"))
+        if session.note:
+            notes.append(session.note)
+            session.note = ""
+        if session.kernel is None:
+            try:
+                session.kernel = self._acquire()
+            except KernelStartError as exc:
+                log.error("code interpreter: no kernel for %s: %s", session.thread_id, exc)
+                return ExecutionResult(
+                    logs="\n".join([*notes, f"The code interpreter could not start: {exc}"]), error=True
+                )
+        kernel = session.kernel
+        self._place_inputs(kernel, input_files)
+        before = snapshot(kernel.plan.data_dir)
+        real_path = self.sandbox.data_path(kernel.plan)
+        if real_path != MOUNT_DATA:
+            code = code.replace(MOUNT_DATA, real_path)
+        out = kernel.run(code, self.settings.code_timeout_seconds, self.settings.code_max_output_chars)
+        logs = ANSI.sub("", out.logs.text())
+        if real_path != MOUNT_DATA:
+            logs = logs.replace(real_path, MOUNT_DATA)
+        if out.timed_out:
+            notes.append(
+                f"Execution timed out after {self.settings.code_timeout_seconds} s and was interrupted."
+            )
+        if out.stuck:
+            log.warning(
+                "code interpreter: kernel of %s did not stop after an interrupt: restarting",
+                session.thread_id,
+            )
+            notes.append(
+                "The code did not stop after the interrupt: the kernel was restarted, its variables are lost."
+            )
+            self._replace(session)
+        elif out.died or not kernel.alive():
+            out.error = True
+            notes.append(self._kernel_died(session, kernel, "during the execution"))
+        files = changed_files(kernel.plan.data_dir, before, self.settings.code_max_file_mb * 1024 * 1024)
+        if notes:
+            logs = (logs.rstrip("\n") + "\n" if logs.strip() else "") + "\n".join(notes)
+        return ExecutionResult(logs=logs, images=out.images, files=files, error=out.error)
+
+    def _kernel_died(self, session: Session, kernel: Kernel, when: str) -> str:
+        if kernel.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                kernel.proc.wait(timeout=2)
+        reason = kernel.exit_reason()
+        log.warning(
+            "code interpreter: kernel of %s died %s (%s): replacing it", session.thread_id, when, reason
+        )
+        self._replace(session)
+        return (
+            f"The kernel died {when} ({reason}; the memory, CPU and process limits end a kernel). "
+            "A new kernel was started: variables and imports are lost, files in /mnt/data are kept."
+        )
+
+    def _replace(self, session: Session) -> None:
+        """Swaps a dead or stuck kernel for a new one that keeps the session directory."""
+        old = session.kernel
+        session.kernel = None
+        if old is None:
+            return
+        old.kill()
+        slot = self._slot()
+        plan = self._plan(slot, data_dir=old.plan.data_dir)
+        self._chown_tree(old.plan.data_dir, plan.uid)
+        shutil.rmtree(old.plan.run_dir.parent, ignore_errors=True)
+        self._free_slot(old.slot)
+        kernel = Kernel(self.sandbox, plan, slot)
+        try:
+            kernel.start()
+        except KernelStartError as exc:
+            log.error("code interpreter: replacement kernel failed: %s", exc)
+            self._discard(kernel)
+            return
+        session.kernel = kernel
+
+    # ---- sessions and pool ---------------------------------------------------------------------------
+    def _session(self, project: str, thread_id: str) -> Session:
+        evict: list[Session] = []
+        with self._lock:
+            session = self._sessions.get(thread_id)
+            if session is None:
+                session = Session(project=project, thread_id=thread_id, kernel=None)
+                self._sessions[thread_id] = session
+                self._started[project] += 1
+                log.info("code interpreter: new session for %s (project %s)", thread_id, project)
+                evict = self._over_limit(session)
+        for old in evict:
+            self.close_session(old.thread_id)
+        return session
+
+    def _over_limit(self, keep: Session) -> list[Session]:
+        extra = len(self._sessions) - self.settings.code_max_sessions
+        if extra <= 0:
+            return []
+        idle = sorted((s for s in self._sessions.values() if s is not keep), key=lambda s: s.last_used)
+        return idle[:extra]
+
+    def _acquire(self) -> Kernel:
+        kernel = None
+        with self._lock:
+            while self._pool:
+                candidate = self._pool.pop(0)
+                if candidate.alive():
+                    kernel = candidate
+                    break
+                threading.Thread(target=self._discard, args=(candidate,), daemon=True).start()
+        self._refill_async()
+        if kernel is not None:
+            return kernel
+        return self._new_kernel(preload=False)
+
+    def _fill_pool(self) -> None:
+        while not self._closed.is_set():
+            with self._lock:
+                if len(self._pool) + self._pool_filling >= self.settings.kernel_pool_size:
+                    return
+                self._pool_filling += 1
+            try:
+                kernel = self._new_kernel(preload=True)
+            except KernelStartError as exc:
+                log.error("code interpreter: could not pre-start a kernel: %s", exc)
+                return
+            finally:
+                with self._lock:
+                    self._pool_filling -= 1
+            with self._lock:
+                if not self._closed.is_set():
+                    self._pool.append(kernel)
+                    kernel = None
+            if kernel is not None:
+                self._discard(kernel)
+
+    def _refill_async(self) -> None:
+        if not self._closed.is_set():
+            threading.Thread(target=self._fill_pool, name="code-pool-fill", daemon=True).start()
+
+    def _new_kernel(self, preload: bool) -> Kernel:
+        self._ensure_root()
+        slot = self._slot()
+        plan = self._plan(slot)
+        kernel = Kernel(self.sandbox, plan, slot)
+        try:
+            kernel.start()
+            if preload and self.settings.code_preload:
+                kernel.run(self.settings.code_preload, 60, 1000, silent=True)
+        except Exception:
+            self._discard(kernel)
+            raise
+        return kernel
+
+    def _discard(self, kernel: Kernel) -> None:
+        kernel.kill()
+        shutil.rmtree(kernel.plan.run_dir.parent, ignore_errors=True)
+        self._free_slot(kernel.slot)
+
+    def _end_session(self, session: Session) -> None:
+        session.closed = True
+        if session.kernel is not None:
+            data_dir = session.kernel.plan.data_dir
+            self._discard(session.kernel)
+            shutil.rmtree(data_dir, ignore_errors=True)
+            session.kernel = None
+
+    def _reap_loop(self) -> None:
+        idle = self.settings.kernel_idle_seconds
+        while not self._closed.wait(min(max(idle / 4, 0.2), 30.0)):
+            now = time.monotonic()
+            with self._lock:
+                stale = [
+                    s for s in self._sessions.values() if now - s.last_used > idle and not s.lock.locked()
+                ]
+            for session in stale:
+                log.info(
+                    "code interpreter: session of %s idle for %ss: shutting it down", session.thread_id, idle
+                )
+                with self._lock:
+                    if self._sessions.get(session.thread_id) is session:
+                        del self._sessions[session.thread_id]
+                with session.lock:
+                    self._end_session(session)
+
+    # ---- directories, uids, files --------------------------------------------------------------------
+    def _ensure_root(self) -> Path:
+        with self._lock:
+            if self._root is None:
+                self.sandbox.probe()
+                base = self.settings.code_sessions_dir
+                if base is None:
+                    root = Path(tempfile.mkdtemp(prefix="assistd-code-"))
+                else:
+                    root = Path(base).resolve()
+                    root.mkdir(parents=True, exist_ok=True)
+                root.chmod(0o711)  # kernels may cross it to reach their own directory, not list it
+                self._root = root
+            return self._root
+
+    def _slot(self) -> int:
+        with self._lock:
+            if self._free_slots:
+                return self._free_slots.pop()
+            self._next_slot += 1
+            return self._next_slot - 1
+
+    def _free_slot(self, slot: int) -> None:
+        with self._lock:
+            if slot not in self._free_slots:
+                self._free_slots.append(slot)
+
+    def _plan(self, slot: int, data_dir: Path | None = None) -> KernelPlan:
+        root = self._ensure_root()
+        with self._lock:
+            self._kernel_seq += 1
+            name = f"k{self._kernel_seq}"
+        kdir = root / name
+        run_dir = kdir / "run"
+        (run_dir / "home").mkdir(parents=True)
+        kdir.chmod(0o711)
+        if data_dir is None:
+            data_dir = kdir / "data"
+            data_dir.mkdir()
+        uid = self.sandbox.kernel_uid(slot)
+        if uid is not None:
+            for d in (run_dir, run_dir / "home", data_dir):
+                os.chown(d, uid, uid)
+        run_dir.chmod(0o700)
+        data_dir.chmod(0o700)
+        return KernelPlan(
+            run_dir=run_dir, data_dir=data_dir, uid=uid, connection_file=run_dir / "kernel.json"
+        )
+
+    def _place_inputs(self, kernel: Kernel, input_files: list[tuple[str, bytes]]) -> None:
+        for name, content in input_files:
+            safe = safe_name(name)
+            target = kernel.plan.data_dir / safe
+            if target.exists():
+                continue
+            target.write_bytes(content)
+            if kernel.plan.uid is not None:
+                os.chown(target, kernel.plan.uid, kernel.plan.uid)
+
+    @staticmethod
+    def _chown_tree(path: Path, uid: int | None) -> None:
+        if uid is None:
+            return
+        for dirpath, _dirs, files in os.walk(path):
+            os.chown(dirpath, uid, uid, follow_symlinks=False)
+            for f in files:
+                os.chown(os.path.join(dirpath, f), uid, uid, follow_symlinks=False)
+
+
+def safe_name(name: str) -> str:
+    """A file name usable under /mnt/data: the last path component, never empty, '.' or '..'."""
+    base = os.path.basename(name.replace("\\", "/")).strip().replace("\x00", "")
+    return base if base not in ("", ".", "..") else "file"
+
+
+def snapshot(root: Path) -> Snapshot:
+    state: Snapshot = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            full = os.path.join(dirpath, f)
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue
+            if os.path.isfile(full) and not os.path.islink(full):
+                state[os.path.relpath(full, root)] = (st.st_size, st.st_mtime_ns)
+    return state
+
+
+def changed_files(root: Path, before: Snapshot, max_bytes: int) -> list[tuple[str, bytes]]:
+    """Files under root that are new or changed since `before` (regular files only, never symlinks)."""
+    after = snapshot(root)
+    out: list[tuple[str, bytes]] = []
+    for rel, stat in sorted(after.items()):
+        if before.get(rel) == stat or stat[0] > max_bytes:
+            continue
+        try:
+            fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as fh:
+                out.append((rel, fh.read(max_bytes + 1)[:max_bytes]))
+        except OSError:
+            continue
+        if len(out) >= MAX_OUTPUT_FILES:
+            break
+    return out

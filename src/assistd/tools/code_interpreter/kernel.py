@@ -1,0 +1,270 @@
+"""One ipykernel process in its sandbox, spoken to over IPC sockets with jupyter-client.
+
+`Kernel.start()` spawns the process (the argv comes from the Sandbox) with an ``ipc`` connection file in its
+run directory, then waits until it answers. `Kernel.run(code, timeout)` executes one cell and gathers what
+the cell printed and displayed; on timeout it interrupts the kernel (control-channel ``interrupt_request``),
+and if the cell does not stop within a short grace it reports ``stuck`` so the caller replaces the kernel.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import queue
+import secrets
+import signal
+import subprocess
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
+
+from assistd.tools.code_interpreter.sandbox import KernelPlan, Sandbox
+
+log = logging.getLogger("assistd.code_interpreter")
+
+INTERRUPT_GRACE_SECONDS = 3.0
+
+
+class KernelStartError(RuntimeError):
+    pass
+
+
+class LogBuffer:
+    """Text kept within a size limit: the head and the tail survive, the middle is dropped with a note."""
+
+    def __init__(self, limit: int) -> None:
+        self.head_limit = max(limit * 3 // 4, 1)
+        self.tail_limit = max(limit - self.head_limit, 1)
+        self.head: list[str] = []
+        self.head_len = 0
+        self.tail: deque[str] = deque()
+        self.tail_len = 0
+        self.dropped = 0
+
+    def write(self, text: str) -> None:
+        if self.head_len < self.head_limit:
+            take = text[: self.head_limit - self.head_len]
+            self.head.append(take)
+            self.head_len += len(take)
+            text = text[len(take) :]
+        if not text:
+            return
+        self.tail.append(text)
+        self.tail_len += len(text)
+        while self.tail_len - len(self.tail[0]) >= self.tail_limit:
+            self.dropped += len(self.tail[0])
+            self.tail_len -= len(self.tail.popleft())
+
+    def text(self) -> str:
+        tail = "".join(self.tail)
+        extra = max(self.tail_len - self.tail_limit, 0)
+        dropped = self.dropped + extra
+        tail = tail[extra:]
+        head = "".join(self.head)
+        if not dropped:
+            return head + tail
+        return f"{head}\n[... output truncated: {dropped} characters omitted ...]\n{tail}"
+
+
+@dataclass
+class CellOutput:
+    logs: LogBuffer
+    images: list[bytes] = field(default_factory=list)
+    error: bool = False
+    timed_out: bool = False
+    stuck: bool = False  # did not stop after the interrupt: the kernel must be replaced
+    died: bool = False  # the kernel process exited during the cell
+
+
+class Kernel:
+    def __init__(self, sandbox: Sandbox, plan: KernelPlan, slot: int) -> None:
+        self.sandbox = sandbox
+        self.plan = plan
+        self.slot = slot
+        self.proc: subprocess.Popen | None = None
+        self.client: BlockingKernelClient | None = None
+        self.started_at = 0.0
+
+    # ---- life cycle --------------------------------------------------------------------------------
+    def start(self, timeout: float = 60.0) -> None:
+        plan = self.plan
+        write_connection_file(
+            str(plan.connection_file),
+            transport="ipc",
+            ip=str(plan.run_dir / "k"),
+            key=secrets.token_hex(16).encode(),
+            shell_port=1,
+            iopub_port=2,
+            stdin_port=3,
+            control_port=4,
+            hb_port=5,
+        )
+        if plan.uid is not None:
+            os.chown(plan.connection_file, plan.uid, plan.uid)
+        stderr_log = open(plan.run_dir / "kernel.log", "ab")  # noqa: SIM115 (owned by the process)
+        try:
+            self.proc = subprocess.Popen(
+                self.sandbox.command(plan),
+                stdin=subprocess.DEVNULL,
+                stdout=stderr_log,
+                stderr=stderr_log,
+                env={"PATH": "/usr/bin:/bin"},
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            stderr_log.close()
+        self.started_at = time.monotonic()
+        client = BlockingKernelClient(connection_file=str(plan.connection_file))
+        client.load_connection_file()
+        client.start_channels(hb=False)
+        self.client = client
+        try:
+            self._wait_ready(timeout)
+        except Exception:
+            self.kill()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.client is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise KernelStartError(f"kernel exited at start: {self.exit_reason()}; {self.log_tail()}")
+            try:
+                self.client.wait_for_ready(timeout=min(2.0, max(deadline - time.monotonic(), 0.1)))
+                return
+            except RuntimeError:
+                continue
+        raise KernelStartError(f"kernel not ready after {timeout:.0f}s; {self.log_tail()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def exit_reason(self) -> str:
+        if self.proc is None or self.proc.returncode is None:
+            return "still running"
+        code = self.proc.returncode
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        if code in (128 + 9, 128 + 24):  # bwrap reports a signal death of its child as 128+n
+            return f"killed by {signal.Signals(code - 128).name}"
+        return f"exit code {code}"
+
+    def log_tail(self, chars: int = 400) -> str:
+        try:
+            data = (self.plan.run_dir / "kernel.log").read_bytes()[-chars:]
+        except OSError:
+            return ""
+        return data.decode("utf-8", "replace").strip()
+
+    def kill(self) -> None:
+        """Ends the kernel and everything it started (bwrap: the whole pid namespace goes with it)."""
+        if self.client is not None:
+            with contextlib.suppress(Exception):  # the sockets of a dead kernel
+                self.client.stop_channels()
+            self.client = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log.error("code interpreter: kernel pid %s did not exit after SIGKILL", self.proc.pid)
+        if self.plan.uid is not None and not self.sandbox.bwrap:
+            kill_uid(self.sandbox.python, self.plan.uid)
+
+    # ---- execution ---------------------------------------------------------------------------------
+    def run(self, code: str, timeout: float, log_limit: int, silent: bool = False) -> CellOutput:
+        client = self.client
+        assert client is not None
+        out = CellOutput(logs=LogBuffer(log_limit))
+        self._drain(client)
+        msg_id = client.execute(code, silent=silent, store_history=not silent, allow_stdin=False)
+        if self._collect(client, msg_id, out, time.monotonic() + timeout):
+            return out
+        if out.died:
+            return out
+        out.timed_out = out.error = True
+        self._interrupt(client)
+        if not self._collect(client, msg_id, out, time.monotonic() + INTERRUPT_GRACE_SECONDS):
+            out.stuck = not out.died
+        return out
+
+    def _collect(self, client: BlockingKernelClient, msg_id: str, out: CellOutput, deadline: float) -> bool:
+        """Reads iopub until the cell's idle status (True), the deadline or the kernel's death (False)."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                msg = client.get_iopub_msg(timeout=min(remaining, 0.25))
+            except queue.Empty:
+                if not self.alive():
+                    out.died = out.error = True
+                    return False
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if self._take(msg, out):
+                return True
+
+    @staticmethod
+    def _take(msg: dict, out: CellOutput) -> bool:
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "status":
+            return content.get("execution_state") == "idle"
+        if kind == "stream":
+            out.logs.write(content.get("text", ""))
+        elif kind == "error":
+            out.error = True
+            out.logs.write(
+                "\n".join(content.get("traceback") or [f"{content.get('ename')}: {content.get('evalue')}"])
+            )
+            out.logs.write("\n")
+        elif kind in ("display_data", "execute_result"):
+            data = content.get("data", {})
+            if "image/png" in data:
+                out.images.append(base64.b64decode(data["image/png"]))
+            elif "text/plain" in data:
+                out.logs.write(data["text/plain"] + "\n")
+        return False
+
+    def _interrupt(self, client: BlockingKernelClient) -> None:
+        try:
+            client.control_channel.send(client.session.msg("interrupt_request", content={}))
+        except Exception as exc:
+            log.warning("code interpreter: interrupt failed: %s", exc)
+
+    @staticmethod
+    def _drain(client: BlockingKernelClient) -> None:
+        for get in (client.get_shell_msg, client.get_iopub_msg, client.get_control_msg):
+            while True:
+                try:
+                    get(timeout=0)
+                except queue.Empty:
+                    break
+
+
+def kill_uid(python: str, uid: int) -> None:
+    """Without a pid namespace, a kernel's escaped processes (setsid, double fork) share its uid: a helper
+    that becomes that uid and kills everything it may signal ends them all."""
+    code = (
+        f"import os,signal\nos.setgroups([]); os.setgid({uid}); os.setuid({uid})\nos.kill(-1, signal.SIGKILL)"
+    )
+    try:
+        subprocess.run([python, "-c", code], timeout=10, capture_output=True, env={"PATH": "/usr/bin:/bin"})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("code interpreter: could not sweep uid %s: %s", uid, exc)
