@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from litestar.response import Stream
 
@@ -18,6 +19,14 @@ log = logging.getLogger("assistd.sse")
 
 KEEPALIVE_SECONDS = 15.0
 DONE = b"event: done\ndata: [DONE]\n\n"
+
+
+class EventStream(Stream):
+    """A Stream that is always `text/event-stream`, whatever media type the route declares."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["media_type"] = "text/event-stream"
+        return super().to_asgi_response(*args, **kwargs)
 
 
 def encode(event: Event) -> bytes:
@@ -62,4 +71,4 @@ async def event_stream(bus: EventBus, run_id: str, initial: list[Event], start: 
         finally:
             sub.close()
 
-    return Stream(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return EventStream(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
