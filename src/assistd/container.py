@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from assistd.services.threads import ThreadService
 from assistd.services.tool_resources import ToolResourceResolver
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
+from assistd.tools.code_interpreter import CodeInterpreter
 
 log = logging.getLogger("assistd")
 
@@ -74,6 +76,9 @@ class Container:
             catalog, lambda name: LlamaCppBackend(catalog.require(name), settings.kv_cache_bytes)
         )
         extras: dict[str, Any] = {}
+        code_interpreter = CodeInterpreter(settings)  # kernels start in start(), in the background
+        extras["code_interpreter"] = code_interpreter
+        threads.delete_hooks.append(lambda _s, row: code_interpreter.close_session(row.id))
         executor = RunExecutor(RunStore(db, bus), registry, catalog, Toolbox(extras, files, blobs), settings)
         engine = RunEngine(RunStore(db, bus), executor, worker_id, settings.run_lease_seconds)
         return cls(
@@ -96,9 +101,14 @@ class Container:
     def start(self) -> None:
         """Starts background work (blocking parts: call from a worker thread)."""
         self.engine.start()
+        if "code_interpreter" in self.extras:  # warms the kernel pool without delaying readiness
+            start = self.extras["code_interpreter"].start
+            threading.Thread(target=start, name="code-interpreter-start", daemon=True).start()
         if self.settings.load_models_at_start:
             self.registry.load_all()
 
     def close(self) -> None:
         self.engine.shutdown()
+        if "code_interpreter" in self.extras:
+            self.extras["code_interpreter"].shutdown()
         self.db.dispose()

@@ -79,15 +79,21 @@ class CodeInterpreter:
     # ---- life cycle --------------------------------------------------------------------------------
     def start(self) -> None:
         """Probes the sandbox, logs what is protected, fills the pool. Blocking: call it in a thread."""
+        if self._closed.is_set():
+            return
         self._ensure_root()
         for name, on, why in self.sandbox_report():
             (log.info if on else log.warning)(
                 "code interpreter sandbox: %-24s %-3s %s", name, "on" if on else "OFF", why
             )
-        if self._reaper is None:
-            self._reaper = threading.Thread(target=self._reap_loop, name="code-idle-reaper", daemon=True)
-            self._reaper.start()
+        self._start_reaper()
         self._fill_pool()
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap_loop, name="code-idle-reaper", daemon=True)
+                self._reaper.start()
 
     def shutdown(self) -> None:
         self._closed.set()
@@ -122,6 +128,7 @@ class CodeInterpreter:
     def execute(
         self, project: str, thread_id: str, code: str, input_files: list[tuple[str, bytes]]
     ) -> ExecutionResult:
+        self._start_reaper()
         session = self._session(project, thread_id)
         with session.lock:
             if session.closed:  # closed between lookup and lock: start afresh
