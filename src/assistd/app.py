@@ -20,6 +20,7 @@ from assistd.api.files import FileController
 from assistd.api.messages import MessageController
 from assistd.api.models import ModelController
 from assistd.api.params import page_query
+from assistd.api.playground import PLAYGROUND_HANDLERS
 from assistd.api.runs import RunController
 from assistd.api.threads import ThreadController
 from assistd.config import Settings
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
     )
     app = Litestar(
-        route_handlers=[v1, health],
+        route_handlers=[v1, health, *PLAYGROUND_HANDLERS],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(title="assistd", version=__version__, path="/schema"),
