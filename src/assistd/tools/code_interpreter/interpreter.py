@@ -211,7 +211,7 @@ class CodeInterpreter:
         slot = self._slot()
         plan = self._plan(slot, data_dir=old.plan.data_dir)
         self._chown_tree(old.plan.data_dir, plan.uid)
-        shutil.rmtree(old.plan.run_dir.parent, ignore_errors=True)
+        shutil.rmtree(old.plan.run_dir.parent, ignore_errors=True)  # its run dir; the data dir is apart
         self._free_slot(old.slot)
         kernel = Kernel(self.sandbox, plan, slot)
         try:
@@ -298,16 +298,16 @@ class CodeInterpreter:
         return kernel
 
     def _discard(self, kernel: Kernel) -> None:
+        """Kills the kernel and removes its directories, the session directory included."""
         kernel.kill()
         shutil.rmtree(kernel.plan.run_dir.parent, ignore_errors=True)
+        shutil.rmtree(kernel.plan.data_dir, ignore_errors=True)
         self._free_slot(kernel.slot)
 
     def _end_session(self, session: Session) -> None:
         session.closed = True
         if session.kernel is not None:
-            data_dir = session.kernel.plan.data_dir
             self._discard(session.kernel)
-            shutil.rmtree(data_dir, ignore_errors=True)
             session.kernel = None
 
     def _reap_loop(self) -> None:
@@ -365,7 +365,7 @@ class CodeInterpreter:
         (run_dir / "home").mkdir(parents=True)
         kdir.chmod(0o711)
         if data_dir is None:
-            data_dir = kdir / "data"
+            data_dir = root / f"{name}-data"
             data_dir.mkdir()
         uid = self.sandbox.kernel_uid(slot)
         if uid is not None:

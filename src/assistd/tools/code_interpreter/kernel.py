@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
@@ -89,6 +90,7 @@ class Kernel:
         self.proc: subprocess.Popen | None = None
         self.client: BlockingKernelClient | None = None
         self.started_at = 0.0
+        self.host_pid: int | None = None  # the ipykernel process (bwrap and the launcher sit above it)
 
     # ---- life cycle --------------------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> None:
@@ -139,6 +141,7 @@ class Kernel:
                 raise KernelStartError(f"kernel exited at start: {self.exit_reason()}; {self.log_tail()}")
             try:
                 self.client.wait_for_ready(timeout=min(2.0, max(deadline - time.monotonic(), 0.1)))
+                self.host_pid = self._find_kernel_pid()
                 return
             except RuntimeError:
                 continue
@@ -193,15 +196,70 @@ class Kernel:
         out = CellOutput(logs=LogBuffer(log_limit))
         self._drain(client)
         msg_id = client.execute(code, silent=silent, store_history=not silent, allow_stdin=False)
-        if self._collect(client, msg_id, out, time.monotonic() + timeout):
-            return out
-        if out.died:
-            return out
-        out.timed_out = out.error = True
-        self._interrupt(client)
-        if not self._collect(client, msg_id, out, time.monotonic() + INTERRUPT_GRACE_SECONDS):
-            out.stuck = not out.died
+        if not self._collect(client, msg_id, out, time.monotonic() + timeout) and not out.died:
+            out.timed_out = out.error = True
+            self._interrupt(client)
+            if not self._collect(client, msg_id, out, time.monotonic() + INTERRUPT_GRACE_SECONDS):
+                out.stuck = not out.died
+        if not out.stuck and not out.died and self.sweep():
+            self._reap_children(client)
         return out
+
+    # ---- processes the code left behind ----------------------------------------------------------------
+    def _find_kernel_pid(self) -> int | None:
+        if self.proc is None:
+            return None
+        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
+            try:
+                if b"\0-m\0ipykernel_launcher\0" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+            except OSError:
+                continue
+        return None
+
+    def strays(self) -> list[int]:
+        """Processes the code started that are still there: everything of the kernel's uid but the kernel
+        (double forks and setsid included); without a uid of its own, the kernel's descendants."""
+        if self.host_pid is None:
+            return []
+        if self.plan.uid is None:
+            return [pid for pid in _descendants(self.host_pid) if not _is_zombie(str(pid))]
+        found = []
+        with os.scandir("/proc") as entries:
+            for entry in entries:
+                if entry.name.isdigit() and int(entry.name) != self.host_pid:
+                    try:
+                        if entry.stat().st_uid == self.plan.uid and not _is_zombie(entry.name):
+                            found.append(int(entry.name))
+                    except OSError:
+                        continue
+        return found
+
+    def sweep(self) -> int:
+        """Kills what the cell left running (processes do not outlive an execution). Returns how many."""
+        killed = 0
+        for _ in range(50):  # a fork bomb keeps forking while it is being killed
+            pids = self.strays()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+            time.sleep(0.01)
+        if killed:
+            log.info("code interpreter: killed %d process(es) left behind by an execution", killed)
+        return killed
+
+    def _reap_children(self, client: BlockingKernelClient) -> None:
+        """Killed children stay zombies (counted by RLIMIT_NPROC) until the kernel waits for them."""
+        code = (
+            "import os as _os\ntry:\n    while _os.waitpid(-1, _os.WNOHANG)[0]: pass\n"
+            "except ChildProcessError: pass\ndel _os"
+        )
+        self._drain(client)
+        msg_id = client.execute(code, silent=True, store_history=False, allow_stdin=False)
+        self._collect(client, msg_id, CellOutput(logs=LogBuffer(100)), time.monotonic() + 5)
 
     def _collect(self, client: BlockingKernelClient, msg_id: str, out: CellOutput, deadline: float) -> bool:
         """Reads iopub until the cell's idle status (True), the deadline or the kernel's death (False)."""
@@ -256,6 +314,34 @@ class Kernel:
                     get(timeout=0)
                 except queue.Empty:
                     break
+
+
+def _is_zombie(pid: str) -> bool:
+    """A killed process stays in /proc until its parent waits for it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def kill_uid(python: str, uid: int) -> None:
