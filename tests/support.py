@@ -30,7 +30,9 @@ def free_port() -> int:
 class ServerProcess:
     """`assistd serve` on a free port with its own data directory."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -39,10 +41,23 @@ class ServerProcess:
         environ.setdefault("ASSISTD_API_KEYS", f"{KEY_A}=project-a,{KEY_B}=project-b")
         environ.update(env or {})
         data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "assistd", "serve", "--port", str(self.port), "--data-dir", str(data_dir),
-               "--models-dir", str(MODELS_DIR), *(args or [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "assistd",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+            "--models-dir",
+            str(MODELS_DIR),
+            *(args or []),
+        ]
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=environ, cwd=data_dir)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=environ, cwd=data_dir
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 120) -> None:
@@ -120,7 +135,8 @@ def shape_errors(value: Any, model: type[BaseModel], path: str = "$", strict: bo
     if not isinstance(value, dict):
         return [f"{path}: expected an object for {model.__name__}, got {type(value).__name__}"]
     errors = []
-    fields = model.model_fields
+    # JSON keys are the aliases where the SDK has one (JSONSchema.schema_ is "schema" on the wire).
+    fields = {info.alias or name: info for name, info in model.model_fields.items()}
     for key in value:
         if key not in fields:
             errors.append(f"{path}.{key}: not a field of {model.__name__}")

@@ -19,7 +19,9 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
         annotation = info.annotation
         help_text = f"{info.description or name} (env ASSISTD_{name.upper()})"
         if annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         else:
             parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
 
@@ -36,10 +38,13 @@ def serve(settings: Settings) -> int:
 
     from assistd.app import create_app
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if not settings.auth_enabled and settings.host not in LOOPBACK:
         print(
-            f"assistd: no API keys are configured, so the server only binds to loopback; refusing {settings.host}. "
+            "assistd: no API keys are configured, so the server only binds to loopback; "
+            f"refusing {settings.host}. "
             "Set ASSISTD_API_KEYS='key=project' (or --api-keys) to listen on other addresses.",
             file=sys.stderr,
         )
@@ -48,7 +53,10 @@ def serve(settings: Settings) -> int:
         print("assistd: no API keys configured: authentication is off and only loopback is served.")
     default = next((e for e in settings.model_entries() if e.name == settings.default_model), None)
     model_note = f"{default.name} ({default.path})" if default else settings.default_model
-    print(f"assistd: listening on http://{settings.host}:{settings.port}/v1 ; default model {model_note}", flush=True)
+    print(
+        f"assistd: listening on http://{settings.host}:{settings.port}/v1 ; default model {model_note}",
+        flush=True,
+    )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
 
@@ -78,7 +86,9 @@ def models_add(settings: Settings, name: str, path: str, n_ctx: int | None) -> i
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="assistd", description="The OpenAI Assistants API v2 on local models.")
+    parser = argparse.ArgumentParser(
+        prog="assistd", description="The OpenAI Assistants API v2 on local models."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve_p = sub.add_parser("serve", help="run the HTTP server")
     _settings_flags(serve_p)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 from assistd.errors import AssistdError
+from assistd.services.files import too_large
 
 log = logging.getLogger("assistd.api")
 
@@ -31,8 +32,14 @@ def http_error(request: Request, exc: HTTPException) -> Response:
         first = extra[0] if extra and isinstance(extra[0], dict) else {}
         param = first.get("key")
         message = first.get("message") or exc.detail
-        return _respond(400, _body(f"Invalid '{param}': {message}." if param else str(message),
-                                   "invalid_request_error", param))
+        return _respond(
+            400,
+            _body(
+                f"Invalid '{param}': {message}." if param else str(message), "invalid_request_error", param
+            ),
+        )
+    if isinstance(exc.__cause__, SerializationException):
+        return _respond(400, _body(_unparsable(str(exc.detail)), "invalid_request_error"))
     if status == 404:
         message = f"Invalid URL ({request.method} {request.url.path})"
         return _respond(404, _body(message, "invalid_request_error"))
@@ -40,12 +47,35 @@ def http_error(request: Request, exc: HTTPException) -> Response:
         message = f"Invalid method for URL ({request.method} {request.url.path})"
         return _respond(405, _body(message, "invalid_request_error"))
     if status == 413:
-        return _respond(400, _body("The request body is too large.", "invalid_request_error", "file",
-                                   "file_too_large"))
+        return _too_large(request)
     if status >= 500:
         log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
         return _respond(status, _body("The server had an error processing your request.", "server_error"))
     return _respond(status, _body(str(exc.detail), "invalid_request_error"), exc.headers)
+
+
+def _too_large(request: Request) -> Response:
+    """A body past the server's limit (Litestar stops reading it): for uploads, the file-size error."""
+    container = getattr(request.app.state, "container", None)
+    if request.url.path.rstrip("/").endswith("/files") and container is not None:
+        return domain_error(request, too_large(container.files.max_bytes))
+    return _respond(
+        400, _body("The request body is too large.", "invalid_request_error", code="body_too_large")
+    )
+
+
+def _unparsable(detail: str) -> str:
+    return (
+        "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+        f"HTTP library correctly. The OpenAI API expects a JSON payload.) Details: {detail}"
+    )
+
+
+def undecodable_body(request: Request, exc: UnicodeDecodeError) -> Response:
+    """The JSON decoder meets bytes that are not UTF-8 (Litestar lets this through as a bare error)."""
+    log.warning("request body of %s %s is not UTF-8: %s", request.method, request.url.path, exc)
+    message = _unparsable(f"the body is not valid UTF-8 ({exc.reason})")
+    return _respond(400, _body(message, "invalid_request_error"))
 
 
 def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -60,4 +90,9 @@ def unexpected_error(request: Request, exc: Exception) -> Response:
     )
 
 
-EXCEPTION_HANDLERS = {AssistdError: domain_error, HTTPException: http_error, Exception: unexpected_error}
+EXCEPTION_HANDLERS = {
+    AssistdError: domain_error,
+    HTTPException: http_error,
+    UnicodeDecodeError: undecodable_body,
+    Exception: unexpected_error,
+}

@@ -73,7 +73,9 @@ def _expiry(anchor: object, seconds: object) -> int | None:
     if anchor is None and seconds is None:
         return None
     if anchor != "created_at":
-        raise InvalidRequest("Invalid 'expires_after[anchor]': expected 'created_at'.", param="expires_after.anchor")
+        message = "Invalid 'expires_after[anchor]': expected 'created_at'."
+        raise InvalidRequest(message, param="expires_after.anchor")
     if not isinstance(seconds, str) or not seconds.isdigit():
-        raise InvalidRequest("Invalid 'expires_after[seconds]': expected an integer.", param="expires_after.seconds")
+        message = "Invalid 'expires_after[seconds]': expected an integer."
+        raise InvalidRequest(message, param="expires_after.seconds")
     return int(seconds)

@@ -42,7 +42,7 @@ class RequestModel(BaseModel):
         try:
             model = cls.model_validate(data)
         except ValidationError as exc:
-            raise _to_invalid_request(exc) from None
+            raise _to_invalid_request(exc, data) from None
         if model.model_extra:
             log.warning("ignoring unknown fields %s in %s", sorted(model.model_extra), where or cls.__name__)
         return model
@@ -52,28 +52,62 @@ class RequestModel(BaseModel):
         return self.model_fields_set - set(self.model_extra or ())
 
 
-def param_path(loc: tuple[Any, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif isinstance(part, str) and not part.startswith(("function-", "union[", "tagged-union[")):
-            if part in {"str", "int", "float", "bool", "list[...]", "dict[...]"} or part.startswith("literal["):
-                continue
-            path += f".{part}" if path else part
+def param_path(loc: tuple[Any, ...], data: Any = None) -> str:
+    """The client's name for an error location: `tools[0].function.name`.
+
+    Pydantic's `loc` also holds union member labels (`str`, `list[...]`) and discriminator tags; walking
+    the request body along it keeps only the steps that exist in the body (plus a missing last key).
+    """
+    path, current = "", data
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and isinstance(current, list) and 0 <= part < len(current):
+            path, current = f"{path}[{part}]", current[part]
+        elif isinstance(part, str) and isinstance(current, dict) and part in current:
+            path, current = (f"{path}.{part}" if path else part), current[part]
+        elif (
+            isinstance(part, str) and i == len(loc) - 1 and isinstance(current, dict) and not _is_label(part)
+        ):
+            path = f"{path}.{part}" if path else part  # a missing key
+            current = None
     return path
 
 
-def _to_invalid_request(exc: ValidationError) -> InvalidRequest:
-    error = exc.errors()[0]
-    param = param_path(error["loc"]) or None
+def _is_label(part: str) -> bool:
+    return part in {"str", "int", "float", "bool", "list[...]", "dict[...]", "none"} or part.startswith(
+        ("function-", "union[", "tagged-union[", "literal[", "list[", "dict[", "nullable[")
+    )
+
+
+def _best_error(errors: list[Any], data: Any) -> tuple[Any, str]:
+    """Among the errors of union branches, the one that went deepest into the body; at equal depth a
+    broken constraint beats a type mismatch (so `content: []` reports "at least 1 item", not "a string")."""
+
+    def score(error: Any) -> tuple[int, int]:
+        depth = param_path(error["loc"], data).count(".") + param_path(error["loc"], data).count("[")
+        kind = error["type"]
+        mismatch = kind.endswith(("_type", "_parsing")) or kind == "is_instance_of"
+        if kind == "literal_error" and isinstance(error.get("input"), dict | list):
+            mismatch = True  # an object offered where a string literal ("auto") would do
+        return depth, 0 if mismatch else 1
+
+    best = max(errors, key=score)
+    param = param_path(best["loc"], data)
+    if best["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+        tag = str((best.get("ctx") or {}).get("discriminator", "type")).strip("'")
+        param = f"{param}.{tag}" if param else tag
+    return best, param
+
+
+def _to_invalid_request(exc: ValidationError, data: Any = None) -> InvalidRequest:
+    error, param_text = _best_error(exc.errors(), data)
+    param = param_text or None
     kind = error["type"]
-    if kind == "missing":
+    if kind in {"missing", "union_tag_not_found"}:
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
-    if kind in {"literal_error", "enum"}:
+    if kind in {"literal_error", "enum", "union_tag_invalid"}:
         return InvalidRequest(f"Invalid value for '{param}': {message}.", param=param, code="invalid_value")
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return InvalidRequest(f"Invalid type for '{param}': {message}.", param=param, code="invalid_type")

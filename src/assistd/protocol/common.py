@@ -42,7 +42,9 @@ class PageQuery(BaseModel):
             try:
                 page.limit = int(limit)
             except (TypeError, ValueError):
-                raise InvalidRequest(f"Invalid 'limit': expected an integer, got '{limit}'.", param="limit") from None
+                raise InvalidRequest(
+                    f"Invalid 'limit': expected an integer, got '{limit}'.", param="limit"
+                ) from None
             if not 1 <= page.limit <= max_limit:
                 raise InvalidRequest(
                     f"Invalid 'limit': integer below minimum value or above maximum value ({page.limit}); "
@@ -52,7 +54,8 @@ class PageQuery(BaseModel):
         if order is not None:
             if order not in ("asc", "desc"):
                 raise InvalidRequest(
-                    f"Invalid value for 'order': '{order}'. Supported values are: 'asc' and 'desc'.", param="order"
+                    f"Invalid value for 'order': '{order}'. Supported values are: 'asc' and 'desc'.",
+                    param="order",
                 )
             page.order = order
         page.after = after or None

@@ -114,7 +114,9 @@ def dump_tools(tools: list[Any]) -> list[dict[str, Any]]:
             data["function"] = {k: v for k, v in fn.items() if v is not None or k == "parameters"}
             if fn.get("parameters") is None:
                 data["function"].pop("parameters")
-        elif data["type"] == "file_search" and data.get("file_search") is None:
-            data.pop("file_search")
+        elif data["type"] == "file_search":
+            settings = data.pop("file_search", None)
+            if settings is not None:
+                data["file_search"] = {k: v for k, v in settings.items() if v is not None}
         out.append(data)
     return out

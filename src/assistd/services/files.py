@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -68,6 +69,9 @@ class FileService:
                 f"Invalid 'expires_after[seconds]': expected {MIN_EXPIRY} to {MAX_EXPIRY}.",
                 param="expires_after.seconds",
             )
+        declared = _size_of(body)
+        if declared is not None and declared > self.max_bytes:
+            raise too_large(self.max_bytes)  # refused before anything is written
         oid = new_id(PREFIX)
         try:
             size, digest = self.blobs.write(oid, body, self.max_bytes)
@@ -138,10 +142,22 @@ class FileService:
     def purge_expired(self) -> int:
         """Deletes files past their `expires_at`; returns how many went."""
         with self.db.session() as s:
-            rows = list(s.exec(select(FileRow).where(FileRow.expires_at != None, FileRow.expires_at <= now())))  # noqa: E711
+            expired = FileRow.expires_at.is_not(None) & (FileRow.expires_at <= now())  # type: ignore[union-attr]
+            rows = list(s.exec(select(FileRow).where(expired)))
         for row in rows:
-            try:
+            with contextlib.suppress(NotFound):  # deleted meanwhile
                 self.delete(row.project, row.id)
-            except NotFound:
-                pass
         return len(rows)
+
+
+def _size_of(body: BinaryIO) -> int | None:
+    """The bytes left in a seekable body (an upload spooled by the web framework), else None."""
+    try:
+        if not body.seekable():
+            return None
+        start = body.tell()
+        end = body.seek(0, 2)
+        body.seek(start)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return end - start

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from sqlmodel import Session
 
-from assistd.errors import ActiveRunConflict, NotFound
+from assistd.errors import ActiveRunConflict, InvalidRequest, NotFound
 from assistd.ids import created_at_of, new_id
 from assistd.protocol.common import Deleted, ListPage, PageQuery
 from assistd.protocol.messages import MessageCreate, MessageObject, MessageUpdate
@@ -52,9 +52,15 @@ class MessageService:
         prefix = f"{param}." if param else ""
         attachments = [a.model_dump() for a in req.attachments or []]
         file_ids = [a["file_id"] for a in attachments]
-        self.resources.check_files(s, thread.project, file_ids, f"{prefix}attachments")
-        image_ids = [p["image_file"]["file_id"] for p in req.content_parts() if p["type"] == "image_file"]
-        self.resources.check_files(s, thread.project, image_ids, f"{prefix}content")
+        self.resources.check_files(s, thread.project, file_ids, f"{prefix}attachments", suffix=".file_id")
+        parts = req.content_parts()
+        images = {i: p["image_file"]["file_id"] for i, p in enumerate(parts) if p["type"] == "image_file"}
+        known = self.resources.known_files(s, thread.project, list(images.values()))
+        for i, file_id in images.items():
+            if file_id not in known:
+                raise InvalidRequest(
+                    f"No file found with id '{file_id}'.", param=f"{prefix}content[{i}].image_file.file_id"
+                )
         oid = new_id(PREFIX)
         created = created_at_of(oid, PREFIX)
         row = MessageRow(
@@ -63,7 +69,7 @@ class MessageService:
             thread_id=thread.id,
             created_at=created,
             role=req.role,
-            content=req.content_parts(),
+            content=parts,
             status="completed",
             completed_at=created,
             attachments=attachments or None,
@@ -124,4 +130,3 @@ class MessageService:
         with self.db.session() as s:
             s.delete(self._row(s, project, thread_id, message_id))
         return Deleted(id=message_id, object="thread.message.deleted")
-

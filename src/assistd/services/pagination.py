@@ -31,7 +31,9 @@ def paginate(
     stmt = select(table).where(*where)
     forward = page.order == "asc"
     if page.after:
-        stmt = stmt.where(_beyond(created, ident, _cursor(page.after, prefix, "after", session, table), forward))
+        stmt = stmt.where(
+            _beyond(created, ident, _cursor(page.after, prefix, "after", session, table), forward)
+        )
     if page.before:
         stmt = stmt.where(
             _beyond(created, ident, _cursor(page.before, prefix, "before", session, table), not forward)
@@ -69,5 +71,3 @@ def _beyond(created: Any, ident: Any, cursor: tuple[int, str], forward: bool) ->
     if forward:
         return or_(created > c_created, and_(created == c_created, ident > c_id))
     return or_(created < c_created, and_(created == c_created, ident < c_id))
-
-

@@ -22,7 +22,9 @@ class ToolResourceResolver:
         self.create_inline_store: InlineStoreFactory | None = None
         self.store_exists: StoreChecker | None = None
 
-    def resolve(self, session: Session, project: str, resources: ToolResources | None) -> dict[str, Any] | None:
+    def resolve(
+        self, session: Session, project: str, resources: ToolResources | None
+    ) -> dict[str, Any] | None:
         if resources is None:
             return None
         out: dict[str, Any] = {}
@@ -58,12 +60,19 @@ class ToolResourceResolver:
         return ids
 
     @staticmethod
-    def check_files(session: Session, project: str, file_ids: list[str], param: str) -> None:
+    def known_files(session: Session, project: str, file_ids: list[str]) -> set[str]:
+        """The ids among `file_ids` that name files of `project`."""
         if not file_ids:
-            return
-        found = set(
-            session.exec(select(FileRow.id).where(FileRow.project == project, FileRow.id.in_(file_ids)))  # type: ignore[attr-defined]
-        )
+            return set()
+        query = select(FileRow.id).where(FileRow.project == project, FileRow.id.in_(file_ids))  # type: ignore[attr-defined]
+        return set(session.exec(query))
+
+    @classmethod
+    def check_files(
+        cls, session: Session, project: str, file_ids: list[str], param: str, suffix: str = ""
+    ) -> None:
+        """Raises a 400 naming `param[i]suffix` for the first id that is not a file of `project`."""
+        found = cls.known_files(session, project, file_ids)
         for i, file_id in enumerate(file_ids):
             if file_id not in found:
-                raise InvalidRequest(f"No file found with id '{file_id}'.", param=f"{param}[{i}]")
+                raise InvalidRequest(f"No file found with id '{file_id}'.", param=f"{param}[{i}]{suffix}")

@@ -21,4 +21,6 @@ def metadata_field() -> Any:
 
 def parent_fk(target: str, index: bool = True) -> Any:
     """A foreign key whose rows go when the parent row is deleted."""
-    return Field(sa_column=Column(String, ForeignKey(target, ondelete="CASCADE"), nullable=False, index=index))
+    return Field(
+        sa_column=Column(String, ForeignKey(target, ondelete="CASCADE"), nullable=False, index=index)
+    )
