@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -10,7 +11,15 @@ from typing import Any
 
 from assistd.config import Settings
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +50,7 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not settings.auth_enabled and settings.host not in LOOPBACK:
+    if not settings.auth_enabled and not is_loopback(settings.host):
         print(
             "assistd: no API keys are configured, so the server only binds to loopback; "
             f"refusing {settings.host}. "

@@ -26,7 +26,9 @@ def shaped(raw: Any, model: type[BaseModel]) -> Any:
     """The parsed result of a `with_raw_response` call whose JSON has exactly the fields of `model`."""
     assert raw.http_response.status_code == 200
     assert raw.http_response.headers["content-type"].startswith("application/json")
-    assert_shape(raw_json(raw), model)
+    body = raw_json(raw)
+    assert_shape(body, model)
+    model.model_validate(body)  # the values too: types, literals (status, purpose, role...)
     return raw.parse()
 
 
@@ -37,6 +39,7 @@ def shaped_list(raw: Any, item: type[BaseModel], keys: set[str] = LIST_KEYS) -> 
     assert body["object"] == "list"
     for element in body["data"]:
         assert_shape(element, item)
+        item.model_validate(element)
     if "first_id" in keys:
         ids = [element["id"] for element in body["data"]]
         assert body["first_id"] == (ids[0] if ids else None)

@@ -119,7 +119,7 @@ def test_no_keys_refuses_non_loopback(tmp_path):
 def test_no_keys_on_loopback_serves_without_auth(tmp_path):
     from tests.support import ServerProcess
 
-    proc = ServerProcess(tmp_path / "open", env={"ASSISTD_API_KEYS": ""})
+    proc = ServerProcess(tmp_path / "open", env={"ASSISTD_API_KEYS": ""}, args=["--kernel-pool-size", "0"])
     try:
         open_client = openai.OpenAI(base_url=f"{proc.base_url}/v1", api_key="anything", max_retries=0)
         assistant = open_client.beta.assistants.create(model=MODEL)

@@ -17,7 +17,10 @@ LIMIT = 1000
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory):
     """A server of its own (exact file counts) whose uploads are limited to 1000 bytes."""
-    proc = ServerProcess(tmp_path_factory.mktemp("small-uploads"), args=["--max-upload-bytes", str(LIMIT)])
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("small-uploads"),
+        args=["--max-upload-bytes", str(LIMIT), "--kernel-pool-size", "0"],
+    )
     yield proc
     proc.stop()
 

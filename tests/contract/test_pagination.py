@@ -18,7 +18,7 @@ COUNT = 105
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory):
     """A server of its own, so that the lists hold exactly the objects made here."""
-    proc = ServerProcess(tmp_path_factory.mktemp("pagination"))
+    proc = ServerProcess(tmp_path_factory.mktemp("pagination"), args=["--kernel-pool-size", "0"])
     yield proc
     proc.stop()
 
