@@ -63,6 +63,8 @@ LONG = "x" * 513
 ASSISTANT_CASES = [
     ({"temperature": "hot"}, "temperature"),
     ({"temperature": 2.5}, "temperature"),
+    ({"temperature": True}, "temperature"),
+    ({"temperature": "0.5"}, "temperature"),
     ({"top_p": 2}, "top_p"),
     ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
     ({"metadata": {"k" * 65: "v"}}, "metadata"),

@@ -180,3 +180,24 @@ def test_large_json_body_is_400(small_server):
     body = b'{"model": "x", "instructions": "' + b"i" * 1_200_000 + b'"}'
     response = httpx.post(f"{small_server.base_url}/v1/assistants", content=body, headers=headers)
     check_error_body(response, 400, message="too large")
+
+
+def test_filename_is_a_base_name_and_unicode_survives(client):
+    evil = client.files.create(file=("../../etc/evil.txt", b"x"), purpose="assistants")
+    assert evil.filename == "evil.txt"
+    windows = client.files.create(file=("C:\\Users\\me\\doc.txt", b"x"), purpose="assistants")
+    assert windows.filename == "doc.txt"
+    accented = client.files.create(file=("résumé ✓.txt", b"x"), purpose="assistants")
+    assert client.files.retrieve(accented.id).filename == "résumé ✓.txt"
+    disposition = client.files.with_raw_response.content(accented.id).http_response.headers[
+        "content-disposition"
+    ]
+    assert "r%C3%A9sum%C3%A9" in disposition
+
+
+def test_lost_blob_is_404_not_500(client, server):
+    file = client.files.create(file=("gone.txt", b"soon gone"), purpose="assistants")
+    blob_path(server, file.id).unlink()
+    with api_error(openai.NotFoundError, 404, message="missing"):
+        client.files.content(file.id)
+    assert client.files.delete(file.id).deleted

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 import anyio
 from litestar import Controller, Request
 from litestar.response import File
@@ -38,7 +40,8 @@ class FileController(Controller):
         if not purpose or not isinstance(purpose, str):
             raise InvalidRequest("Missing required parameter: 'purpose'.", param="purpose")
         seconds = _expiry(form.get("expires_after[anchor]"), form.get("expires_after[seconds]"))
-        filename = upload.filename or "upload"
+        filename = PurePosixPath(upload.filename.replace("\\", "/")).name if upload.filename else ""
+        filename = filename or "upload"  # the base name only, never a client's path
         return await anyio.to_thread.run_sync(
             lambda: svc.files.upload(project, filename, purpose, upload.file, seconds)
         )

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from assistd.protocol.base import Metadata, RequestModel, max_len
+from assistd.protocol.base import Metadata, RequestModel, Temperature, TopP, max_len
 from assistd.protocol.tools import ResponseFormat, Tool, ToolResources
 
 MAX_TOOLS = 128
@@ -18,8 +18,8 @@ class AssistantCreate(RequestModel):
     tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
     tool_resources: ToolResources | None = None
     metadata: Metadata = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
+    temperature: Temperature = None
+    top_p: TopP = None
     response_format: ResponseFormat | None = None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from assistd.errors import InvalidRequest
 
@@ -128,6 +128,9 @@ def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
 
 
 Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
+# Sampling numbers: JSON numbers only (strict: no "0.5" strings, no booleans), in the OpenAI ranges.
+Temperature = Annotated[float | None, Field(ge=0, le=2, strict=True)]
+TopP = Annotated[float | None, Field(ge=0, le=1, strict=True)]
 
 
 def max_len(limit: int):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -15,6 +16,8 @@ from assistd.services.pagination import paginate
 from assistd.storage.blobs import BlobStore, BlobTooLarge
 from assistd.storage.db import Database
 from assistd.storage.files import FileRow
+
+log = logging.getLogger("assistd.files")
 
 PREFIX = "file-"
 MIN_EXPIRY, MAX_EXPIRY = 3600, 2_592_000
@@ -137,7 +140,11 @@ class FileService:
     def content_path(self, project: str, file_id: str) -> tuple[Path, str]:
         with self.db.session() as s:
             row = self._row(s, project, file_id)
-        return self.blobs.path(file_id), row.filename
+        path = self.blobs.path(file_id)
+        if not path.is_file():  # lost outside the server: permanent, so not a (retried) 5xx
+            log.error("blob of file %s is missing at %s", file_id, path)
+            raise NotFound(f"The content of file '{file_id}' is missing from this server's storage.")
+        return path, row.filename
 
     def purge_expired(self) -> int:
         """Deletes files past their `expires_at`; returns how many went."""
