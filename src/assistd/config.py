@@ -49,21 +49,31 @@ class Settings(BaseSettings):
         description="API keys and their projects, as 'key=project,key2=project2'; empty: no auth, loopback only",
     )
     models_dir: Path = Field(Path("models"), description="folder holding the default GGUF model")
-    models_file: Path | None = Field(None, description="TOML file listing extra models; default models_dir/models.toml")
+    models_file: Path | None = Field(
+        None, description="TOML file listing extra models; default models_dir/models.toml"
+    )
     default_model: str = Field(DEFAULT_MODEL_NAME, description="model used where none is named")
     n_ctx: int = Field(8192, description="context size of the default model")
     n_threads: int | None = Field(None, description="CPU threads for generation; default: all cores")
     n_gpu_layers: int = Field(0, description="layers of the default model offloaded to a GPU (-1: all)")
     load_models_at_start: bool = Field(False, description="load models at start instead of on first use")
-    kv_cache_bytes: int = Field(2 * 1024**3, description="RAM for saved KV states, reused across thread turns")
+    kv_cache_bytes: int = Field(
+        2 * 1024**3, description="RAM for saved KV states, reused across thread turns"
+    )
     run_expiry_seconds: int = Field(600, description="a run not finished this long after creation expires")
     run_lease_seconds: int = Field(30, description="a worker that stops renewing its lease loses the run")
-    max_reply_tokens: int = Field(1024, description="most tokens one model reply may take unless a run says less")
+    max_reply_tokens: int = Field(
+        1024, description="most tokens one model reply may take unless a run says less"
+    )
     max_tool_rounds: int = Field(8, description="consecutive server-side tool rounds allowed in one run")
-    chroma_url: str | None = Field(None, description="Chroma server URL; default: embedded in data_dir/chroma")
+    chroma_url: str | None = Field(
+        None, description="Chroma server URL; default: embedded in data_dir/chroma"
+    )
     embedding_model: str | None = Field(None, description="path of a sentence-transformers model")
     kernel_pool_size: int = Field(1, description="pre-started code interpreter kernels")
-    kernel_idle_seconds: int = Field(3600, description="idle code interpreter sessions are shut down after this")
+    kernel_idle_seconds: int = Field(
+        3600, description="idle code interpreter sessions are shut down after this"
+    )
     code_timeout_seconds: int = Field(60, description="time limit of one code execution")
     code_memory_mb: int = Field(1024, description="memory limit of a code interpreter kernel")
     code_cpu_seconds: int = Field(900, description="CPU seconds per kernel process, lifetime (RLIMIT_CPU)")
