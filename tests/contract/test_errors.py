@@ -224,7 +224,7 @@ def test_empty_bodies(http):
     assert http.post(f"threads/{thread.json()['id']}", json=None).status_code == 200
 
 
-def test_unknown_fields_are_ignored(client):
+def test_unknown_fields_are_ignored(client, server):
     body = {"reasoning_effort": "low", "some_new_field": 1}
     assistant = shaped(
         client.beta.assistants.with_raw_response.create(model=MODEL, name="extra", extra_body=body), Assistant
@@ -243,6 +243,7 @@ def test_unknown_fields_are_ignored(client):
         Message,
     )
     assert message.content[0].text.value == "hi"
+    assert "some_new_field" in server.log() and "ignoring unknown fields" in server.log()  # logged
 
 
 def test_absurd_query_values_are_400(http):

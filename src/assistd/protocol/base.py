@@ -83,7 +83,8 @@ def _best_error(errors: list[Any], data: Any) -> tuple[Any, str]:
     broken constraint beats a type mismatch (so `content: []` reports "at least 1 item", not "a string")."""
 
     def score(error: Any) -> tuple[int, int]:
-        depth = param_path(error["loc"], data).count(".") + param_path(error["loc"], data).count("[")
+        path = param_path(error["loc"], data)
+        depth = path.count(".") + path.count("[")
         kind = error["type"]
         mismatch = kind.endswith(("_type", "_parsing")) or kind == "is_instance_of"
         if kind == "literal_error" and isinstance(error.get("input"), dict | list):

@@ -49,6 +49,16 @@ class AssistantService:
         for check in self.tools_checks:
             check(tools, param)
 
+    @staticmethod
+    def check_response_format(value: Any, param: str = "response_format") -> Any:
+        """The stored form of a response_format; a json_schema the grammar cannot enforce is a 400."""
+        stored = dump_response_format(value)
+        if isinstance(stored, dict) and stored.get("type") == "json_schema":
+            from assistd.tools.calls import check_json_schema
+
+            check_json_schema(stored["json_schema"].get("schema"), f"{param}.json_schema.schema")
+        return stored
+
     def create(self, project: str, req: AssistantCreate) -> AssistantObject:
         self.catalog.require(req.model)
         tools = dump_tools(req.tools or [])
@@ -68,7 +78,7 @@ class AssistantService:
                 meta=req.metadata or {},
                 temperature=req.temperature,
                 top_p=req.top_p,
-                response_format=dump_response_format(req.response_format),
+                response_format=self.check_response_format(req.response_format),
             )
             s.add(row)
             return to_object(row)
@@ -106,7 +116,7 @@ class AssistantService:
             if "metadata" in given:
                 row.meta = req.metadata or {}
             if "response_format" in given:
-                row.response_format = dump_response_format(req.response_format)
+                row.response_format = self.check_response_format(req.response_format)
             s.add(row)
             return to_object(row)
 
