@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,7 @@ class CodeInterpreter:
         self._root: Path | None = None
         self._closed = threading.Event()
         self._reaper: threading.Thread | None = None
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="code-kernel-spawner")
 
     # ---- life cycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,6 +108,7 @@ class CodeInterpreter:
                 self._end_session(session)
         for kernel in pool:
             self._discard(kernel)
+        self._spawner.shutdown(wait=False)
         if self._root is not None and self.settings.code_sessions_dir is None:
             shutil.rmtree(self._root, ignore_errors=True)
 
@@ -213,7 +216,7 @@ class CodeInterpreter:
         self._chown_tree(old.plan.data_dir, plan.uid)
         shutil.rmtree(old.plan.run_dir.parent, ignore_errors=True)  # its run dir; the data dir is apart
         self._free_slot(old.slot)
-        kernel = Kernel(self.sandbox, plan, slot)
+        kernel = Kernel(self.sandbox, plan, slot, self._spawner)
         try:
             kernel.start()
         except KernelStartError as exc:
@@ -266,8 +269,9 @@ class CodeInterpreter:
                 self._pool_filling += 1
             try:
                 kernel = self._new_kernel(preload=True)
-            except KernelStartError as exc:
-                log.error("code interpreter: could not pre-start a kernel: %s", exc)
+            except (KernelStartError, RuntimeError) as exc:  # RuntimeError: shut down meanwhile
+                if not self._closed.is_set():
+                    log.error("code interpreter: could not pre-start a kernel: %s", exc)
                 return
             finally:
                 with self._lock:
@@ -287,7 +291,7 @@ class CodeInterpreter:
         self._ensure_root()
         slot = self._slot()
         plan = self._plan(slot)
-        kernel = Kernel(self.sandbox, plan, slot)
+        kernel = Kernel(self.sandbox, plan, slot, self._spawner)
         try:
             kernel.start()
             if preload and self.settings.code_preload:

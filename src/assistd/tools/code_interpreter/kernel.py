@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 from collections import deque
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,8 +84,11 @@ class CellOutput:
 
 
 class Kernel:
-    def __init__(self, sandbox: Sandbox, plan: KernelPlan, slot: int) -> None:
+    def __init__(self, sandbox: Sandbox, plan: KernelPlan, slot: int, spawner: Executor) -> None:
         self.sandbox = sandbox
+        # bwrap --die-with-parent ties the kernel to the *thread* that forked it (PR_SET_PDEATHSIG):
+        # every kernel is spawned from one long-lived thread, never from a short-lived worker.
+        self.spawner = spawner
         self.plan = plan
         self.slot = slot
         self.proc: subprocess.Popen | None = None
@@ -110,7 +114,8 @@ class Kernel:
             os.chown(plan.connection_file, plan.uid, plan.uid)
         stderr_log = open(plan.run_dir / "kernel.log", "ab")  # noqa: SIM115 (owned by the process)
         try:
-            self.proc = subprocess.Popen(
+            self.proc = self.spawner.submit(
+                subprocess.Popen,
                 self.sandbox.command(plan),
                 stdin=subprocess.DEVNULL,
                 stdout=stderr_log,
@@ -119,7 +124,7 @@ class Kernel:
                 cwd="/",
                 start_new_session=True,
                 close_fds=True,
-            )
+            ).result()
         finally:
             stderr_log.close()
         self.started_at = time.monotonic()

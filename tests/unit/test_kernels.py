@@ -1,0 +1,210 @@
+"""CodeInterpreter with real sandboxed kernels: outputs, files in and out, sessions, pool, idle shutdown."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from assistd.config import Settings
+from assistd.tools.code_interpreter import CodeInterpreter, ExecutionResult
+from assistd.tools.code_interpreter.kernel import LogBuffer
+from assistd.tools.code_interpreter.sandbox import MOUNT_DATA
+
+PNG = b"\x89PNG\r\n\x1a\n"
+CSV = b"city,temp\nParis,21\nOslo,12\nRome,27\n"
+
+
+@pytest.fixture(scope="module")
+def ci():
+    interpreter = CodeInterpreter(
+        Settings(kernel_pool_size=1, code_timeout_seconds=5, code_max_output_chars=2000)
+    )
+    interpreter.start()
+    yield interpreter
+    interpreter.shutdown()
+
+
+def wait_pool(ci: CodeInterpreter, size: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with ci._lock:
+            if len(ci._pool) >= size:
+                return
+        time.sleep(0.05)
+    raise AssertionError("the pool did not fill")
+
+
+def test_computation_output_in_logs(ci):
+    result = ci.execute(
+        "p", "t-comp", "import math\nprint(sum(i * i for i in range(10)))\nmath.factorial(5)", []
+    )
+    assert isinstance(result, ExecutionResult)
+    assert not result.error
+    assert "285" in result.logs
+    assert "120" in result.logs  # the value of the last expression
+    assert result.images == [] and result.files == []
+
+
+def test_csv_read_with_pandas(ci):
+    code = "import pandas as pd\ndf = pd.read_csv('/mnt/data/weather.csv')\nprint(df['temp'].mean())"
+    result = ci.execute("p", "t-csv", code, [("weather.csv", CSV)])
+    assert not result.error, result.logs
+    assert "20.0" in result.logs
+    assert result.files == []  # an input file is not an output unless changed
+
+
+def test_matplotlib_plot_returned_as_png(ci):
+    code = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nplt.title('t')\nplt.show()"
+    result = ci.execute("p", "t-plot", code, [])
+    assert not result.error, result.logs
+    assert len(result.images) == 1
+    assert result.images[0].startswith(PNG)
+
+
+def test_ipython_display_image(ci):
+    code = (
+        "import io, matplotlib.pyplot as plt\n"
+        "from IPython.display import Image, display\n"
+        "buf = io.BytesIO(); plt.figure(); plt.plot([1, 2])\n"
+        "plt.savefig(buf, format='png'); plt.close('all')\n"
+        "display(Image(data=buf.getvalue()))\n"
+        "print('after')"
+    )
+    result = ci.execute("p", "t-img", code, [])
+    assert not result.error, result.logs
+    assert [img[:8] for img in result.images] == [PNG]
+    assert "after" in result.logs
+
+
+def test_written_file_returned(ci):
+    code = (
+        "import pandas as pd\n"
+        "df = pd.read_csv('/mnt/data/weather.csv')\n"
+        "df[df.temp > 15].to_csv('/mnt/data/warm.csv', index=False)\n"
+        "open('/mnt/data/weather.csv', 'a').write('Lima,19\\n')\n"
+    )
+    result = ci.execute("p", "t-write", code, [("weather.csv", CSV)])
+    assert not result.error, result.logs
+    files = dict(result.files)
+    assert files["warm.csv"] == b"city,temp\nParis,21\nRome,27\n"
+    assert files["weather.csv"].endswith(b"Lima,19\n")  # a changed input file is reported
+    again = ci.execute("p", "t-write", "print('nothing written')", [("weather.csv", CSV)])
+    assert again.files == []  # and not reported again; the input is not re-copied over the changed file
+
+
+def test_exception_traceback_in_logs(ci):
+    result = ci.execute("p", "t-exc", "def f():\n    return 1 / 0\nf()", [])
+    assert result.error
+    assert "ZeroDivisionError" in result.logs
+    assert "Traceback" in result.logs
+    assert "\x1b[" not in result.logs  # ANSI colours stripped
+    fixed = ci.execute("p", "t-exc", "print(1 / 2)", [])
+    assert not fixed.error and "0.5" in fixed.logs
+
+
+def test_state_kept_in_a_thread_not_shared_between_threads(ci):
+    assert not ci.execute("p", "t-state-a", "secret = 1234", []).error
+    assert "1234" in ci.execute("p", "t-state-a", "print(secret)", []).logs
+    other = ci.execute("p", "t-state-b", "print(secret)", [])
+    assert other.error and "NameError" in other.logs
+
+
+def test_output_truncated_with_note(ci):
+    result = ci.execute("p", "t-trunc", "for i in range(5000):\n    print('line', i)\nprint('THE END')", [])
+    assert len(result.logs) < 2200
+    assert "output truncated" in result.logs
+    assert result.logs.startswith("line 0")
+    assert "THE END" in result.logs  # the tail survives: tracebacks come last
+
+
+def test_kernel_death_replaced_with_note(ci):
+    ci.execute("p", "t-die", "x = 5\nopen('/mnt/data/keep.txt', 'w').write('kept')", [])
+    result = ci.execute("p", "t-die", "import os\nos.kill(os.getpid(), 9)", [])
+    assert result.error
+    assert "kernel died" in result.logs
+    after = ci.execute("p", "t-die", "print(open('/mnt/data/keep.txt').read())\nprint('x' in dir())", [])
+    assert not after.error
+    assert "kept" in after.logs and "False" in after.logs
+
+
+def test_close_session(ci):
+    ci.execute("p", "t-close", "y = 1", [])
+    data_dir = ci._sessions["t-close"].kernel.plan.data_dir
+    ci.close_session("t-close")
+    assert "t-close" not in ci._sessions
+    assert not data_dir.exists()
+    result = ci.execute("p", "t-close", "print('y' in dir())", [])
+    assert "False" in result.logs
+
+
+def test_sessions_counted_per_project(ci):
+    before = ci.sessions_started("billing")
+    ci.execute("billing", "t-bill-1", "1", [])
+    ci.execute("billing", "t-bill-1", "2", [])
+    ci.execute("billing", "t-bill-2", "3", [])
+    assert ci.sessions_started("billing") == before + 2
+    assert ci.sessions_started("nobody") == 0
+
+
+def test_pool_makes_first_execution_fast(ci):
+    wait_pool(ci, 1)
+    started = time.monotonic()
+    result = ci.execute("p", "t-fast", "import pandas, matplotlib.pyplot\nprint('ready')", [])
+    elapsed = time.monotonic() - started
+    assert "ready" in result.logs
+    assert elapsed < 0.5, f"first execution took {elapsed:.2f}s with a warm pool"
+
+
+def test_sandbox_report_shape(ci):
+    report = ci.sandbox_report()
+    names = [name for name, _on, _why in report]
+    for expected in ("bubblewrap", "network isolation", "unprivileged user", "memory limit", "process limit"):
+        assert expected in names
+    assert all(isinstance(on, bool) and why for _name, on, why in report)
+
+
+def test_idle_session_shut_down():
+    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, kernel_idle_seconds=1, code_preload=""))
+    try:
+        assert not interpreter.execute("p", "t-idle", "z = 3", []).error
+        kernel = interpreter._sessions["t-idle"].kernel
+        deadline = time.monotonic() + 10
+        while "t-idle" in interpreter._sessions and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "t-idle" not in interpreter._sessions
+        assert not kernel.alive()
+        result = interpreter.execute("p", "t-idle", "print('z' in dir())", [])
+        assert "False" in result.logs  # a new session
+        assert interpreter.sessions_started("p") == 2
+    finally:
+        interpreter.shutdown()
+
+
+def test_without_bwrap_mnt_data_is_substituted():
+    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_use_bwrap=False, code_preload=""))
+    try:
+        report = {name: on for name, on, _ in interpreter.sandbox_report()}
+        assert report["bubblewrap"] is False and report["private filesystem view"] is False
+        code = "import os\nprint(open('/mnt/data/weather.csv').read().splitlines()[1])\nprint(os.getcwd())"
+        result = interpreter.execute("p", "t-nobwrap", code, [("weather.csv", CSV)])
+        assert not result.error, result.logs
+        assert "Paris,21" in result.logs
+        assert MOUNT_DATA in result.logs  # the real path is shown as /mnt/data
+        written = interpreter.execute("p", "t-nobwrap", "open('/mnt/data/o.txt', 'w').write('x')", [])
+        assert dict(written.files) == {"o.txt": b"x"}
+    finally:
+        interpreter.shutdown()
+
+
+def test_log_buffer_keeps_head_and_tail():
+    buf = LogBuffer(100)
+    for i in range(1000):
+        buf.write(f"{i:04d}\n")
+    text = buf.text()
+    assert text.startswith("0000\n")
+    assert text.endswith("0999\n")
+    assert "characters omitted" in text
+    small = LogBuffer(100)
+    small.write("hello\n")
+    assert small.text() == "hello\n"
