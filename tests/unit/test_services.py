@@ -25,6 +25,7 @@ from assistd.services.tool_resources import ToolResourceResolver
 from assistd.storage.assistants import AssistantRow
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
+from assistd.storage.files import FileRow
 from assistd.storage.messages import MessageRow
 from assistd.storage.threads import ThreadRow
 
@@ -343,3 +344,19 @@ def test_file_list_purpose_filter(svc, frozen_clock):
     assert [f.id for f in svc.files.list("p", files_page).data] == [f.id for f in made[::-1]]
     vision = svc.files.list("p", files_page, purpose="vision")
     assert [f.id for f in vision.data] == [made[5].id, made[3].id, made[1].id]
+
+
+def test_expired_files_are_hidden_then_purged(svc):
+    old = svc.files.upload("p", "old.txt", "batch", io.BytesIO(b"old"), expires_after_seconds=3600)
+    with svc.db.session() as s:  # an hour and a bit later
+        row = s.get(FileRow, old.id)
+        row.expires_at = ids.now() - 1
+        s.add(row)
+    with pytest.raises(NotFound):
+        svc.files.get("p", old.id)
+    with pytest.raises(NotFound):
+        svc.files.content_path("p", old.id)
+    assert old.id not in [f.id for f in svc.files.list("p", page()).data]
+    assert svc.blobs.path(old.id).exists()
+    svc.files.upload("p", "new.txt", "assistants", io.BytesIO(b"new"))
+    assert not svc.blobs.path(old.id).exists() and svc.count(FileRow, FileRow.id == old.id) == 0

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from assistd.errors import InvalidRequest, NotFound, PayloadTooLarge
@@ -80,7 +81,12 @@ class FileService:
             size, digest = self.blobs.write(oid, body, self.max_bytes)
         except BlobTooLarge:
             raise too_large(self.max_bytes) from None
-        return self.register(project, oid, filename, purpose, size, digest, expires_after_seconds)
+        created = self.register(project, oid, filename, purpose, size, digest, expires_after_seconds)
+        try:  # expired files are hidden at once; their rows and blobs go here, best effort
+            self.purge_expired()
+        except Exception:
+            log.exception("purging expired files failed")
+        return created
 
     def create_from_bytes(self, project: str, filename: str, purpose: str, data: bytes) -> FileObject:
         """A file made by the server itself (code interpreter outputs: purpose assistants_output)."""
@@ -111,9 +117,9 @@ class FileService:
             self.blobs.delete(oid)
             raise
 
-    def _row(self, s: Session, project: str, file_id: str) -> FileRow:
+    def _row(self, s: Session, project: str, file_id: str, expired_too: bool = False) -> FileRow:
         row = s.get(FileRow, file_id)
-        if row is None or row.project != project:
+        if row is None or row.project != project or (not expired_too and _expired(row)):
             raise NotFound.of("file", file_id)
         return row
 
@@ -123,14 +129,17 @@ class FileService:
 
     def list(self, project: str, page: PageQuery, purpose: str | None = None) -> ListPage[FileObject]:
         with self.db.session() as s:
-            where = [FileRow.project == project]
+            where = [
+                FileRow.project == project,
+                or_(FileRow.expires_at.is_(None), FileRow.expires_at > now()),
+            ]  # type: ignore[union-attr]
             if purpose:
                 where.append(FileRow.purpose == purpose)
             return paginate(s, FileRow, where, page, to_object, PREFIX)
 
     def delete(self, project: str, file_id: str) -> FileDeleted:
         with self.db.session() as s:
-            row = self._row(s, project, file_id)
+            row = self._row(s, project, file_id, expired_too=True)
             for hook in self.delete_hooks:
                 hook(s, row)
             s.delete(row)
@@ -168,3 +177,7 @@ def _size_of(body: BinaryIO) -> int | None:
     except (AttributeError, OSError, ValueError):
         return None
     return end - start
+
+
+def _expired(row: FileRow) -> bool:
+    return row.expires_at is not None and row.expires_at <= now()
