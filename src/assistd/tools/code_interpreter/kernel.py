@@ -278,11 +278,23 @@ class Kernel:
                 if not self.alive():
                     out.died = out.error = True
                     return False
+                self._check_process_flood(out)
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             if self._take(msg, out):
                 return True
+
+    def _check_process_flood(self, out: CellOutput) -> None:
+        """A fork bomb fills RLIMIT_NPROC and leaves the kernel unable to answer: once half the limit is
+        reached mid-execution, the extra processes are killed at once rather than at the timeout."""
+        if self.plan.uid is None:
+            return
+        strays = self.strays()
+        if len(strays) >= self.sandbox.limits.processes // 2:
+            killed = self.sweep()
+            out.error = True
+            out.logs.write(f"\n[{killed} processes killed: the code started too many processes]\n")
 
     @staticmethod
     def _take(msg: dict, out: CellOutput) -> bool:

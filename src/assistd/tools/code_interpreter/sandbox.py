@@ -172,6 +172,7 @@ class Sandbox:
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "MPLCONFIGDIR": str(home / ".matplotlib"),
             "IPYTHONDIR": str(home / ".ipython"),
+            "MALLOC_ARENA_MAX": "2",
             "OPENBLAS_NUM_THREADS": "1",
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
