@@ -14,8 +14,8 @@ install:
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet torch==2.13.0 -e '.[dev]'
 	$(BIN)/python scripts/fetch_model.py --models-dir models
-	@if [ -f playground/package.json ] && command -v npm >/dev/null 2>&1; then \
-		cd playground && npm install --no-audit --no-fund --silent; fi
+	@if [ -f tests/browser/package.json ] && command -v npm >/dev/null 2>&1; then \
+		cd tests/browser && npm install --no-audit --no-fund --silent; fi
 
 serve:
 	$(BIN)/assistd serve --host $(HOST) --port $(PORT)

@@ -21,7 +21,13 @@ def root() -> Redirect:
 
 @get("/playground", include_in_schema=False, sync_to_thread=False)
 def playground_page() -> File:
-    return File(PLAYGROUND_DIR / "index.html", content_disposition_type="inline", headers=NO_CACHE)
+    return File(
+        PLAYGROUND_DIR / "index.html",
+        filename="index.html",
+        media_type="text/html",
+        content_disposition_type="inline",
+        headers=NO_CACHE,
+    )
 
 
 playground_assets = create_static_files_router(

@@ -114,6 +114,7 @@ export class ChatPanel {
         entry.el.querySelector(".body").append(span);
       }
       span.textContent += part.text.value;
+      entry.el.dataset.deltas = String(Number(entry.el.dataset.deltas ?? 0) + 1);
     }
     this.scroll();
   }
@@ -146,7 +147,7 @@ export class ChatPanel {
       });
       input.value = "";
       this.showMessage(message);
-      await this.stream(`/threads/${threadId}/runs`, { assistant_id: assistant.id });
+      await this.stream(`/threads/${threadId}/runs`, { assistant_id: assistant.id, ...runOptions() });
     } catch (err) {
       this.notify(err.message, true);
     } finally {
@@ -204,4 +205,18 @@ export class ChatPanel {
       this.notify(`Stream error: ${data.message ?? JSON.stringify(data)}`, true);
     }
   }
+}
+
+/** The run options of the composer, only those set. */
+function runOptions() {
+  const options = {};
+  const choice = $("#run-tool-choice").value;
+  if (choice === "code_interpreter" || choice === "file_search") options.tool_choice = { type: choice };
+  else if (choice) options.tool_choice = choice;
+  const max = $("#run-max-tokens").value;
+  if (max) options.max_completion_tokens = Number(max);
+  if (!$("#run-parallel").checked) options.parallel_tool_calls = false;
+  const extra = $("#run-additional").value.trim();
+  if (extra) options.additional_instructions = extra;
+  return options;
 }

@@ -5,6 +5,7 @@ import { $, clear, facts, h, pretty, time } from "./dom.js";
 
 const INCLUDE = "step_details.tool_calls[*].file_search.results[*].content";
 const ENDED = ["completed", "failed", "cancelled", "expired", "incomplete"];
+const ACTIVE = ["queued", "in_progress", "requires_action"];
 
 export class Inspector {
   constructor(api, notify, onSubmit) {
@@ -66,7 +67,10 @@ export class Inspector {
     return h("article", { class: "run", dataset: { runId: run.id, status: run.status } },
       h("header", {},
         h("span", { class: `status ${run.status}` }, run.status),
-        h("span", { class: "mono small" }, run.id)),
+        h("span", { class: "mono small" }, run.id),
+        ACTIVE.includes(run.status) ? h("button", {
+          type: "button", class: "cancel-run small", onclick: () => this.cancel(run),
+        }, "Cancel") : null),
       facts([
         ["model", run.model],
         ["created", time(run.created_at)],
@@ -80,6 +84,17 @@ export class Inspector {
       ]),
       run.status === "requires_action" ? this.actionForm(run) : null,
       h("div", { class: "steps" }, steps.map((s) => this.stepView(s))));
+  }
+
+  async cancel(run) {
+    try {
+      const cancelled = await this.api.post(`/threads/${run.thread_id}/runs/${run.id}/cancel`);
+      this.notify(`Run ${run.id}: ${cancelled.status}`);
+    } catch (err) {
+      this.notify(err.message, true);
+    }
+    this.schedule(0);
+    setTimeout(() => this.schedule(0), 1500); // cancelling -> cancelled
   }
 
   actionForm(run) {
