@@ -71,7 +71,6 @@ class CodeInterpreter:
         self._pool_filling = 0
         self._free_slots: list[int] = []
         self._next_slot = 0
-        self._kernel_seq = 0
         self._started: Counter[str] = Counter()
         self._root: Path | None = None
         self._closed = threading.Event()
@@ -81,9 +80,10 @@ class CodeInterpreter:
     # ---- life cycle --------------------------------------------------------------------------------
     def start(self) -> None:
         """Probes the sandbox, logs what is protected, fills the pool. Blocking: call it in a thread."""
-        if self._closed.is_set():
+        try:
+            self._ensure_root()
+        except KernelStartError:  # shut down before it started
             return
-        self._ensure_root()
         for name, on, why in self.sandbox_report():
             (log.info if on else log.warning)(
                 "code interpreter sandbox: %-24s %-3s %s", name, "on" if on else "OFF", why
@@ -335,11 +335,14 @@ class CodeInterpreter:
     # ---- directories, uids, files --------------------------------------------------------------------
     def _ensure_root(self) -> Path:
         with self._lock:
+            if self._closed.is_set():
+                raise KernelStartError("the code interpreter is shut down")
             if self._root is None:
                 self.sandbox.probe()
                 base = self.settings.code_sessions_dir
                 if base is None:
-                    root = Path(tempfile.mkdtemp(prefix="assistd-code-"))
+                    remove_stale_roots()
+                    root = Path(tempfile.mkdtemp(prefix=f"assistd-code-{os.getpid()}-"))
                 else:
                     root = Path(base).resolve()
                     root.mkdir(parents=True, exist_ok=True)
@@ -361,15 +364,12 @@ class CodeInterpreter:
 
     def _plan(self, slot: int, data_dir: Path | None = None) -> KernelPlan:
         root = self._ensure_root()
-        with self._lock:
-            self._kernel_seq += 1
-            name = f"k{self._kernel_seq}"
-        kdir = root / name
+        kdir = Path(tempfile.mkdtemp(prefix="k", dir=root))
         run_dir = kdir / "run"
         (run_dir / "home").mkdir(parents=True)
         kdir.chmod(0o711)
         if data_dir is None:
-            data_dir = root / f"{name}-data"
+            data_dir = kdir.with_name(kdir.name + "-data")
             data_dir.mkdir()
         uid = self.sandbox.kernel_uid(slot)
         if uid is not None:
@@ -399,6 +399,20 @@ class CodeInterpreter:
             os.chown(dirpath, uid, uid, follow_symlinks=False)
             for f in files:
                 os.chown(os.path.join(dirpath, f), uid, uid, follow_symlinks=False)
+
+
+def remove_stale_roots() -> None:
+    """Session roots left in the temp dir by server processes that are gone (a crash, a SIGKILL)."""
+    for path in Path(tempfile.gettempdir()).glob("assistd-code-*-*"):
+        pid = path.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            continue
 
 
 def safe_name(name: str) -> str:
