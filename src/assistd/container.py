@@ -25,6 +25,7 @@ from assistd.services.threads import ThreadService
 from assistd.services.tool_resources import ToolResourceResolver
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
+from assistd.tools.calls import check_function_tools
 from assistd.tools.code_interpreter import CodeInterpreter
 
 log = logging.getLogger("assistd")
@@ -58,6 +59,7 @@ class Container:
         resources = ToolResourceResolver()
         messages = MessageService(db, resources)
         assistants = AssistantService(db, catalog, resources)
+        assistants.tools_checks.append(check_function_tools)
         threads = ThreadService(db, resources, messages)
         files = FileService(db, blobs, settings.max_upload_bytes)
         worker_id = make_worker_id()

@@ -208,7 +208,7 @@ def test_submit_tool_outputs_errors(client, assistant):
         client.beta.threads.runs.submit_tool_outputs(
             run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": "call_unknown", "output": "x"}]
         )
-    with api_error(openai.BadRequestError, 400, param="tool_outputs"):
+    with api_error(openai.BadRequestError, 400, param="tool_outputs[0].tool_call_id"):
         client.beta.threads.runs.submit_tool_outputs(
             run.id, thread_id=run.thread_id, tool_outputs=[{"output": "x"}]
         )
@@ -228,13 +228,13 @@ def test_unsupported_schema_is_refused_at_assistant_creation(client):
 
 
 def test_requires_action_expires(tmp_path_factory):
-    server = ServerProcess(tmp_path_factory.mktemp("expiry"), args=["--run-expiry-seconds", "3"])
+    server = ServerProcess(tmp_path_factory.mktemp("expiry"), args=["--run-expiry-seconds", "20", "--load-models-at-start"])
     try:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
         assistant = client.beta.assistants.create(model=MODEL, tools=TOOLS)
         run = parked(client, assistant)
         assert run.status == "requires_action"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while run.status == "requires_action" and time.monotonic() < deadline:
             time.sleep(0.2)
             run = client.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)

@@ -191,7 +191,7 @@ class RunExecutor:
             temperature=run.temperature if run.temperature is not None else entry.temperature,
             top_p=run.top_p if run.top_p is not None else entry.top_p,
         )
-        forced = _forced(run, functions)
+        forced = _forced(run, functions, steps)
         if forced is not None and fmt is not None:
             return self._forced_calls(backend, fmt, prompt.text, params, functions, forced, run, stop)
         grammar = _response_grammar(run.response_format)
@@ -379,6 +379,7 @@ class RunExecutor:
                 result = self.toolbox.run_code(run, record["code_interpreter"]["input"], inputs)
                 record["code_interpreter"]["outputs"] = result.outputs
                 state["files"] += result.files
+                state["code_failed"] = state.get("code_failed", False) or result.error
                 outputs = [{"index": i, **o} for i, o in enumerate(result.outputs)]
                 self.store.step_delta(
                     step,
@@ -506,7 +507,7 @@ class RunExecutor:
         record = {"id": call.id, "type": "file_search", "file_search": details}
         zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         saved = self.store.save_step(step, {"type": "tool_calls", "tool_calls": [record]}, usage=zero)
-        self._save_state(saved, {"searches": {call.id: {"query": query, "rendered": rendered}}})
+        self._save_state(saved, {"auto": True, "searches": {call.id: {"query": query, "rendered": rendered}}})
         self.store.save_step(step, {"type": "tool_calls", "tool_calls": [record]}, status="completed")
         return sources
 
@@ -546,10 +547,15 @@ def _response_grammar(response_format: Any) -> str | None:
     return json_schema_grammar(schema)
 
 
-def _forced(run: RunRow, functions: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Grammar options when the run must call a tool, else None."""
+def _forced(run: RunRow, functions: list[dict[str, Any]], steps: list[Any]) -> dict[str, Any] | None:
+    """Grammar options when the run must call a tool, else None. A tool_choice that requires a call holds
+    for the model's first turn, and again after code that raised (so the model tries again, up to
+    max_tool_rounds); after a call that worked the model answers freely."""
     choice = run.tool_choice
     if not functions:
+        return None
+    rounds = [s for s in steps if s.type == "tool_calls" and not (s.engine_state or {}).get("auto")]
+    if rounds and not (rounds[-1].engine_state or {}).get("code_failed"):
         return None
     if choice == "required":
         names = [f["name"] for f in functions if f["name"] not in ("code_interpreter", "file_search")]

@@ -46,6 +46,7 @@ class CodeRun:
     outputs: list[dict[str, Any]]
     images: list[str] = field(default_factory=list)  # file ids of displayed images
     files: list[tuple[str, str]] = field(default_factory=list)  # (file id, filename) written by the code
+    error: bool = False  # the code raised, timed out or lost its kernel
 
 
 def offered_functions(run: RunRow, entry: ModelEntry, has_stores: bool) -> list[dict[str, Any]]:
@@ -152,7 +153,7 @@ class Toolbox:
             raise ToolUnavailable("code_interpreter is not available on this server")
         result = interpreter.execute(run.project, run.thread_id, code, inputs)
         outputs: list[dict[str, Any]] = []
-        out = CodeRun(outputs=outputs)
+        out = CodeRun(outputs=outputs, error=result.error)
         if result.logs:
             outputs.append({"type": "logs", "logs": result.logs})
         for i, png in enumerate(result.images):

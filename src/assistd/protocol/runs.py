@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from assistd.protocol.base import Metadata, RequestModel, WireModel, max_len
+from assistd.protocol.base import Metadata, RequestModel, Temperature, TopP, WireModel, max_len
 from assistd.protocol.messages import MessageCreate
 from assistd.protocol.threads import ThreadCreate
 from assistd.protocol.tools import ResponseFormat, Tool, ToolResources
@@ -47,8 +47,8 @@ class RunOptions(RequestModel):
     instructions: Annotated[str | None, max_len(256_000)] = None
     tools: list[Tool] | None = Field(None, max_length=MAX_RUN_TOOLS)
     metadata: Metadata = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
+    temperature: Temperature = None
+    top_p: TopP = None
     stream: bool | None = None
     max_prompt_tokens: int | None = Field(None, ge=256)
     max_completion_tokens: int | None = Field(None, ge=1)

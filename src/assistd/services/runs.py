@@ -23,7 +23,7 @@ from assistd.protocol.runs import (
     SubmitToolOutputs,
     ThreadAndRunCreate,
 )
-from assistd.protocol.tools import dump_response_format, dump_tools
+from assistd.protocol.tools import dump_tools
 from assistd.services.assistants import AssistantService
 from assistd.services.messages import MessageService
 from assistd.services.pagination import paginate
@@ -130,7 +130,7 @@ class RunService:
             else {"type": "auto", "last_messages": None},
             tool_choice=tool_choice,
             parallel_tool_calls=req.parallel_tool_calls if req.parallel_tool_calls is not None else True,
-            response_format=dump_response_format(req.response_format)
+            response_format=self.assistants.check_response_format(req.response_format)
             if req.response_format is not None
             else (assistant.response_format or "auto"),
             worker_id=self.worker_id,
