@@ -23,6 +23,7 @@ from assistd.api.params import page_query
 from assistd.api.playground import PLAYGROUND_HANDLERS
 from assistd.api.runs import RunController
 from assistd.api.threads import ThreadController
+from assistd.api.vector_stores import VECTOR_STORE_CONTROLLERS
 from assistd.config import Settings
 from assistd.container import Container
 
@@ -35,6 +36,7 @@ API_CONTROLLERS = [
     FileController,
     ModelController,
     RunController,
+    *VECTOR_STORE_CONTROLLERS,
 ]
 
 

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         None, description="Chroma server URL; default: embedded in data_dir/chroma"
     )
     embedding_model: str | None = Field(None, description="path of a sentence-transformers model")
+    embedding_batch_size: int = Field(32, description="texts per embedding batch when indexing files")
+    chroma_dir: Path | None = Field(None, description="embedded Chroma folder; default data_dir/chroma")
+    ingest_lease_seconds: int = Field(
+        60, description="a file indexer that stops renewing its lease loses the file to another"
+    )
     kernel_pool_size: int = Field(1, description="pre-started code interpreter kernels")
     kernel_idle_seconds: int = Field(
         3600, description="idle code interpreter sessions are shut down after this"

@@ -23,6 +23,7 @@ from assistd.services.messages import MessageService
 from assistd.services.runs import RunService
 from assistd.services.threads import ThreadService
 from assistd.services.tool_resources import ToolResourceResolver
+from assistd.services.vector_stores import build_file_search
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
 from assistd.tools.calls import check_function_tools
@@ -81,6 +82,9 @@ class Container:
         code_interpreter = CodeInterpreter(settings)  # kernels start in start(), in the background
         extras["code_interpreter"] = code_interpreter
         threads.delete_hooks.append(lambda _s, row: code_interpreter.close_session(row.id))
+        file_search = build_file_search(settings, db, blobs, worker_id)  # models/Chroma load on first use
+        file_search.install(resources, files, messages, threads)
+        extras["file_search"] = file_search
         executor = RunExecutor(RunStore(db, bus), registry, catalog, Toolbox(extras, files, blobs), settings)
         engine = RunEngine(RunStore(db, bus), executor, worker_id, settings.run_lease_seconds)
         return cls(
@@ -103,6 +107,8 @@ class Container:
     def start(self) -> None:
         """Starts background work (blocking parts: call from a worker thread)."""
         self.engine.start()
+        if "file_search" in self.extras:  # the indexing worker; resumes files a stopped process left
+            self.extras["file_search"].start()
         if "code_interpreter" in self.extras:  # warms the kernel pool without delaying readiness
             start = self.extras["code_interpreter"].start
             threading.Thread(target=start, name="code-interpreter-start", daemon=True).start()
@@ -111,6 +117,8 @@ class Container:
 
     def close(self) -> None:
         self.engine.shutdown()
+        if "file_search" in self.extras:
+            self.extras["file_search"].close()
         if "code_interpreter" in self.extras:
             self.extras["code_interpreter"].shutdown()
         self.db.dispose()

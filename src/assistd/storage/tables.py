@@ -6,5 +6,18 @@ from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 from assistd.storage.threads import ThreadRow
+from assistd.storage.vector_store_batches import VectorStoreFileBatchRow
+from assistd.storage.vector_store_files import VectorStoreFileRow
+from assistd.storage.vector_stores import VectorStoreRow
 
-__all__ = ["AssistantRow", "FileRow", "MessageRow", "RunRow", "StepRow", "ThreadRow"]
+__all__ = [
+    "AssistantRow",
+    "FileRow",
+    "MessageRow",
+    "RunRow",
+    "StepRow",
+    "ThreadRow",
+    "VectorStoreFileBatchRow",
+    "VectorStoreFileRow",
+    "VectorStoreRow",
+]

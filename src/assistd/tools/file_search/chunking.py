@@ -1,0 +1,113 @@
+"""Token windows over a document's text, counted with the embedding model's tokenizer.
+
+`auto` is 800 tokens with 400 overlap (the OpenAI default); `static` takes 100-4096 tokens and an overlap of
+at most half. Each chunk is a slice of the original text (token offsets map back to characters), so the
+text a search returns is exactly what the file said, and it keeps the page (or slide) it starts and ends on.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from assistd.tools.file_search.extract import Segment
+
+AUTO_MAX_TOKENS, AUTO_OVERLAP = 800, 400
+MIN_TOKENS, MAX_TOKENS = 100, 4096
+SEPARATOR = "\n\n"
+
+
+class Tokenizer(Protocol):
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """The (start, end) character span of every token of `text`, no special tokens."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChunkingSpec:
+    max_tokens: int = AUTO_MAX_TOKENS
+    overlap: int = AUTO_OVERLAP
+    auto: bool = True
+
+    @classmethod
+    def static(cls, max_tokens: int, overlap: int) -> ChunkingSpec:
+        check_static(max_tokens, overlap)
+        return cls(max_tokens, overlap, auto=False)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The `chunking_strategy` of a vector store file: always the static numbers actually used."""
+        return {
+            "type": "static",
+            "static": {"max_chunk_size_tokens": self.max_tokens, "chunk_overlap_tokens": self.overlap},
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any] | None) -> ChunkingSpec:
+        if not data or data.get("type") != "static":
+            return cls()
+        static = data["static"]
+        return cls(int(static["max_chunk_size_tokens"]), int(static["chunk_overlap_tokens"]), auto=False)
+
+
+def check_static(max_tokens: int, overlap: int) -> None:
+    """Raises ValueError with the rule broken (the protocol layer turns it into a 400)."""
+    if not MIN_TOKENS <= max_tokens <= MAX_TOKENS:
+        raise ValueError(
+            f"max_chunk_size_tokens must be between {MIN_TOKENS} and {MAX_TOKENS}, got {max_tokens}"
+        )
+    if overlap < 0:
+        raise ValueError(f"chunk_overlap_tokens must not be negative, got {overlap}")
+    if overlap > max_tokens // 2:
+        raise ValueError(
+            f"chunk_overlap_tokens ({overlap}) must not exceed half of max_chunk_size_tokens ({max_tokens})"
+        )
+
+
+@dataclass
+class Chunk:
+    index: int
+    text: str
+    tokens: int
+    page: int | None = None
+    page_end: int | None = None
+
+
+def join_segments(segments: list[Segment]) -> tuple[str, list[int], list[int | None]]:
+    """The document text, the character offset where each segment starts, and each segment's page."""
+    parts, starts, pages, offset = [], [], [], 0
+    for segment in segments:
+        if parts:
+            parts.append(SEPARATOR)
+            offset += len(SEPARATOR)
+        starts.append(offset)
+        pages.append(segment.page)
+        parts.append(segment.text)
+        offset += len(segment.text)
+    return "".join(parts), starts, pages
+
+
+def chunk_segments(segments: list[Segment], tokenizer: Tokenizer, spec: ChunkingSpec) -> list[Chunk]:
+    text, starts, pages = join_segments(segments)
+    spans = tokenizer.offsets(text)
+    if not spans:
+        return []
+
+    def page_at(char: int) -> int | None:
+        return pages[max(0, bisect.bisect_right(starts, char) - 1)]
+
+    stride = max(1, spec.max_tokens - spec.overlap)
+    chunks: list[Chunk] = []
+    start = 0
+    while start < len(spans):
+        end = min(start + spec.max_tokens, len(spans))
+        first, last = spans[start][0], spans[end - 1][1]
+        piece = text[first:last].strip()
+        if piece:
+            chunks.append(
+                Chunk(len(chunks), piece, end - start, page_at(first), page_at(max(first, last - 1)))
+            )
+        if end == len(spans):
+            break
+        start += stride
+    return chunks

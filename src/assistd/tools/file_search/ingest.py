@@ -1,0 +1,59 @@
+"""The ingestion pipeline of one file: extract -> chunk -> embed (batched) -> store in Chroma.
+
+Blocking from start to end: the caller (the ingestion worker thread) runs it off the event loop. Between
+embedding batches it calls `heartbeat()`, which renews the caller's lease and says whether to go on (False:
+the file was cancelled, detached or taken over), so a cancel stops a long file within one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from assistd.tools.file_search.chunking import ChunkingSpec, chunk_segments
+from assistd.tools.file_search.embedding import Embedder
+from assistd.tools.file_search.extract import IngestError, extract
+from assistd.tools.file_search.store import ChunkStore
+
+EMBED_BATCH = 64
+
+
+class Abandoned(Exception):
+    """The file stopped being ours to ingest (cancelled, detached, or its lease lost)."""
+
+
+@dataclass
+class IngestResult:
+    chunks: int
+    usage_bytes: int  # chunk text (UTF-8) plus float32 vectors
+
+
+class Ingestor:
+    def __init__(self, store: ChunkStore, embedder: Embedder, batch: int = EMBED_BATCH) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.batch = batch
+
+    def ingest(
+        self,
+        store_id: str,
+        file_id: str,
+        filename: str,
+        data: bytes,
+        spec: ChunkingSpec,
+        heartbeat: Callable[[], bool] = lambda: True,
+    ) -> IngestResult:
+        segments = extract(filename, data)
+        chunks = chunk_segments(segments, self.embedder.tokenizer, spec)
+        if not chunks:
+            raise IngestError("invalid_file", f"'{filename}' contains no text to index.")
+        self.store.delete_file(store_id, file_id)  # a resumed file starts from a clean slate
+        usage = 0
+        for start in range(0, len(chunks), self.batch):
+            if not heartbeat():
+                raise Abandoned(file_id)
+            part = chunks[start : start + self.batch]
+            vectors = self.embedder.encode_documents([c.text for c in part])
+            self.store.add(store_id, file_id, filename, part, vectors)
+            usage += sum(len(c.text.encode()) for c in part) + vectors.nbytes
+        return IngestResult(len(chunks), usage)
