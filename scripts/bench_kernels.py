@@ -31,12 +31,12 @@ def wait_pool(ci: CodeInterpreter, size: int) -> None:
     raise SystemExit("the pool did not fill")
 
 
-def first_execution(ci: CodeInterpreter, warm: bool) -> float:
+def first_execution(ci: CodeInterpreter, warm: bool, code: str = FIRST) -> float:
     if warm:
         wait_pool(ci, 1)
     thread = f"bench-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    result = ci.execute("bench", thread, FIRST, [])
+    result = ci.execute("bench", thread, code, [])
     elapsed = time.perf_counter() - started
     assert not result.error, result.logs
     ci.close_session(thread)
@@ -69,12 +69,14 @@ def main() -> None:
             print(f"  {name:24} {'on ' if on else 'OFF'} {why}")
         warm = [first_execution(warm_ci, warm=True) for _ in range(args.rounds)]
         cold = [first_execution(cold_ci, warm=False) for _ in range(args.rounds)]
+        bare = [first_execution(cold_ci, warm=False, code="print(1)") for _ in range(args.rounds)]
         rate = warm_rate(warm_ci, args.execs)
     finally:
         warm_ci.shutdown()
         cold_ci.shutdown()
     print(f"first execution, warm pool : median {statistics.median(warm) * 1000:7.1f} ms  (n={len(warm)})")
     print(f"first execution, cold start: median {statistics.median(cold) * 1000:7.1f} ms  (n={len(cold)})")
+    print(f"cold start, print(1) only  : median {statistics.median(bare) * 1000:7.1f} ms  (n={len(bare)})")
     print(f"warm kernel, trivial code  : {rate:7.1f} executions/s  (n={args.execs})")
 
 

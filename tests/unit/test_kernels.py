@@ -208,3 +208,22 @@ def test_log_buffer_keeps_head_and_tail():
     small = LogBuffer(100)
     small.write("hello\n")
     assert small.text() == "hello\n"
+
+
+def test_two_interpreters_never_share_a_uid(ci):
+    """Several servers on one machine draw kernel uids from one range: a uid is held by one kernel only,
+    so one server's clean-up never kills another's kernels."""
+    other = CodeInterpreter(Settings(kernel_pool_size=0, code_preload=""))
+    try:
+        ci.execute("p", "t-uid-a", "v = 'a'", [])
+        other.execute("p", "t-uid-b", "v = 'b'", [])
+        uid_a = ci._sessions["t-uid-a"].kernel.plan.uid
+        uid_b = other._sessions["t-uid-b"].kernel.plan.uid
+        if uid_a is None:
+            pytest.skip("this machine lacks the mechanism (not root: kernels run as the server's uid)")
+        assert uid_a != uid_b
+        other.execute("p", "t-uid-b", "import subprocess; subprocess.Popen(['sleep', '30'])", [])
+        assert "a" in ci.execute("p", "t-uid-a", "print(v)", []).logs
+        assert "b" in other.execute("p", "t-uid-b", "print(v)", []).logs
+    finally:
+        other.shutdown()

@@ -9,6 +9,7 @@ or `code_max_sessions` forces the least recently used one out.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -23,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistd.config import Settings
-from assistd.tools.code_interpreter.kernel import Kernel, KernelStartError
+from assistd.tools.code_interpreter.kernel import Kernel, KernelStartError, kill_uid, uid_has_processes
 from assistd.tools.code_interpreter.sandbox import MOUNT_DATA, KernelPlan, Limits, Sandbox
 
 log = logging.getLogger("assistd.code_interpreter")
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 MAX_OUTPUT_FILES = 20
+UID_RANGE = 1000  # kernel uids: settings.code_sandbox_uid_base + 0..999, shared by all servers of a machine
 
 
 @dataclass
@@ -69,8 +71,7 @@ class CodeInterpreter:
         self._sessions: dict[str, Session] = {}
         self._pool: list[Kernel] = []
         self._pool_filling = 0
-        self._free_slots: list[int] = []
-        self._next_slot = 0
+        self._slot_locks: dict[int, int] = {}  # slot -> fd holding its lock file
         self._started: Counter[str] = Counter()
         self._root: Path | None = None
         self._closed = threading.Event()
@@ -351,16 +352,38 @@ class CodeInterpreter:
             return self._root
 
     def _slot(self) -> int:
+        """A slot (uid offset) free on this machine: other server processes use the same uid range, so a
+        slot is held by an flock on a file for the kernel's life (released by the kernel's end or ours)."""
+        lock_dir = Path(tempfile.gettempdir()) / "assistd-uids"
         with self._lock:
-            if self._free_slots:
-                return self._free_slots.pop()
-            self._next_slot += 1
-            return self._next_slot - 1
+            if not self.sandbox.setuid:
+                slot = max(self._slot_locks, default=-1) + 1
+                self._slot_locks[slot] = -1
+                return slot
+            lock_dir.mkdir(mode=0o700, exist_ok=True)
+            for slot in range(UID_RANGE):
+                if slot in self._slot_locks:
+                    continue
+                fd = os.open(lock_dir / f"{self.sandbox.uid_base + slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                self._slot_locks[slot] = fd
+                break
+            else:
+                raise KernelStartError(f"all {UID_RANGE} kernel uids are in use")
+        uid = self.sandbox.uid_base + slot
+        if uid_has_processes(uid):  # leftovers of a server that crashed without bwrap's die-with-parent
+            kill_uid(self.sandbox.python, uid)
+        return slot
 
     def _free_slot(self, slot: int) -> None:
         with self._lock:
-            if slot not in self._free_slots:
-                self._free_slots.append(slot)
+            fd = self._slot_locks.pop(slot, None)
+        if fd is not None and fd >= 0:
+            os.close(fd)
 
     def _plan(self, slot: int, data_dir: Path | None = None) -> KernelPlan:
         root = self._ensure_root()

@@ -361,6 +361,17 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+def uid_has_processes(uid: int) -> bool:
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            try:
+                if entry.name.isdigit() and entry.stat().st_uid == uid:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 def kill_uid(python: str, uid: int) -> None:
     """Without a pid namespace, a kernel's escaped processes (setsid, double fork) share its uid: a helper
     that becomes that uid and kills everything it may signal ends them all."""
