@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StrictBool, StrictFloat, StrictInt, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from assistd.protocol.base import (
     METADATA_MAX_KEY,
@@ -27,10 +37,21 @@ class StaticChunkingNumbers(WireModel):
     max_chunk_size_tokens: StrictInt
     chunk_overlap_tokens: StrictInt
 
-    @model_validator(mode="after")
-    def _limits(self) -> StaticChunkingNumbers:
-        check_static(self.max_chunk_size_tokens, self.chunk_overlap_tokens)
-        return self
+    @field_validator("max_chunk_size_tokens")
+    @classmethod
+    def _size(cls, value: int) -> int:
+        check_static(value, 0)
+        return value
+
+    @field_validator("chunk_overlap_tokens")
+    @classmethod
+    def _overlap(cls, value: int, info: ValidationInfo) -> int:
+        size = info.data.get("max_chunk_size_tokens")
+        if size is not None:
+            check_static(size, value)
+        elif value < 0:
+            raise ValueError(f"chunk_overlap_tokens must not be negative, got {value}")
+        return value
 
 
 class StaticChunking(WireModel):
@@ -76,13 +97,15 @@ class ComparisonFilter(WireModel):
     type: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"]
     value: AttributeValue | list[StrictInt | StrictFloat | str]
 
-    @model_validator(mode="after")
-    def _lists(self) -> ComparisonFilter:
-        if self.type in ("in", "nin") and not isinstance(self.value, list):
-            raise ValueError(f"'{self.type}' filters take a list of values")
-        if self.type not in ("in", "nin") and isinstance(self.value, list):
-            raise ValueError(f"'{self.type}' filters take a single value, not a list")
-        return self
+    @field_validator("value")
+    @classmethod
+    def _lists(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("type")
+        if kind in ("in", "nin") and not isinstance(value, list):
+            raise ValueError(f"'{kind}' filters take a list of values")
+        if kind not in ("in", "nin") and isinstance(value, list):
+            raise ValueError(f"'{kind}' filters take a single value, not a list")
+        return value
 
 
 class CompoundFilter(WireModel):
