@@ -64,6 +64,7 @@ def main() -> None:
     warm_ci = CodeInterpreter(Settings(kernel_pool_size=1))
     warm_ci.start()
     cold_ci = CodeInterpreter(Settings(kernel_pool_size=0))
+    cold_ci.start()  # no kernel ahead; the shared font cache as a server has it
     try:
         for name, on, why in warm_ci.sandbox_report():
             print(f"  {name:24} {'on ' if on else 'OFF'} {why}")

@@ -76,6 +76,7 @@ class CodeInterpreter:
         self._root: Path | None = None
         self._closed = threading.Event()
         self._reaper: threading.Thread | None = None
+        self._font_cache: list[Path] = []
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="code-kernel-spawner")
 
     # ---- life cycle --------------------------------------------------------------------------------
@@ -90,7 +91,26 @@ class CodeInterpreter:
                 "code interpreter sandbox: %-24s %-3s %s", name, "on" if on else "OFF", why
             )
         self._start_reaper()
+        self._build_font_cache()
         self._fill_pool()
+
+    def _build_font_cache(self) -> None:
+        """matplotlib scans the system fonts on its first import in a new HOME (~0.7 s). The server builds
+        that cache once, itself (a kernel-built cache could be poisoned), and every new kernel gets a copy."""
+        cache = self._ensure_root() / "fontcache"
+        env = {"PATH": "/usr/bin:/bin", "MPLCONFIGDIR": str(cache), "HOME": str(cache)}
+        try:
+            subprocess.run(
+                [self.sandbox.python, "-c", "import matplotlib.font_manager"],
+                env=env,
+                capture_output=True,
+                timeout=120,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.info("code interpreter: no shared matplotlib font cache: %s", exc)
+            return
+        self._font_cache = sorted(cache.glob("fontlist-*.json"))
 
     def _start_reaper(self) -> None:
         with self._lock:
@@ -394,10 +414,14 @@ class CodeInterpreter:
         if data_dir is None:
             data_dir = kdir.with_name(kdir.name + "-data")
             data_dir.mkdir()
+        mpl = run_dir / "home" / ".matplotlib"
+        mpl.mkdir()
+        for cached in self._font_cache:
+            shutil.copyfile(cached, mpl / cached.name)
         uid = self.sandbox.kernel_uid(slot)
         if uid is not None:
-            for d in (run_dir, run_dir / "home", data_dir):
-                os.chown(d, uid, uid)
+            self._chown_tree(run_dir, uid)
+            os.chown(data_dir, uid, uid)
         run_dir.chmod(0o700)
         data_dir.chmod(0o700)
         return KernelPlan(
