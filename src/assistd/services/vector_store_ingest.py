@@ -115,7 +115,10 @@ class IngestWorker:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
                 continue
-            self.process(job)
+            try:
+                self.process(job)
+            except Exception:  # a database error while finishing: the lease runs out and it is retried
+                log.exception("file_search: processing %s failed", job.file_id)
 
     # -------------------------------------------------------------------------------------------- claims
     def claim(self) -> Job | None:
