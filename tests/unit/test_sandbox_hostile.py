@@ -11,6 +11,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -238,3 +239,35 @@ def test_other_sessions_files_not_visible(ci):
     assert result.error
     assert "mine" not in result.logs
     assert_recovered(ci, "t-thief")
+
+
+def test_symlinks_do_not_leak_host_files(ci):
+    """The server reads outputs and writes inputs as root on the host: links the code plants must not
+    make it read or write a host path."""
+    code = (
+        "import os\n"
+        "os.symlink('/etc/shadow', '/mnt/data/shadow.txt')\n"
+        "os.symlink('/etc', '/mnt/data/etc')\n"
+        "open('/mnt/data/plain.txt', 'w').write('ok')\n"
+    )
+    result = run(ci, "t-link", code)
+    assert dict(result.files) == {"plain.txt": b"ok"}
+    target = f"/tmp/hostile-target-{uuid.uuid4().hex}"
+    run(ci, "t-link", f"import os\nos.symlink({target!r}, '/mnt/data/input.csv')")
+    after = ci.execute("hostile", "t-link", "print('ran')", [("input.csv", b"a,b\n")])
+    assert not os.path.exists(target), "the server followed a planted link when copying an input file"
+    assert "ran" in after.logs
+    assert_recovered(ci, "t-link")
+
+
+def test_other_threads_served_while_one_is_hostile(ci):
+    """A runaway execution holds only its own thread: other threads keep being served meanwhile."""
+    hog = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
+    busy = threading.Thread(target=run, args=(ci, "t-hog", hog), daemon=True)
+    busy.start()  # lasts the timeout, the interrupt grace and a restart
+    time.sleep(0.3)
+    result = run(ci, "t-neighbour", "print(6 * 7)")
+    assert "42" in result.logs
+    assert busy.is_alive()  # served while the hog still runs
+    busy.join(timeout=30)
+    assert_recovered(ci, "t-hog")

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -31,6 +32,7 @@ log = logging.getLogger("assistd.code_interpreter")
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 MAX_OUTPUT_FILES = 20
+MAX_SCANNED = 10000  # files looked at under /mnt/data after an execution
 UID_RANGE = 1000  # kernel uids: settings.code_sandbox_uid_base + 0..999, shared by all servers of a machine
 
 
@@ -206,7 +208,8 @@ class CodeInterpreter:
         elif out.died or not kernel.alive():
             out.error = True
             notes.append(self._kernel_died(session, kernel, "during the execution"))
-        files = changed_files(kernel.plan.data_dir, before, self.settings.code_max_file_mb * 1024 * 1024)
+        max_bytes = self.settings.code_max_file_mb * 1024 * 1024
+        files = changed_files(kernel.plan.data_dir, before, max_bytes, kernel.plan.uid)
         if notes:
             logs = (logs.rstrip("\n") + "\n" if logs.strip() else "") + "\n".join(notes)
         return ExecutionResult(logs=logs, images=out.images, files=files, error=out.error)
@@ -431,12 +434,17 @@ class CodeInterpreter:
     def _place_inputs(self, kernel: Kernel, input_files: list[tuple[str, bytes]]) -> None:
         for name, content in input_files:
             safe = safe_name(name)
-            target = kernel.plan.data_dir / safe
-            if target.exists():
+            # The kernel owns this directory: never follow a link it planted (the server writes as root).
+            try:
+                fd = os.open(
+                    kernel.plan.data_dir / safe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
+                )
+            except FileExistsError:
                 continue
-            target.write_bytes(content)
-            if kernel.plan.uid is not None:
-                os.chown(target, kernel.plan.uid, kernel.plan.uid)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content)
+                if kernel.plan.uid is not None:
+                    os.fchown(fh.fileno(), kernel.plan.uid, kernel.plan.uid)
 
     @staticmethod
     def _chown_tree(path: Path, uid: int | None) -> None:
@@ -469,29 +477,41 @@ def safe_name(name: str) -> str:
 
 
 def snapshot(root: Path) -> Snapshot:
+    """Size and mtime of the regular files under root (symlinks never followed; at most MAX_SCANNED)."""
     state: Snapshot = {}
+    seen = 0
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
+            seen += 1
+            if seen > MAX_SCANNED:
+                return state
             full = os.path.join(dirpath, f)
             try:
                 st = os.lstat(full)
             except OSError:
                 continue
-            if os.path.isfile(full) and not os.path.islink(full):
+            if stat.S_ISREG(st.st_mode):
                 state[os.path.relpath(full, root)] = (st.st_size, st.st_mtime_ns)
     return state
 
 
-def changed_files(root: Path, before: Snapshot, max_bytes: int) -> list[tuple[str, bytes]]:
-    """Files under root that are new or changed since `before` (regular files only, never symlinks)."""
+def changed_files(root: Path, before: Snapshot, max_bytes: int, uid: int | None) -> list[tuple[str, bytes]]:
+    """Files under root that are new or changed since `before`: regular files only, never through a link,
+    and (with a kernel uid) only files that uid owns, since the kernel may swap a directory for a link to a
+    host path between the scan and the read."""
     after = snapshot(root)
     out: list[tuple[str, bytes]] = []
-    for rel, stat in sorted(after.items()):
-        if before.get(rel) == stat or stat[0] > max_bytes:
+    real_root = os.path.realpath(root)
+    for rel, info in sorted(after.items()):
+        if before.get(rel) == info or info[0] > max_bytes:
             continue
         try:
-            fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             with os.fdopen(fd, "rb") as fh:
+                st = os.fstat(fd)
+                inside = os.path.realpath(f"/proc/self/fd/{fd}").startswith(real_root + os.sep)
+                if not stat.S_ISREG(st.st_mode) or not inside or (uid is not None and st.st_uid != uid):
+                    continue
                 out.append((rel, fh.read(max_bytes + 1)[:max_bytes]))
         except OSError:
             continue
