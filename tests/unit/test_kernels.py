@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -227,3 +228,30 @@ def test_two_interpreters_never_share_a_uid(ci):
         assert "b" in other.execute("p", "t-uid-b", "print(v)", []).logs
     finally:
         other.shutdown()
+
+
+def test_close_and_shutdown_end_a_running_execution():
+    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_preload="", code_timeout_seconds=30))
+    results: dict[str, ExecutionResult] = {}
+
+    def long_run(thread: str) -> None:
+        results[thread] = interpreter.execute("p", thread, "import time\ntime.sleep(25)", [])
+
+    try:
+        interpreter.execute("p", "t-long-1", "1", [])
+        interpreter.execute("p", "t-long-2", "1", [])
+        workers = [threading.Thread(target=long_run, args=(t,)) for t in ("t-long-1", "t-long-2")]
+        for w in workers:
+            w.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        interpreter.close_session("t-long-1")
+        workers[0].join(timeout=10)
+        interpreter.shutdown()
+        workers[1].join(timeout=10)
+        assert time.monotonic() - started < 5
+        for thread in ("t-long-1", "t-long-2"):
+            assert results[thread].error
+            assert "closed during the execution" in results[thread].logs
+    finally:
+        interpreter.shutdown()

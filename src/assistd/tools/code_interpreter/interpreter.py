@@ -126,6 +126,10 @@ class CodeInterpreter:
             sessions = list(self._sessions.values())
             self._sessions.clear()
             pool, self._pool = self._pool, []
+        for session in sessions:  # an execution under way ends at once: its kernel dies under it
+            session.closed = True
+            if session.kernel is not None:
+                session.kernel.signal_kill()
         for session in sessions:
             with session.lock:
                 self._end_session(session)
@@ -146,6 +150,9 @@ class CodeInterpreter:
         with self._lock:
             session = self._sessions.pop(thread_id, None)
         if session is not None:
+            session.closed = True
+            if session.kernel is not None and session.lock.locked():  # an execution under way ends now
+                session.kernel.signal_kill()
             with session.lock:
                 self._end_session(session)
             log.info("code interpreter: session of %s closed", thread_id)
@@ -219,10 +226,17 @@ class CodeInterpreter:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 kernel.proc.wait(timeout=2)
         reason = kernel.exit_reason()
+        if session.closed or self._closed.is_set():
+            self._replace(session)  # only cleans up
+            return "The code interpreter session was closed during the execution."
         log.warning(
             "code interpreter: kernel of %s died %s (%s): replacing it", session.thread_id, when, reason
         )
         self._replace(session)
+        if session.kernel is None:
+            return (
+                f"The kernel died {when} ({reason}) and could not be restarted; files in /mnt/data are lost."
+            )
         return (
             f"The kernel died {when} ({reason}; the memory, CPU and process limits end a kernel). "
             "A new kernel was started: variables and imports are lost, files in /mnt/data are kept."
@@ -235,17 +249,28 @@ class CodeInterpreter:
         if old is None:
             return
         old.kill()
-        slot = self._slot()
-        plan = self._plan(slot, data_dir=old.plan.data_dir)
-        self._chown_tree(old.plan.data_dir, plan.uid)
         shutil.rmtree(old.plan.run_dir.parent, ignore_errors=True)  # its run dir; the data dir is apart
         self._free_slot(old.slot)
-        kernel = Kernel(self.sandbox, plan, slot, self._spawner)
+        if session.closed or self._closed.is_set():
+            shutil.rmtree(old.plan.data_dir, ignore_errors=True)
+            return
+        slot = None
+        try:
+            slot = self._slot()
+            plan = self._plan(slot, data_dir=old.plan.data_dir)
+            self._chown_tree(old.plan.data_dir, plan.uid)
+            kernel = Kernel(self.sandbox, plan, slot, self._spawner)
+        except (KernelStartError, OSError) as exc:
+            log.error("code interpreter: no replacement kernel for %s: %s", session.thread_id, exc)
+            if slot is not None:
+                self._free_slot(slot)
+            shutil.rmtree(old.plan.data_dir, ignore_errors=True)
+            return
         try:
             kernel.start()
-        except KernelStartError as exc:
-            log.error("code interpreter: replacement kernel failed: %s", exc)
-            self._discard(kernel)
+        except (KernelStartError, RuntimeError, OSError) as exc:
+            log.error("code interpreter: replacement kernel for %s failed: %s", session.thread_id, exc)
+            self._discard(kernel)  # the session's files go with it: the next execution starts afresh
             return
         session.kernel = kernel
 

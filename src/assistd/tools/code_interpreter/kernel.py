@@ -181,18 +181,23 @@ class Kernel:
             with contextlib.suppress(Exception):  # the sockets of a dead kernel
                 self.client.stop_channels()
             self.client = None
+        self.signal_kill()
         if self.proc is not None:
-            if self.proc.poll() is None:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    self.proc.kill()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 log.error("code interpreter: kernel pid %s did not exit after SIGKILL", self.proc.pid)
         if self.plan.uid is not None and not self.sandbox.bwrap:
             kill_uid(self.sandbox.python, self.plan.uid)
+
+    def signal_kill(self) -> None:
+        """SIGKILL to the kernel's process group only: safe while another thread is executing on it (that
+        thread sees the kernel die and returns)."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
 
     # ---- execution ---------------------------------------------------------------------------------
     def run(self, code: str, timeout: float, log_limit: int, silent: bool = False) -> CellOutput:
