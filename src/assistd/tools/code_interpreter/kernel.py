@@ -209,7 +209,8 @@ class Kernel:
         if not self._collect(client, msg_id, out, time.monotonic() + timeout) and not out.died:
             out.timed_out = out.error = True
             self._interrupt(client)
-            if not self._collect(client, msg_id, out, time.monotonic() + INTERRUPT_GRACE_SECONDS):
+            grace = min(INTERRUPT_GRACE_SECONDS, max(1.0, timeout / 2))
+            if not self._collect(client, msg_id, out, time.monotonic() + grace):
                 out.stuck = not out.died
         if not out.stuck and not out.died and self.sweep():
             self._reap_children(client)
