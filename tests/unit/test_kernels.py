@@ -257,3 +257,14 @@ def test_close_and_shutdown_end_a_running_execution():
             assert "closed during the execution" in results[thread].logs
     finally:
         interpreter.shutdown()
+
+
+def test_least_recently_used_session_goes_beyond_the_limit():
+    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_preload="", code_max_sessions=2))
+    try:
+        for thread in ("t-lru-1", "t-lru-2", "t-lru-3"):
+            interpreter.execute("p", thread, "v = 1", [])
+            time.sleep(0.01)
+        assert set(interpreter._sessions) == {"t-lru-2", "t-lru-3"}
+    finally:
+        interpreter.shutdown()

@@ -293,7 +293,10 @@ class CodeInterpreter:
         extra = len(self._sessions) - self.settings.code_max_sessions
         if extra <= 0:
             return []
-        idle = sorted((s for s in self._sessions.values() if s is not keep), key=lambda s: s.last_used)
+        idle = sorted(
+            (s for s in self._sessions.values() if s is not keep and not s.lock.locked()),
+            key=lambda s: s.last_used,
+        )
         return idle[:extra]
 
     def _acquire(self) -> Kernel:
