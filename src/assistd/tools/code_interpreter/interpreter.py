@@ -51,7 +51,6 @@ class Session:
     kernel: Kernel | None
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: float = field(default_factory=time.monotonic)
-    note: str = ""  # told to the model at the next execution (a kernel that died while idle)
     closed: bool = False
 
 
@@ -178,13 +177,10 @@ class CodeInterpreter:
         notes = []
         if session.kernel is not None and not session.kernel.alive():
             notes.append(self._kernel_died(session, session.kernel, "while idle"))
-        if session.note:
-            notes.append(session.note)
-            session.note = ""
         if session.kernel is None:
             try:
                 session.kernel = self._acquire()
-            except KernelStartError as exc:
+            except (KernelStartError, RuntimeError, OSError) as exc:
                 log.error("code interpreter: no kernel for %s: %s", session.thread_id, exc)
                 return ExecutionResult(
                     logs="\n".join([*notes, f"The code interpreter could not start: {exc}"]), error=True
