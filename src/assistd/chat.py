@@ -67,7 +67,13 @@ def ask_outputs(run: Any) -> list[dict[str, str]]:
     return outputs
 
 
-def chat(base_url: str, api_key: str, assistant_id: str, thread_id: str | None = None) -> int:
+def chat(
+    base_url: str,
+    api_key: str,
+    assistant_id: str,
+    thread_id: str | None = None,
+    max_tokens: int | None = None,
+) -> int:
     import openai
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # client.beta.* is marked deprecated
@@ -97,17 +103,20 @@ def chat(base_url: str, api_key: str, assistant_id: str, thread_id: str | None =
         if not text.strip():
             break
         try:
-            turn(client, handler, assistant.id, thread.id, text)
+            turn(client, handler, assistant.id, thread.id, text, max_tokens)
         except openai.APIError as exc:
             print(f"[error: {exc.message}]", flush=True)
     print(f"Thread {thread.id} kept: `assistd chat {assistant.id} --thread {thread.id}` continues it.")
     return 0
 
 
-def turn(client: Any, handler: type, assistant_id: str, thread_id: str, text: str) -> None:
+def turn(
+    client: Any, handler: type, assistant_id: str, thread_id: str, text: str, max_tokens: int | None
+) -> None:
     client.beta.threads.messages.create(thread_id=thread_id, role="user", content=text)
+    options = {"max_completion_tokens": max_tokens} if max_tokens else {}
     with client.beta.threads.runs.stream(
-        thread_id=thread_id, assistant_id=assistant_id, event_handler=handler()
+        thread_id=thread_id, assistant_id=assistant_id, event_handler=handler(), **options
     ) as stream:
         stream.until_done()
         run = stream.current_run

@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat_p.add_argument(
         "--thread", default=None, metavar="THREAD_ID", help="continue this thread (default: a new one)"
     )
+    chat_p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="max_completion_tokens of each run (default: the server's)",
+    )
     return parser
 
 
@@ -196,5 +202,5 @@ def main(argv: list[str] | None = None) -> int:
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
         base_url = args.base_url or f"http://{host}:{settings.port}/v1"
         api_key = args.api_key or next(iter(settings.api_keys), "local")
-        return chat(base_url, api_key, args.assistant_id, args.thread)
+        return chat(base_url, api_key, args.assistant_id, args.thread, args.max_tokens)
     return 1

@@ -1,0 +1,108 @@
+"""`assistd doctor`: each check on a machine state made for it, and the table it prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from assistd import doctor
+from assistd.cli import build_parser, main
+from assistd.config import Settings
+
+
+def settings_in(tmp_path: Path, **extra) -> Settings:
+    return Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models", **extra)
+
+
+def test_missing_model_is_off_with_what_to_do(tmp_path):
+    (check,) = doctor.check_models(settings_in(tmp_path))
+    assert not check.ok
+    assert "missing" in check.detail and "SmolLM2-135M-Instruct.Q4_1.gguf" in check.detail
+    assert "make install" in check.fix
+
+
+def test_a_file_that_is_not_gguf_is_off(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"<html>not a model</html>")
+    (check,) = doctor.check_models(settings_in(tmp_path))
+    assert not check.ok and "not a GGUF file" in check.detail
+
+
+def test_a_truncated_gguf_is_off_and_a_whole_one_ok(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    path = models / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path.write_bytes(b"GGUF" + bytes(100))
+    (check,) = doctor.check_models(settings_in(tmp_path))
+    assert not check.ok and "truncated" in check.detail
+    path.write_bytes(b"GGUF" + bytes(2 * 1024 * 1024))
+    (check,) = doctor.check_models(settings_in(tmp_path))
+    assert check.ok and "2.0 MB" in check.detail and "(default)" in check.name
+
+
+def test_database_not_created_yet_then_with_schema(tmp_path):
+    settings = settings_in(tmp_path)
+    check = doctor.check_database(settings)
+    assert check.ok and "not created yet" in check.detail
+    assert not (tmp_path / "data" / "assistd.db").exists()  # the doctor creates nothing
+    from assistd.storage.db import Database
+
+    settings.data_dir.mkdir(parents=True)
+    db = Database(settings.database)
+    db.create_schema()
+    db.dispose()
+    check = doctor.check_database(settings)
+    assert check.ok and "connected" in check.detail
+
+
+def test_database_with_missing_tables_is_off(tmp_path):
+    import sqlite3
+
+    settings = settings_in(tmp_path)
+    settings.data_dir.mkdir(parents=True)
+    sqlite3.connect(settings.data_dir / "assistd.db").execute("CREATE TABLE other (x)").connection.close()
+    check = doctor.check_database(settings)
+    assert not check.ok and "tables missing" in check.detail and "assistd serve" in check.fix
+
+
+def test_embedding_model_from_the_package_and_a_bad_path(tmp_path):
+    assert doctor.check_embedding(settings_in(tmp_path)).ok
+    check = doctor.check_embedding(settings_in(tmp_path, embedding_model=str(tmp_path / "nowhere")))
+    assert not check.ok and "ASSISTD_EMBEDDING_MODEL" in check.fix
+
+
+def test_unreachable_chroma_server_is_off(tmp_path):
+    check = doctor.check_chroma(settings_in(tmp_path, chroma_url="http://127.0.0.1:9"))
+    assert not check.ok and "unreachable" in check.detail and "chroma run" in check.fix
+
+
+def test_table_lists_every_check_and_what_to_do(tmp_path, capsys):
+    code = doctor.main(settings_in(tmp_path))
+    out = capsys.readouterr().out
+    for name in (
+        "model SmolLM2-135M-Instruct",
+        "code interpreter sandbox",
+        "vectors (Chroma)",
+        "database",
+        "embedding model",
+        "API keys",
+    ):
+        assert name in out
+    assert "What to do:" in out and "make install" in out  # the model is missing in tmp_path
+    assert code == 1
+
+
+def test_cli_doctor_and_chat_are_commands(tmp_path, monkeypatch, capsys):
+    parser = build_parser()
+    assert parser.parse_args(["doctor", "-v"]).verbose
+    args = parser.parse_args(["chat", "asst_1", "--base-url", "http://x/v1", "--api-key", "k"])
+    assert (args.assistant_id, args.base_url, args.api_key, args.thread) == (
+        "asst_1",
+        "http://x/v1",
+        "k",
+        None,
+    )
+    monkeypatch.setenv("ASSISTD_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("ASSISTD_DATA_DIR", str(tmp_path / "data"))
+    assert main(["doctor"]) == 1
+    assert "missing" in capsys.readouterr().out
