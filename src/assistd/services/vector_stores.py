@@ -161,14 +161,15 @@ class VectorStoreService:
         T = VectorStoreFileRow
         scopes = []
         for store in stores:
-            files = s.exec(select(T).where(T.vector_store_id == store.id, T.status == "completed"))
-            kept = [f for f in files if matches(f.attributes, flt)]
+            files = list(s.exec(select(T).where(T.vector_store_id == store.id)))
+            kept = [f for f in files if f.status == "completed" and matches(f.attributes, flt)]
             scopes.append(
                 Scope(
                     store.id,
                     store.chunks_version,
                     {f.id: dict(f.attributes or {}) for f in kept},
                     {f.id: f.filename for f in kept},
+                    complete=len(kept) == len(files),
                 )
             )
             store.last_active_at = now()

@@ -28,6 +28,9 @@ class Scope:
     version: int
     files: dict[str, dict[str, Any]]  # file id -> attributes
     filenames: dict[str, str] = field(default_factory=dict)
+    # True when every file of the store may answer: Chroma and BM25 then search unfiltered (much faster
+    # on big stores); hits are still checked against `files`.
+    complete: bool = False
 
 
 @dataclass
@@ -46,9 +49,13 @@ class SearchHit:
 class _Corpus:
     version: int
     chunks: list[StoredChunk]
-    file_ids: np.ndarray
+    file_codes: np.ndarray  # per chunk, the number of its file in `code_of`
+    code_of: dict[str, int]
     index: BM25Index
-    positions: dict[str, int]
+
+    def mask(self, file_ids: list[str]) -> np.ndarray:
+        wanted = [self.code_of[f] for f in file_ids if f in self.code_of]
+        return np.isin(self.file_codes, np.asarray(wanted, dtype=np.int32))
 
 
 class HybridRetriever:
@@ -68,12 +75,14 @@ class HybridRetriever:
             if cached is not None and cached.version == scope.version:
                 return cached
             chunks = self.chunks.everything(scope.store_id)
+            code_of: dict[str, int] = {}
+            codes = [code_of.setdefault(str(c.meta.get("file_id", "")), len(code_of)) for c in chunks]
             built = _Corpus(
                 scope.version,
                 chunks,
-                np.asarray([c.meta.get("file_id", "") for c in chunks], dtype=object),
+                np.asarray(codes, dtype=np.int32),
+                code_of,
                 BM25Index([c.text for c in chunks]),
-                {c.id: i for i, c in enumerate(chunks)},
             )
             self._corpora[scope.store_id] = built
             return built
@@ -90,16 +99,19 @@ class HybridRetriever:
         keyword: dict[tuple[str, str], float] = {}
         found: dict[tuple[str, str], StoredChunk] = {}
         for scope in scopes:
-            allowed = sorted(scope.files)
+            allowed = None if scope.complete else sorted(scope.files)
             for chunk, sim in self.chunks.query(scope.store_id, vector, k, allowed):
-                similarity[(scope.store_id, chunk.id)] = sim
-                found[(scope.store_id, chunk.id)] = chunk
+                if chunk.meta.get("file_id") in scope.files:
+                    similarity[(scope.store_id, chunk.id)] = sim
+                    found[(scope.store_id, chunk.id)] = chunk
             if ranker == "none":
                 continue
             corpus = self.corpus(scope)
-            mask = np.isin(corpus.file_ids, allowed) if len(corpus.chunks) else None
+            mask = None if allowed is None else corpus.mask(allowed)
             missing = []
             for pos, score in corpus.index.top(query, k, mask):
+                if corpus.chunks[pos].meta.get("file_id") not in scope.files:
+                    continue
                 key = (scope.store_id, corpus.chunks[pos].id)
                 keyword[key] = score
                 found.setdefault(key, corpus.chunks[pos])

@@ -93,7 +93,7 @@ class ChunkStore:
         col = self.collection(store_id)
         step = max(1, int(self.client.get_max_batch_size()))
         for start in range(0, len(ids), step):
-            col.upsert(
+            col.add(
                 ids=ids[start : start + step],
                 embeddings=vectors[start : start + step],
                 documents=texts[start : start + step],
