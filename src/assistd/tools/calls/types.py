@@ -1,0 +1,41 @@
+"""What the run engine sees: a parsed reply, and the ToolFormat protocol each template family implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class ParsedCall:
+    name: str
+    arguments: str  # a JSON object as a string
+
+
+@dataclass
+class ParsedReply:
+    text: str  # the reply text outside tool calls (stripped)
+    calls: list[ParsedCall] = field(default_factory=list)
+
+
+class ToolFormat(Protocol):
+    name: str  # "hermes" | "llama3" | "generic"
+    start_marker: str  # the text that opens a tool call in this format
+
+    def prepare(
+        self, messages: list[dict], tools: list[dict], template_takes_tools: bool
+    ) -> tuple[list[dict], list[dict] | None]: ...
+
+    def parse(self, text: str) -> ParsedReply: ...
+
+    def grammar(
+        self,
+        functions: list[dict],
+        *,
+        name: str | None = None,
+        parallel: bool = True,
+        continuation: bool = False,
+        names: list[str] | None = None,
+        all_functions: bool = False,
+        max_calls: int = 8,
+    ) -> str: ...
