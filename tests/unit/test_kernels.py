@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -266,5 +267,18 @@ def test_least_recently_used_session_goes_beyond_the_limit():
             interpreter.execute("p", thread, "v = 1", [])
             time.sleep(0.01)
         assert set(interpreter._sessions) == {"t-lru-2", "t-lru-3"}
+    finally:
+        interpreter.shutdown()
+
+
+def test_start_logs_the_sandbox_report(caplog):
+    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_use_bwrap=False))
+    try:
+        with caplog.at_level(logging.INFO, logger="assistd.code_interpreter"):
+            interpreter.start()
+        lines = [r.getMessage() for r in caplog.records if "sandbox:" in r.getMessage()]
+        assert len(lines) == len(interpreter.sandbox_report())
+        off = [r for r in caplog.records if r.levelno == logging.WARNING and "bubblewrap" in r.getMessage()]
+        assert off and "OFF" in off[0].getMessage()  # a protection that is off is a warning, with its reason
     finally:
         interpreter.shutdown()
