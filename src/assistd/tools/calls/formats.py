@@ -90,6 +90,12 @@ class BaseFormat:
     def parse(self, text: str) -> ParsedReply:
         raise NotImplementedError
 
+    def through_marker(self, text: str) -> str:
+        """`text` cut just after the first start_marker: what to append to the prompt before generating under
+        grammar(..., continuation=True); a streamed piece may run past the marker (e.g. '<tool_call>[')."""
+        at = text.find(self.start_marker)
+        return text if at < 0 else text[: at + len(self.start_marker)]
+
     def grammar(
         self,
         functions: list[dict],

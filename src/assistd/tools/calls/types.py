@@ -28,6 +28,8 @@ class ToolFormat(Protocol):
 
     def parse(self, text: str) -> ParsedReply: ...
 
+    def through_marker(self, text: str) -> str: ...
+
     def grammar(
         self,
         functions: list[dict],
