@@ -221,7 +221,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(1)
     words = vocabulary(5000, rng)
-    n_docs = 12 if args.quick else 40
+    n_docs = 8 if args.quick else 16
     sizes = [1_000, 10_000] if args.quick else [10_000, 100_000]
     import torch
 
@@ -236,7 +236,7 @@ def main() -> None:
         print(f"embedding model loaded in {time.perf_counter() - started:.1f} s ({embedder.model_path.name})")
         svc, files = build_service(Path(tmp), embedder)
         try:
-            docs = [document(rng, words, 1100) for _ in range(n_docs)]
+            docs = [document(rng, words, 400) for _ in range(n_docs)]
             print("ingestion (whole pipeline vs raw SentenceTransformer.encode on the same chunks):")
             bench_ingest(
                 svc,
