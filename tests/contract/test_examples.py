@@ -60,7 +60,10 @@ def test_streaming_event_handler(server):
     # The tool turn showed the code interpreter call, its code and its output as they streamed.
     assert "assistant > tool call: code_interpreter" in out, out
     assert re.search(r"^\[code ran, [1-9]\d* output\(s\)\]$", out, re.M), out
-    assert ends[1][0] in ("completed", "incomplete"), out
+    # A 135M model's code may keep failing; then the run fails and says why.
+    assert ends[1][0] in ("completed", "incomplete", "failed"), out
+    if ends[1][0] == "failed":
+        assert re.search(r"^\[run error: \w+: .+\]$", out, re.M), out
 
 
 def test_code_interpreter_with_csv(server, client):
@@ -89,8 +92,9 @@ def test_two_functions_in_one_request(server):
     assert re.search(r"^  get_weather\(\{'city': '.+'\}\) \[call_\S+\]$", out, re.M), out
     assert re.search(r"^  get_population\(\{'city': '.+'\}\) \[call_\S+\]$", out, re.M), out
     status = re.search(r"^run: (\w+)$", out, re.M)
-    # completed; or cancelled by the example after three rounds when a tiny model keeps asking
-    assert status and status.group(1) in ("completed", "cancelled"), out
+    # completed (incomplete when the answer hits max_completion_tokens); or cancelled by the example after
+    # three rounds when a tiny model keeps asking
+    assert status and status.group(1) in ("completed", "incomplete", "cancelled"), out
 
 
 def test_file_search_with_citations(server):
