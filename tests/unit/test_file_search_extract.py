@@ -120,3 +120,15 @@ def test_static_limits_at_the_edges():
     spec = ChunkingSpec.from_wire(ChunkingSpec.static(300, 150).to_wire())
     assert (spec.max_tokens, spec.overlap, spec.auto) == (300, 150, False)
     assert ChunkingSpec.from_wire(None) == ChunkingSpec()
+
+
+def test_embedding_batches_are_bounded_by_count_and_tokens():
+    from assistd.tools.file_search.chunking import Chunk
+    from assistd.tools.file_search.ingest import batches
+
+    chunks = [Chunk(i, "x", tokens) for i, tokens in enumerate([800] * 5 + [100] * 10)]
+    parts = batches(chunks, 4, 1700)
+    assert [len(p) for p in parts] == [2, 2, 4, 4, 3]
+    assert [c.index for p in parts for c in p] == list(range(15))
+    assert batches([Chunk(0, "x", 5000)], 4, 1700) == [[Chunk(0, "x", 5000)]]
+    assert batches([], 4, 100) == []

@@ -177,7 +177,7 @@ class FileBatchCreate(RequestModel):
 
 
 class VectorStoreSearch(RequestModel):
-    query: str | list[str]
+    query: str | Annotated[list[str], Field(min_length=1)]
     filters: Filter | None = None
     max_num_results: StrictInt = Field(10, ge=1, le=50)
     ranking_options: SearchRankingOptions | None = None

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from assistd.tools.file_search.chunking import ChunkingSpec, chunk_segments
+from assistd.tools.file_search.chunking import Chunk, ChunkingSpec, chunk_segments
 from assistd.tools.file_search.embedding import Embedder
 from assistd.tools.file_search.extract import IngestError, extract
 from assistd.tools.file_search.store import ChunkStore
 
+# Chunks per embedding call: at most EMBED_BATCH, and at most about EMBED_TOKENS tokens, so that a batch of
+# long chunks takes about as long as a batch of short ones and the lease is renewed often enough.
 EMBED_BATCH = 64
+EMBED_TOKENS = 64 * 256
 
 
 class Abandoned(Exception):
@@ -49,11 +52,22 @@ class Ingestor:
             raise IngestError("invalid_file", f"'{filename}' contains no text to index.")
         self.store.delete_file(store_id, file_id)  # a resumed file starts from a clean slate
         usage = 0
-        for start in range(0, len(chunks), self.batch):
+        for part in batches(chunks, self.batch, EMBED_TOKENS):
             if not heartbeat():
                 raise Abandoned(file_id)
-            part = chunks[start : start + self.batch]
             vectors = self.embedder.encode_documents([c.text for c in part])
             self.store.add(store_id, file_id, filename, part, vectors)
             usage += sum(len(c.text.encode()) for c in part) + vectors.nbytes
         return IngestResult(len(chunks), usage)
+
+
+def batches(chunks: list[Chunk], most: int, tokens: int) -> list[list[Chunk]]:
+    out: list[list[Chunk]] = [[]]
+    budget = 0
+    for chunk in chunks:
+        if out[-1] and (len(out[-1]) >= most or budget + chunk.tokens > tokens):
+            out.append([])
+            budget = 0
+        out[-1].append(chunk)
+        budget += chunk.tokens
+    return [part for part in out if part]
