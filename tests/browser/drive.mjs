@@ -138,6 +138,42 @@ const scenarios = {
     };
   },
 
+  async knowledge(page) {
+    await openPlayground(page);
+    const assistantId = await createAssistant(page, `browser-kb-${Date.now()}`,
+      "You answer questions from the files in one sentence.", false);
+    await page.click("#store-box summary");
+    await page.setInputFiles("#store-files", [
+      { name: "vacation.md", mimeType: "text/markdown",
+        buffer: Buffer.from("# Vacation\n\nEvery employee has 25 days of paid vacation per year.\n") },
+      { name: "security.md", mimeType: "text/markdown",
+        buffer: Buffer.from("# Security\n\nPasswords have at least 14 characters.\n") },
+    ]);
+    await page.click("#store-upload");
+    await page.waitForFunction(() => /^Vector store vs_\S+: 2 indexed, 0 failed/.test(
+      document.querySelector("#notice").textContent));
+    await page.waitForFunction(() => document.querySelector("#store-info").textContent.includes("vs_"));
+    const storeInfo = await page.textContent("#store-info");
+    const searchChecked = await page.isChecked("#a-search");
+    await page.click("#run-options summary");
+    await page.fill("#run-max-tokens", "60");
+    const threadId = await send(page, "How many days of paid vacation do employees have?");
+    const run = page.locator(".run:is([data-status=completed], [data-status=incomplete])").first();
+    await run.waitFor();
+    const search = run.locator(".tool-call[data-type=file_search]").first();
+    await search.waitFor();
+    return {
+      assistant_id: assistantId,
+      thread_id: threadId,
+      run_id: await run.getAttribute("data-run-id"),
+      store_info: storeInfo,
+      search_checked: searchChecked,
+      results: await search.locator("ol.results > li > strong").allTextContents(),
+      scores: (await search.locator(".score").allTextContents()).map(Number),
+      contents: await search.locator("ol.results pre").allTextContents(),
+    };
+  },
+
   async phone(page) {
     await page.setViewportSize({ width: 390, height: 844 });
     await openPlayground(page);

@@ -125,6 +125,21 @@ def test_function_call_is_completed_through_the_page(browser, server, client):
         assert seen["reply"]["text"]
 
 
+def test_vector_store_upload_and_file_search_results_with_scores(browser, server, client):
+    seen = drive(browser, server, "knowledge")
+    store_id = seen["store_info"].split()[-1]
+    assistant = client.beta.assistants.retrieve(seen["assistant_id"])
+    assert assistant.tool_resources.file_search.vector_store_ids == [store_id]
+    assert seen["search_checked"] and any(t.type == "file_search" for t in assistant.tools)
+    assert client.vector_stores.retrieve(store_id).file_counts.completed == 2
+    # The inspector shows the search results (with their content, from include[]) ranked by score.
+    assert seen["results"][0] == "vacation.md", seen
+    assert seen["scores"] == sorted(seen["scores"], reverse=True) and 0 < seen["scores"][0] <= 1, seen
+    assert any("25 days of paid vacation" in text for text in seen["contents"]), seen
+    steps = client.beta.threads.runs.steps.list(run_id=seen["run_id"], thread_id=seen["thread_id"]).data
+    assert any(step.type == "tool_calls" for step in steps)
+
+
 def test_layout_fits_a_phone(browser, server):
     seen = drive(browser, server, "phone")
     assert seen["scroll"] <= seen["viewport"], seen

@@ -12,7 +12,7 @@ export class ChatPanel {
     this.inspector = inspector;
     this.threadId = null;
     this.bubbles = new Map(); // message id -> {el, parts: Map(index -> span)}
-    this.images = new Map();
+    this.names = new Map(); // file id -> Promise of its filename
     $("#thread-new").addEventListener("click", () => this.newThread());
     $("#thread-open").addEventListener("click", () => this.open($("#thread-id").value.trim()));
     $("#composer").addEventListener("submit", (e) => { e.preventDefault(); this.send(); });
@@ -92,8 +92,12 @@ export class ChatPanel {
       }
     });
     if (cites.length) {
-      body.append(h("div", { class: "citations" }, cites.map((a) => h("div", {},
-        `${a.text} → ${a.type === "file_citation" ? a.file_citation.file_id : a.file_path.file_id}`))));
+      body.append(h("div", { class: "citations" }, cites.map((a) => {
+        const fileId = a.type === "file_citation" ? a.file_citation.file_id : a.file_path.file_id;
+        const line = h("div", { class: "citation" }, `${a.text} → ${fileId}`);
+        this.filename(fileId).then((name) => { line.textContent = `${a.text} → ${name} (${fileId})`; });
+        return line;
+      })));
     }
     if (message.attachments?.length) {
       body.append(h("div", { class: "citations" },
@@ -117,6 +121,14 @@ export class ChatPanel {
       entry.el.dataset.deltas = String(Number(entry.el.dataset.deltas ?? 0) + 1);
     }
     this.scroll();
+  }
+
+  /** A file's name (cached); its id when it cannot be read. */
+  filename(fileId) {
+    if (!this.names.has(fileId)) {
+      this.names.set(fileId, this.api.get(`/files/${fileId}`).then((f) => f.filename).catch(() => fileId));
+    }
+    return this.names.get(fileId);
   }
 
   image(fileId) {
