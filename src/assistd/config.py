@@ -33,6 +33,7 @@ class ModelEntry(BaseModel):
     # Sampling defaults when neither the run nor the assistant sets them (small models ramble at 1.0).
     temperature: float = 0.2
     top_p: float = 0.9
+    repeat_penalty: float = 1.1
 
 
 class Settings(BaseSettings):
@@ -46,7 +47,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="largest accepted file upload, in bytes")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description="API keys and their projects, as 'key=project,key2=project2'; empty: no auth, loopback only",
+        description="API keys and their projects, as 'key=project,key2=project2'; "
+        "empty: no auth, loopback only",
     )
     models_dir: Path = Field(Path("models"), description="folder holding the default GGUF model")
     models_file: Path | None = Field(
@@ -65,6 +67,7 @@ class Settings(BaseSettings):
     max_reply_tokens: int = Field(
         1024, description="most tokens one model reply may take unless a run says less"
     )
+    max_tool_call_tokens: int = Field(512, description="most tokens one round of tool calls may take")
     max_tool_rounds: int = Field(8, description="consecutive server-side tool rounds allowed in one run")
     chroma_url: str | None = Field(
         None, description="Chroma server URL; default: embedded in data_dir/chroma"

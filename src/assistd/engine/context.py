@@ -16,6 +16,7 @@ from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 
 PER_MESSAGE_OVERHEAD = 6
+MAX_TOOL_TEXT = 3000  # characters of one tool call's arguments or output shown to the model
 
 
 class PromptTooLong(Exception):
@@ -41,7 +42,8 @@ class Conversation:
 
 
 def message_text(row: MessageRow, filenames: dict[str, str]) -> str:
-    parts = []
+    """A message as the model reads it; notes on attached files come first, so the request stays last."""
+    notes, parts = [], []
     for part in row.content:
         if part["type"] == "text":
             parts.append(part["text"]["value"])
@@ -52,9 +54,9 @@ def message_text(row: MessageRow, filenames: dict[str, str]) -> str:
     for attachment in row.attachments or []:
         name = filenames.get(attachment["file_id"], attachment["file_id"])
         kinds = {t["type"] for t in attachment.get("tools", [])}
-        where = f" at /mnt/data/{name}" if "code_interpreter" in kinds else ""
-        parts.append(f"[attached file: {name}{where}]")
-    return "\n".join(parts)
+        where = f", at /mnt/data/{name}" if "code_interpreter" in kinds else ""
+        notes.append(f"(attached file: {name}{where})")
+    return "\n".join([*notes, *parts])
 
 
 def history_messages(rows: list[MessageRow], filenames: dict[str, str]) -> list[dict[str, Any]]:
@@ -73,6 +75,7 @@ def tool_turns(steps: list[StepRow]) -> list[dict[str, Any]]:
             name, arguments, output = _call_view(call, searches.get(call["id"], {}))
             if output is None:
                 continue
+            arguments, output = _clip(arguments), _clip(output)
             calls.append(
                 {"id": call["id"], "type": "function", "function": {"name": name, "arguments": arguments}}
             )
@@ -81,6 +84,14 @@ def tool_turns(steps: list[StepRow]) -> list[dict[str, Any]]:
             turns.append({"role": "assistant", "content": "", "tool_calls": calls})
             turns.extend(results)
     return turns
+
+
+def _clip(text: str) -> str:
+    """Keeps a tool turn from crowding out the conversation: its head and tail, the middle elided."""
+    if len(text) <= MAX_TOOL_TEXT:
+        return text
+    half = MAX_TOOL_TEXT // 2
+    return f"{text[:half]}\n…[{len(text) - 2 * half} characters left out]…\n{text[-half:]}"
 
 
 def _call_view(call: dict[str, Any], search: dict[str, str]) -> tuple[str, str, str | None]:

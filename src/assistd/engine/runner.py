@@ -33,6 +33,11 @@ from assistd.storage.runs import RunRow
 log = logging.getLogger("assistd.engine")
 
 ARG_FRAGMENT = 24  # characters of tool-call arguments per streamed delta
+CODE_FENCE, CODE_FENCE_END = "```python\n", "```"
+CODE_HINT = (
+    "\n\nAnswer by writing Python code in a ```python block; it is run in a Jupyter kernel and you see its "
+    "output. The user's files are in /mnt/data; save files for the user there."
+)
 
 
 class RunStopped(Exception):
@@ -166,7 +171,9 @@ class RunExecutor:
     ) -> Reply:
         self._check(run, cancel)
         fmt = _tool_format(backend) if functions or any(s.type == "tool_calls" for s in steps) else None
-        tools_arg = chat_tools(functions)
+        forced = _forced(run, functions, steps)
+        code_only = forced is not None and _code_only(forced, functions)
+        tools_arg = [] if code_only else chat_tools(functions)
 
         def render(messages: list[dict[str, Any]]) -> str:
             if fmt is None:
@@ -180,7 +187,7 @@ class RunExecutor:
 
         filenames = self._filenames(run, history)
         conversation = Conversation(
-            system=_system_prompt(run),
+            system=_system_prompt(run) + (CODE_HINT if code_only else ""),
             history=history_messages(history, filenames),
             tool_turns=tool_turns(steps),
         )
@@ -190,8 +197,10 @@ class RunExecutor:
             max_tokens=max_tokens,
             temperature=run.temperature if run.temperature is not None else entry.temperature,
             top_p=run.top_p if run.top_p is not None else entry.top_p,
+            repeat_penalty=entry.repeat_penalty,
         )
-        forced = _forced(run, functions, steps)
+        if code_only:
+            return self._forced_code(backend, prompt.text, params, run, stop)
         if forced is not None and fmt is not None:
             return self._forced_calls(backend, fmt, prompt.text, params, functions, forced, run, stop)
         grammar = _response_grammar(run.response_format)
@@ -230,6 +239,7 @@ class RunExecutor:
         # The reply opened a tool call: finish it under the grammar so that it parses.
         head = watch.buffer
         params.grammar = fmt.grammar(functions, parallel=run.parallel_tool_calls, continuation=True)
+        params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
         rest = backend.generate(prompt + head, params, lambda _piece: None, stop)
         self._after_generation(run, rest)
         parsed = fmt.parse(head + rest.text)
@@ -253,6 +263,7 @@ class RunExecutor:
         stop,
     ) -> Reply:
         params.grammar = fmt.grammar(functions, **forced)
+        params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
         result = backend.generate(prompt, params, lambda _piece: None, stop)
         self._after_generation(run, result)
         parsed = fmt.parse(result.text)
@@ -262,6 +273,19 @@ class RunExecutor:
                 f"the model's reply held no tool call although one was required: {result.text[:200]!r}"
             )
         return Reply(text="", calls=calls, result=result, sink=None)
+
+    def _forced_code(
+        self, backend: LLMBackend, prompt: str, params: GenerationParams, run: RunRow, stop: Any
+    ) -> Reply:
+        """The model must run code: it writes it the way it was trained to, in a ```python fence that the
+        prompt opens, rather than as an escaped JSON string, which small models garble."""
+        params.stop = [*params.stop, CODE_FENCE_END]
+        params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
+        result = backend.generate(prompt + CODE_FENCE, params, lambda _piece: None, stop)
+        self._after_generation(run, result)
+        code = result.text.split(CODE_FENCE_END)[0].strip("\n")
+        call = Call(new_call_id(), "code_interpreter", json.dumps({"code": code}))
+        return Reply(text="", calls=[call], result=result, sink=None)
 
     def _after_generation(self, run: RunRow, result: GenerationResult) -> None:
         if result.finish_reason == "cancelled":
@@ -567,6 +591,13 @@ def _forced(run: RunRow, functions: list[dict[str, Any]], steps: list[Any]) -> d
         if any(f["name"] == name for f in functions):
             return {"name": name, "parallel": False}
     return None
+
+
+def _code_only(forced: dict[str, Any], functions: list[dict[str, Any]]) -> bool:
+    """Whether the forced call can only be a code_interpreter call."""
+    if forced.get("name"):
+        return forced["name"] == "code_interpreter"
+    return [f["name"] for f in functions] == ["code_interpreter"]
 
 
 def _named_calls(parsed: list[Any]) -> list[Call]:

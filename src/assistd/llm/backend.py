@@ -16,6 +16,7 @@ class GenerationParams:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None  # GBNF text; decoding is constrained to it
+    repeat_penalty: float = 1.0
     seed: int | None = None
 
 

@@ -116,6 +116,7 @@ class LlamaCppBackend:
             max_tokens=max_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
+            repeat_penalty=params.repeat_penalty,
             stop=params.stop or None,
             grammar=grammar,
             seed=params.seed,
