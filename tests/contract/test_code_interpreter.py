@@ -57,7 +57,7 @@ def test_computation_output_appears_in_logs(client, assistant):
 
 
 def test_csv_input_file_is_read_by_pandas(client, assistant):
-    run, calls = run_code(
+    _run, calls = run_code(
         client,
         assistant,
         "Run this Python code: import pandas as pd; print(pd.read_csv('/mnt/data/data.csv').shape)",
@@ -99,7 +99,7 @@ def test_matplotlib_plot_becomes_an_image_file_part(client, assistant):
 
 
 def test_written_file_comes_back_with_a_file_path_annotation(client, assistant):
-    run, calls = run_code(
+    run, _calls = run_code(
         client,
         assistant,
         "Run this Python code: import numpy as np; np.savetxt('/mnt/data/out.txt', [1, 2, 3])",
