@@ -157,7 +157,8 @@ def test_streaming_carries_code_outputs_and_images(client, assistant):
         messages=[
             {
                 "role": "user",
-                "content": "Run this Python code: import matplotlib.pyplot as plt; plt.plot([3, 1, 2]); plt.show()",
+                "content": "Run this Python code: "
+                "import matplotlib.pyplot as plt; plt.plot([3, 1, 2]); plt.show()",
             }
         ]
     )
