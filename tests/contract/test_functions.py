@@ -228,7 +228,9 @@ def test_unsupported_schema_is_refused_at_assistant_creation(client):
 
 
 def test_requires_action_expires(tmp_path_factory):
-    server = ServerProcess(tmp_path_factory.mktemp("expiry"), args=["--run-expiry-seconds", "20", "--load-models-at-start"])
+    server = ServerProcess(
+        tmp_path_factory.mktemp("expiry"), args=["--run-expiry-seconds", "20", "--load-models-at-start"]
+    )
     try:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
         assistant = client.beta.assistants.create(model=MODEL, tools=TOOLS)
