@@ -11,7 +11,7 @@ const ARGS = [
   "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
   "--disable-sync", "--no-first-run",
 ];
-const TIMEOUT = Number(process.env.BROWSER_TIMEOUT_MS || 90000);
+const TIMEOUT = Number(process.env.BROWSER_TIMEOUT_MS || 180000); // a busy 2-core machine is slow
 
 async function openPlayground(page) {
   await page.goto(`${baseUrl}/`);
@@ -171,6 +171,40 @@ const scenarios = {
       results: await search.locator("ol.results > li > strong").allTextContents(),
       scores: (await search.locator(".score").allTextContents()).map(Number),
       contents: await search.locator("ol.results pre").allTextContents(),
+    };
+  },
+
+  async code(page) {
+    await openPlayground(page);
+    await page.selectOption("#assistant-select", "");
+    await page.fill("#a-name", `browser-code-${Date.now()}`);
+    await page.fill("#a-instructions", "You analyse data with Python. The files are in /mnt/data.");
+    await page.check("#a-code");
+    await page.click("#assistant-save");
+    await page.waitForFunction(() => document.querySelector("#assistant-id").textContent.startsWith("asst_"));
+    const assistantId = await page.textContent("#assistant-id");
+    await page.click("#run-options summary");
+    await page.selectOption("#run-tool-choice", "code_interpreter");
+    await page.fill("#run-max-tokens", "120");
+    await page.setInputFiles("#attach-files", [{
+      name: "sales.csv", mimeType: "text/csv", buffer: Buffer.from("month,units\n2024-01,120\n2024-02,135\n"),
+    }]);
+    await page.selectOption("#attach-tool", "code_interpreter");
+    const threadId = await send(page, "Print the total units in /mnt/data/sales.csv with pandas.");
+    const userAttachments = await page.locator(".message.user .citations").first().textContent();
+    const run = page.locator(".run:is([data-status=completed], [data-status=incomplete], [data-status=failed])")
+      .first();
+    await run.waitFor();
+    const call = run.locator(".tool-call[data-type=code_interpreter]").first();
+    await call.waitFor();
+    return {
+      assistant_id: assistantId,
+      thread_id: threadId,
+      run_id: await run.getAttribute("data-run-id"),
+      status: await run.getAttribute("data-status"),
+      attachments: userAttachments,
+      code: await call.locator("pre").first().textContent(),
+      outputs: await call.locator("pre").count() - 1,
     };
   },
 

@@ -62,7 +62,7 @@ def drive(browser: dict[str, str], server, scenario: str) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=480,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, f"the driver printed nothing\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
@@ -138,6 +138,24 @@ def test_vector_store_upload_and_file_search_results_with_scores(browser, server
     assert any("25 days of paid vacation" in text for text in seen["contents"]), seen
     steps = client.beta.threads.runs.steps.list(run_id=seen["run_id"], thread_id=seen["thread_id"]).data
     assert any(step.type == "tool_calls" for step in steps)
+
+
+def test_attachment_for_code_interpreter_and_code_with_logs_in_the_inspector(browser, server, client):
+    seen = drive(browser, server, "code")
+    file_id = seen["attachments"].split()[-1]
+    assert client.files.retrieve(file_id).filename == "sales.csv"
+    message = client.beta.threads.messages.list(thread_id=seen["thread_id"], order="asc").data[0]
+    assert [(a.file_id, [t.type for t in a.tools]) for a in message.attachments] == [
+        (file_id, ["code_interpreter"])
+    ]
+    run = client.beta.threads.runs.retrieve(seen["run_id"], thread_id=seen["thread_id"])
+    assert run.tool_choice.type == "code_interpreter" and run.max_completion_tokens == 120
+    # The inspector shows the code the model wrote and what it printed.
+    steps = client.beta.threads.runs.steps.list(run_id=run.id, thread_id=seen["thread_id"], order="asc").data
+    calls = [c for s in steps if s.type == "tool_calls" for c in s.step_details.tool_calls]
+    assert calls[0].type == "code_interpreter"
+    assert seen["code"] == calls[0].code_interpreter.input
+    assert seen["outputs"] == len([o for o in calls[0].code_interpreter.outputs if o.type == "logs"])
 
 
 def test_layout_fits_a_phone(browser, server):
