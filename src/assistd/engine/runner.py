@@ -32,6 +32,7 @@ from assistd.storage.runs import RunRow
 
 log = logging.getLogger("assistd.engine")
 
+INDEX_POLL_SECONDS = 0.2
 ARG_FRAGMENT = 24  # characters of tool-call arguments per streamed delta
 CODE_FENCE, CODE_FENCE_END = "```python\n", "```"
 CODE_HINT = (
@@ -112,6 +113,13 @@ class RunExecutor:
             log.exception("run %s failed", run_id)
             self.store.finish(run_id, "failed", {"code": "server_error", "message": f"The run failed: {exc}"})
 
+    def _wait_for_indexing(self, run: RunRow, store_ids: list[str], cancel: threading.Event) -> None:
+        """As the hosted API does, a run starts answering once the files of its vector stores are indexed
+        (a file attached a moment ago is otherwise invisible to the search)."""
+        while store_ids and self.toolbox.pending_files(run, store_ids):
+            self._check(run, cancel)
+            time.sleep(INDEX_POLL_SECONDS)
+
     def _check(self, run: RunRow, cancel: threading.Event) -> None:
         if cancel.is_set():
             raise RunStopped("cancelled")
@@ -124,6 +132,7 @@ class RunExecutor:
         assistant_res, thread_res = self.store.tool_resources(run)
         store_ids = self.toolbox.store_ids(run, assistant_res, thread_res) if _has(run, "file_search") else []
         sources: list[citations.Source] = []
+        self._wait_for_indexing(run, store_ids, cancel)
         if store_ids and entry.file_search_query != "model" and run.tool_choice != "none":
             sources += self._auto_search(run, entry, store_ids, cancel)
         while True:

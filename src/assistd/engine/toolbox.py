@@ -11,6 +11,7 @@ from typing import Any
 
 from assistd.config import ModelEntry
 from assistd.engine import citations
+from assistd.errors import NotFound
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 
@@ -98,6 +99,19 @@ class Toolbox:
         if service is not None and hasattr(service, "thread_store_ids"):
             ids += service.thread_store_ids(run.project, run.thread_id)
         return list(dict.fromkeys(ids))
+
+    def pending_files(self, run: RunRow, store_ids: list[str]) -> int:
+        """Files of these stores still being indexed."""
+        service = self.extras.get("file_search")
+        if service is None:
+            return 0
+        pending = 0
+        for store_id in store_ids:
+            try:
+                pending += service.get(run.project, store_id).file_counts.in_progress
+            except NotFound:  # a store deleted since it was named: nothing to wait for
+                continue
+        return pending
 
     def search(
         self, run: RunRow, store_ids: list[str], query: str, max_results: int, threshold: float, round_no: int
