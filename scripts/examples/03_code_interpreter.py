@@ -44,7 +44,7 @@ def main() -> None:
     assistant = client.beta.assistants.create(
         model=MODEL,
         name="Data analyst",
-        instructions="You analyse data with Python. The files are in /mnt/data. Print your results.",
+        instructions="You analyse data with Python. The files are in /mnt/data.",
         tools=[{"type": "code_interpreter"}],
         tool_resources={"code_interpreter": {"file_ids": [file.id]}},
     )
@@ -52,7 +52,7 @@ def main() -> None:
         messages=[
             {
                 "role": "user",
-                "content": "Read /mnt/data/sales.csv with pandas and print the total units.",
+                "content": "Print the total units in /mnt/data/sales.csv with pandas.",
                 "attachments": [{"file_id": file.id, "tools": [{"type": "code_interpreter"}]}],
             }
         ]
