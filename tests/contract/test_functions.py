@@ -81,7 +81,7 @@ def test_two_functions_called_in_one_request_then_answer(client, assistant):
         jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
     assert run.usage is None and run.expires_at is not None
     step = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id).data[0]
-    assert step.type == "tool_calls" and step.status == "in_progress"
+    assert step.type == "tool_calls" and step.status == "in_progress" and step.usage is None
     assert [c.function.output for c in step.step_details.tool_calls] == [None, None]
     queued = client.beta.threads.runs.submit_tool_outputs(
         run.id, thread_id=run.thread_id, tool_outputs=outputs_for(run)
@@ -96,6 +96,8 @@ def test_two_functions_called_in_one_request_then_answer(client, assistant):
         ("message_creation", "completed"),
     ]
     assert all(c.function.output for c in steps[0].step_details.tool_calls)
+    assert steps[0].usage.completion_tokens > 0
+    assert done.usage.total_tokens == sum(s.usage.total_tokens for s in steps)
     messages = client.beta.threads.messages.list(run.thread_id, order="asc").data
     assert [m.role for m in messages] == ["user", "assistant"]  # the history keeps the final answer only
 

@@ -439,10 +439,10 @@ class RunExecutor:
                 sources += found
                 state.setdefault("searches", {})[record["id"]] = {"query": query, "rendered": rendered}
         usage = _usage(reply.result)
+        details = {"type": "tool_calls", "tool_calls": calls}
         functions = [c for c in calls if c["type"] == "function"]
-        with_state = self.store.save_step(step, {"type": "tool_calls", "tool_calls": calls}, usage=usage)
-        self._save_state(with_state, state)
-        if functions:
+        if functions:  # the step stays open, its usage null, until the client's outputs arrive
+            self.store.save_step(step, details, state={**state, "usage": usage})
             self.store.require_action(
                 run.id,
                 [
@@ -455,24 +455,14 @@ class RunExecutor:
                 ],
             )
             return True
-        self.store.save_step(step, {"type": "tool_calls", "tool_calls": calls}, status="completed")
+        self.store.save_step(step, details, status="completed", usage=usage, state=state)
         rounds = self.store.add_tool_round(run.id)
         if rounds > self.settings.max_tool_rounds:
             raise RoundLimit(
                 f"The run stopped after {self.settings.max_tool_rounds} consecutive tool rounds "
-                "without a final "
-                "answer (setting max_tool_rounds)."
+                "without a final answer (setting max_tool_rounds)."
             )
         return False
-
-    def _save_state(self, step: Any, state: dict[str, Any]) -> None:
-        with self.store.db.session() as s:
-            from assistd.storage.steps import StepRow
-
-            row = s.get(StepRow, step.id)
-            assert row is not None
-            row.engine_state = state
-            s.add(row)
 
     def _stream_call(self, step: Any, index: int, record: dict[str, Any], call: Call) -> None:
         kind = record["type"]
@@ -539,9 +529,9 @@ class RunExecutor:
         details, sources, rendered = self.toolbox.search(run, store_ids, query, max_results, threshold, 0)
         record = {"id": call.id, "type": "file_search", "file_search": details}
         zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        saved = self.store.save_step(step, {"type": "tool_calls", "tool_calls": [record]}, usage=zero)
-        self._save_state(saved, {"auto": True, "searches": {call.id: {"query": query, "rendered": rendered}}})
-        self.store.save_step(step, {"type": "tool_calls", "tool_calls": [record]}, status="completed")
+        state = {"auto": True, "searches": {call.id: {"query": query, "rendered": rendered}}}
+        details = {"type": "tool_calls", "tool_calls": [record]}
+        self.store.save_step(step, details, status="completed", usage=zero, state=state)
         return sources
 
 

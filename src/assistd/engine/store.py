@@ -190,6 +190,7 @@ class RunStore:
             ):
                 step.status = step_status if step_status in STAMP else "cancelled"
                 setattr(step, STAMP.get(step.status, "cancelled_at"), stamp)
+                step.usage = step.usage or (step.engine_state or {}).get("usage")
                 if status == "failed":
                     step.last_error = last_error
                 s.add(step)
@@ -253,13 +254,17 @@ class RunStore:
         details: dict[str, Any],
         status: str | None = None,
         usage: dict[str, int] | None = None,
+        state: dict[str, Any] | None = None,
     ) -> StepRow:
+        """Writes a step's details; with `status` it ends the step; `state` is the engine's private note."""
         with self.db.session() as s:
             row = s.get(StepRow, step.id)
             assert row is not None
             row.step_details = details
             if usage is not None:
                 row.usage = usage
+            if state is not None:
+                row.engine_state = state
             if status is not None:
                 row.status = status
                 setattr(row, STAMP[status], now())

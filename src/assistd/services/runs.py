@@ -224,6 +224,7 @@ class RunService:
                 calls.append(call)
             step.step_details = {**step.step_details, "tool_calls": calls}
             step.status, step.completed_at = "completed", now()
+            step.usage = (step.engine_state or {}).get("usage")
             row.status, row.required_action = "queued", None
             row.worker_id, row.lease_until = self.worker_id, time.time() + self.lease_seconds
             s.add(step)
