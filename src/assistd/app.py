@@ -23,6 +23,7 @@ from assistd.api.params import page_query
 from assistd.api.playground import PLAYGROUND_HANDLERS
 from assistd.api.runs import RunController
 from assistd.api.threads import ThreadController
+from assistd.api.usage import UsageController
 from assistd.api.vector_stores import VECTOR_STORE_CONTROLLERS
 from assistd.config import Settings
 from assistd.container import Container
@@ -36,6 +37,7 @@ API_CONTROLLERS = [
     FileController,
     ModelController,
     RunController,
+    UsageController,
     *VECTOR_STORE_CONTROLLERS,
 ]
 

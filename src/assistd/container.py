@@ -23,6 +23,7 @@ from assistd.services.messages import MessageService
 from assistd.services.runs import RunService
 from assistd.services.threads import ThreadService
 from assistd.services.tool_resources import ToolResourceResolver
+from assistd.services.usage import UsageService
 from assistd.services.vector_stores import build_file_search
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
@@ -47,6 +48,7 @@ class Container:
     bus: EventBus
     registry: ModelRegistry
     engine: RunEngine
+    usage: UsageService
     # Features that plug in later (run engine, vector stores, code interpreter) register here.
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -79,7 +81,9 @@ class Container:
             catalog, lambda name: LlamaCppBackend(catalog.require(name), settings.kv_cache_bytes)
         )
         extras: dict[str, Any] = {}
+        usage = UsageService(db)
         code_interpreter = CodeInterpreter(settings)  # kernels start in start(), in the background
+        code_interpreter.on_session_started = usage.record_code_session
         extras["code_interpreter"] = code_interpreter
         threads.delete_hooks.append(lambda _s, row: code_interpreter.close_session(row.id))
         file_search = build_file_search(settings, db, blobs, worker_id)  # models/Chroma load on first use
@@ -101,6 +105,7 @@ class Container:
             bus=bus,
             registry=registry,
             engine=engine,
+            usage=usage,
             extras=extras,
         )
 

@@ -177,3 +177,32 @@ def test_streaming_carries_code_outputs_and_images(client, assistant):
     steps = stream.get_final_run_steps()
     call = steps[0].step_details.tool_calls[0]
     assert call.code_interpreter.input == "".join(handler.inputs)
+
+
+def usage(server, key: str, kind: str) -> dict:
+    import time
+
+    import httpx
+
+    start = int(time.time()) - 3600
+    response = httpx.get(
+        f"{server.base_url}/v1/organization/usage/{kind}",
+        params={"start_time": start, "bucket_width": "1h"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_sessions_are_counted_per_project(server, client, assistant):
+    from tests.support import KEY_A, KEY_B
+
+    run_code(client, assistant, "Run this Python code: print(6*7)")
+    page = usage(server, KEY_A, "code_interpreter_sessions")
+    assert page["object"] == "page" and page["data"][0]["object"] == "bucket"
+    counted = sum(r["num_sessions"] for b in page["data"] for r in b["results"])
+    assert counted >= 1
+    other = usage(server, KEY_B, "code_interpreter_sessions")
+    assert sum(r["num_sessions"] for b in other["data"] for r in b["results"]) == 0
+    tokens = usage(server, KEY_A, "completions")
+    assert sum(r["output_tokens"] for b in tokens["data"] for r in b["results"]) > 0

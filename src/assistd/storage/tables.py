@@ -6,6 +6,7 @@ from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 from assistd.storage.threads import ThreadRow
+from assistd.storage.usage import UsageEventRow
 from assistd.storage.vector_store_batches import VectorStoreFileBatchRow
 from assistd.storage.vector_store_files import VectorStoreFileRow
 from assistd.storage.vector_stores import VectorStoreRow
@@ -17,6 +18,7 @@ __all__ = [
     "RunRow",
     "StepRow",
     "ThreadRow",
+    "UsageEventRow",
     "VectorStoreFileBatchRow",
     "VectorStoreFileRow",
     "VectorStoreRow",

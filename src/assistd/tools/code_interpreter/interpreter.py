@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,8 @@ class CodeInterpreter:
         self._pool_filling = 0
         self._slot_locks: dict[int, int] = {}  # slot -> fd holding its lock file
         self._started: Counter[str] = Counter()
+        # Called (project, thread_id) when a thread's session starts: the server records it as usage.
+        self.on_session_started: Callable[[str, str], None] | None = None
         self._root: Path | None = None
         self._closed = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -275,12 +278,15 @@ class CodeInterpreter:
         evict: list[Session] = []
         with self._lock:
             session = self._sessions.get(thread_id)
+            started = session is None
             if session is None:
                 session = Session(project=project, thread_id=thread_id, kernel=None)
                 self._sessions[thread_id] = session
                 self._started[project] += 1
                 log.info("code interpreter: new session for %s (project %s)", thread_id, project)
                 evict = self._over_limit(session)
+        if started and self.on_session_started is not None:
+            self.on_session_started(project, thread_id)
         for old in evict:
             self.close_session(old.thread_id)
         return session
