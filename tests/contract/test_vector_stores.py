@@ -441,6 +441,14 @@ def test_inline_store_on_thread_creation(client):
     assert search(client, store.id, "boiler pressure")["data"][0]["file_id"] == file.id
     with api_error(openai.BadRequestError, 400, param="tool_resources.file_search.vector_store_ids[0]"):
         client.beta.threads.create(tool_resources={"file_search": {"vector_store_ids": ["vs_missing"]}})
+    bad = {"type": "static", "static": {"max_chunk_size_tokens": 50, "chunk_overlap_tokens": 0}}
+    param = "tool_resources.file_search.vector_stores[0].chunking_strategy"
+    with api_error(openai.BadRequestError, 400, param=param, message="between 100 and 4096"):
+        client.beta.threads.create(
+            tool_resources={
+                "file_search": {"vector_stores": [{"file_ids": [file.id], "chunking_strategy": bad}]}
+            }
+        )
     assistant = client.beta.assistants.create(
         model="SmolLM2-135M-Instruct",
         tools=[{"type": "file_search"}],

@@ -203,6 +203,39 @@ def test_cancel_while_indexing_drops_the_chunks(world):
     assert world.row(store.id, file_id).status == "cancelled"
 
 
+def test_a_clean_stop_releases_the_file_for_the_next_start(world):
+    store_id, file_id = _store_with_file(world)
+    world.ingestor.hold.set()
+    world.svc.start()
+    deadline = time.monotonic() + 5
+    while world.row(store_id, file_id).worker_id is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    world.svc.close()
+    row = world.row(store_id, file_id)
+    assert (row.status, row.lease_until, row.attempts) == ("in_progress", None, 0)
+    assert world.chunks.deleted == []  # kept for the next worker, which starts the file over
+
+
+def test_expired_stores(world):
+    from assistd.errors import InvalidRequest
+    from assistd.protocol.vector_stores import VectorStoreSearch
+    from assistd.storage.vector_stores import VectorStoreRow
+
+    store = world.svc.create(
+        "p", VectorStoreCreate.parse({"expires_after": {"anchor": "last_active_at", "days": 1}})
+    )
+    assert store.status == "completed" and store.expires_at == store.last_active_at + 86400
+    with world.db.session() as s:
+        row = s.get(VectorStoreRow, store.id)
+        row.last_active_at -= 2 * 86400
+        s.add(row)
+    expired = world.svc.get("p", store.id)
+    assert expired.status == "expired" and expired.expires_at < time.time()
+    with pytest.raises(InvalidRequest, match="expired"):
+        world.svc.search_store("p", store.id, VectorStoreSearch.parse({"query": "x"}))
+    assert world.svc.search("p", [store.id], "x") == []
+
+
 def test_embedding_model_is_not_loaded_by_start_or_api_calls(world):
     world.svc.start()
     world.svc.create("p", VectorStoreCreate.parse({"name": "x"}))

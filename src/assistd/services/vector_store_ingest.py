@@ -238,11 +238,15 @@ class IngestWorker:
             return True
 
     def discard(self, job: Job) -> None:
-        """The file was cancelled or detached while we indexed it: its chunks go (its store too if gone)."""
+        """The file was cancelled or detached while we indexed it: its chunks go (its store too if gone).
+        When the server is stopping instead, the file is released for the next worker to resume."""
         with self.db.session() as s:
             store_gone = s.get(VectorStoreRow, job.store_id) is None
             row = s.get(VectorStoreFileRow, (job.store_id, job.file_id))
             ours_again = row is not None and row.status == "in_progress"
+            if ours_again and row is not None and row.worker_id == self.worker_id and self._stop.is_set():
+                row.lease_until, row.attempts = None, max(0, row.attempts - 1)  # a clean stop is no crash
+                s.add(row)
         try:
             if store_gone:
                 self.chunks.drop(job.store_id)
