@@ -1,12 +1,18 @@
 """Hybrid retrieval over one or more vector stores: Chroma nearest neighbours + BM25, fused (fusion.py).
 
-The BM25 index of a store is built from the store's chunks on first search and cached; the store's
-`version` (bumped in the database whenever its chunks change) tells when to rebuild, across processes.
+The BM25 index of a store is built from the store's chunks on first search and cached (the most recently
+used MAX_CORPORA stores); the store's `version` (bumped in the database whenever its chunks change) tells
+when to rebuild, across processes. A small store is rebuilt before the search that finds it stale; a big
+one (rebuilding 100k chunks takes seconds) keeps answering from the stale index while a background thread
+rebuilds it: meanwhile chunks of new files are found by vector similarity only, and chunks of removed files
+never come back (hits are always checked against the files in scope).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +24,10 @@ from assistd.tools.file_search.fusion import fuse, ranked
 from assistd.tools.file_search.store import ChunkStore, StoredChunk
 
 MIN_CANDIDATES = 40
+MAX_CORPORA = 32
+BACKGROUND_REBUILD_CHUNKS = 20_000
+
+log = logging.getLogger("assistd.file_search")
 
 
 @dataclass
@@ -62,18 +72,38 @@ class HybridRetriever:
     def __init__(self, chunks: ChunkStore, embedder: Embedder) -> None:
         self.chunks = chunks
         self.embedder = embedder
-        self._corpora: dict[str, _Corpus] = {}
+        self._corpora: OrderedDict[str, _Corpus] = OrderedDict()
         self._lock = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}  # one build at a time per store
+        self._background: set[str] = set()
 
     def forget(self, store_id: str) -> None:
         with self._lock:
             self._corpora.pop(store_id, None)
 
-    def corpus(self, scope: Scope) -> _Corpus:
+    def _cached(self, store_id: str) -> _Corpus | None:
         with self._lock:
-            cached = self._corpora.get(scope.store_id)
-            if cached is not None and cached.version == scope.version:
-                return cached
+            cached = self._corpora.get(store_id)
+            if cached is not None:
+                self._corpora.move_to_end(store_id)
+            return cached
+
+    def corpus(self, scope: Scope) -> _Corpus:
+        cached = self._cached(scope.store_id)
+        if cached is not None and cached.version == scope.version:
+            return cached
+        if cached is not None and len(cached.chunks) >= BACKGROUND_REBUILD_CHUNKS:
+            self._rebuild_later(scope)
+            return cached
+        return self._build(scope)
+
+    def _build(self, scope: Scope) -> _Corpus:
+        with self._lock:
+            guard = self._building.setdefault(scope.store_id, threading.Lock())
+        with guard:
+            cached = self._cached(scope.store_id)
+            if cached is not None and cached.version >= scope.version:
+                return cached  # built meanwhile by another search
             chunks = self.chunks.everything(scope.store_id)
             code_of: dict[str, int] = {}
             codes = [code_of.setdefault(str(c.meta.get("file_id", "")), len(code_of)) for c in chunks]
@@ -84,8 +114,29 @@ class HybridRetriever:
                 code_of,
                 BM25Index([c.text for c in chunks]),
             )
-            self._corpora[scope.store_id] = built
+            with self._lock:
+                self._corpora[scope.store_id] = built
+                self._corpora.move_to_end(scope.store_id)
+                while len(self._corpora) > MAX_CORPORA:
+                    self._corpora.popitem(last=False)
             return built
+
+    def _rebuild_later(self, scope: Scope) -> None:
+        with self._lock:
+            if scope.store_id in self._background:
+                return
+            self._background.add(scope.store_id)
+
+        def rebuild() -> None:
+            try:
+                self._build(scope)
+            except Exception:
+                log.exception("file_search: rebuilding the keyword index of %s", scope.store_id)
+            finally:
+                with self._lock:
+                    self._background.discard(scope.store_id)
+
+        threading.Thread(target=rebuild, name=f"bm25-{scope.store_id}", daemon=True).start()
 
     def search(
         self, scopes: list[Scope], query: str, limit: int, threshold: float = 0.0, ranker: str = "auto"
