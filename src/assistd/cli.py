@@ -119,12 +119,28 @@ def models_add(settings: Settings, name: str, path: str, n_ctx: int | None) -> i
     return 0
 
 
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url", default=None, help="API base URL (default http://HOST:PORT/v1 from the settings)"
+    )
+    parser.add_argument(
+        "--api-key", default=None, help="API key (default: the first configured key, else 'local')"
+    )
+
+
+def _client_target(settings: Settings, args: argparse.Namespace) -> tuple[str, str]:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base_url = args.base_url or f"http://{host}:{settings.port}/v1"
+    return base_url, args.api_key or next(iter(settings.api_keys), "local")
+
+
 EPILOG = """examples:
   assistd serve                          # http://127.0.0.1:8000/v1 and the Playground at /playground
   assistd serve --host 0.0.0.0 --api-keys 'sk-team=team'
   assistd models add qwen ~/models/qwen2.5-1.5b-instruct-q4_k_m.gguf --n-ctx 32768
   assistd doctor                         # what works on this machine, and what to do about the rest
   assistd chat asst_...                  # talk to an assistant in the terminal (streamed)
+  assistd upload docs/*.pdf --new-store handbook   # upload and index for file_search, with progress
 
 Every flag of `serve` is also an environment variable (ASSISTD_<NAME>)."""
 
@@ -166,14 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat_p.add_argument("assistant_id", metavar="ASSISTANT_ID", help="the assistant to talk to (asst_...)")
     chat_p.add_argument(
-        "--base-url", default=None, help="API base URL (default http://HOST:PORT/v1 from the settings)"
-    )
-    chat_p.add_argument(
-        "--api-key", default=None, help="API key (default: the first configured key, else 'local')"
-    )
-    chat_p.add_argument(
         "--thread", default=None, metavar="THREAD_ID", help="continue this thread (default: a new one)"
     )
+    up_p = sub.add_parser(
+        "upload",
+        help="upload files (purpose assistants), optionally into a vector store, with progress",
+        description="Upload files through the API with progress; with --vector-store or --new-store, "
+        "index them for file_search and follow the indexing.",
+    )
+    up_p.add_argument("paths", nargs="+", metavar="FILE", help="files to upload")
+    target = up_p.add_mutually_exclusive_group()
+    target.add_argument("--vector-store", metavar="VS_ID", help="add the files to this vector store")
+    target.add_argument("--new-store", metavar="NAME", help="create a vector store with this name for them")
+    for p in (chat_p, up_p):
+        _client_flags(p)
     chat_p.add_argument(
         "--max-tokens",
         type=int,
@@ -199,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "chat":
         from assistd.chat import chat
 
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        base_url = args.base_url or f"http://{host}:{settings.port}/v1"
-        api_key = args.api_key or next(iter(settings.api_keys), "local")
+        base_url, api_key = _client_target(settings, args)
         return chat(base_url, api_key, args.assistant_id, args.thread, args.max_tokens)
+    if args.command == "upload":
+        from assistd.upload import upload
+
+        base_url, api_key = _client_target(settings, args)
+        return upload(base_url, api_key, args.paths, args.vector_store, args.new_store)
     return 1

@@ -45,3 +45,27 @@ def test_chat_with_an_unknown_assistant_says_so(server):
     done = chat(server, "asst_missing", stdin="")
     assert done.returncode == 1
     assert "No assistant found with id 'asst_missing'" in done.stderr
+
+
+def upload(server, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "assistd", "upload", *args, "--base-url", f"{server.base_url}/v1"]
+    return subprocess.run([*cmd, "--api-key", KEY_A], capture_output=True, text=True, timeout=300)
+
+
+def test_upload_into_a_new_vector_store_shows_progress(server, client, tmp_path):
+    first, second = tmp_path / "vacation.txt", tmp_path / "travel.txt"
+    first.write_text("Every employee has 25 days of paid vacation per year.\n" * 40)
+    second.write_text("Train travel is second class; hotels up to 150 euros a night.\n")
+    done = upload(server, str(first), str(second), "--new-store", "cli handbook")
+    assert done.returncode == 0, done.stdout + done.stderr
+    ids = re.findall(r"^uploaded \[\d/2\] \S+ -> (file-\S+) \(", done.stdout, re.M)
+    assert len(ids) == 2, done.stdout
+    store_id = re.search(r"^created vector store (vs_\S+) \(cli handbook\)$", done.stdout, re.M).group(1)
+    assert f"indexed into {store_id}: 2 completed, 0 failed, 0 cancelled" in done.stdout
+    assert sorted(f.id for f in client.vector_stores.files.list(vector_store_id=store_id)) == sorted(ids)
+    assert client.files.retrieve(ids[0]).filename == "vacation.txt"
+
+
+def test_upload_of_a_missing_file_says_so(server, tmp_path):
+    done = upload(server, str(tmp_path / "nope.pdf"))
+    assert done.returncode == 1 and "no such file" in done.stderr
