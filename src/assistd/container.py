@@ -12,8 +12,9 @@ from assistd.engine.events import EventBus
 from assistd.engine.runner import RunExecutor
 from assistd.engine.store import RunStore
 from assistd.engine.toolbox import Toolbox
-from assistd.engine.worker import RunEngine, make_worker_id
+from assistd.engine.worker import RunEngine
 from assistd.ids import now
+from assistd.leases import make_worker_id
 from assistd.llm.catalog import ModelCatalog
 from assistd.llm.llama_cpp_backend import LlamaCppBackend
 from assistd.llm.registry import ModelRegistry

@@ -4,23 +4,18 @@ alive, and sweeps for runs that expired or whose process died."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from assistd.engine.runner import RunExecutor
 from assistd.engine.store import RunStore
+from assistd.leases import held_by_dead_local_process
 
 log = logging.getLogger("assistd.engine")
 
 LOST = "The server process executing this run stopped before the run ended; it was not finished."
 SHUTDOWN = "The server shut down while this run was in progress."
-
-
-def make_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
 class RunEngine:
@@ -129,24 +124,6 @@ class RunEngine:
     def recover_dead_local_workers(self) -> None:
         """At start: runs held by a process of this host that no longer exists are recovered at once,
         without waiting for their lease to run out."""
-        host = socket.gethostname()
         for row in self.store.leased_runs():
-            owner = (row.worker_id or "").split(":")
-            if (
-                len(owner) == 3
-                and owner[0] == host
-                and owner[2]
-                and not _alive(int(owner[1]))
-                and row.worker_id != self.worker_id
-            ):
+            if held_by_dead_local_process(row.worker_id, self.worker_id):
                 self._recover(row, force=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

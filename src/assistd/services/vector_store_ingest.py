@@ -12,8 +12,6 @@ every embedding batch. Nothing is held in memory that the database does not know
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from sqlalchemy import or_, update
 from sqlmodel import select
 
 from assistd.ids import now
+from assistd.leases import held_by_dead_local_process
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
 from assistd.storage.vector_store_files import VectorStoreFileRow
@@ -85,7 +84,6 @@ class IngestWorker:
 
     def recover_dead_local_workers(self) -> int:
         """Files held by a process of this host that no longer runs become claimable at once."""
-        host = socket.gethostname()
         freed = 0
         with self.db.session() as s:
             rows = s.exec(
@@ -94,9 +92,7 @@ class IngestWorker:
                 )
             )
             for row in rows:
-                owner = (row.worker_id or "").split(":")
-                local = row.worker_id != self.worker_id and len(owner) == 3 and owner[0] == host
-                if local and owner[1].isdigit() and not _alive(int(owner[1])):
+                if held_by_dead_local_process(row.worker_id, self.worker_id):
                     row.lease_until = None
                     s.add(row)
                     freed += 1
@@ -254,13 +250,3 @@ class IngestWorker:
                 self.chunks.delete_file(job.store_id, job.file_id)
         except Exception:
             log.exception("file_search: cleaning up %s", job.file_id)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
