@@ -6,6 +6,7 @@ import { $, clear, facts, h, pretty, time } from "./dom.js";
 const INCLUDE = "step_details.tool_calls[*].file_search.results[*].content";
 const ENDED = ["completed", "failed", "cancelled", "expired", "incomplete"];
 const ACTIVE = ["queued", "in_progress", "requires_action"];
+const STEPS_SHOWN = 5;
 
 export class Inspector {
   constructor(api, notify, onSubmit) {
@@ -53,12 +54,15 @@ export class Inspector {
     }
     const runs = (await this.api.get(`/threads/${this.threadId}/runs`, { limit: 20, order: "desc" })).data;
     const cards = [];
-    for (const run of runs) {
-      const steps = await this.api.all(`/threads/${this.threadId}/runs/${run.id}/steps`,
-        { order: "asc", "include[]": INCLUDE });
-      cards.push(this.runCard(run, steps));
+    for (const [i, run] of runs.entries()) {
+      // Steps of the latest runs come at once; older runs load theirs on demand.
+      cards.push(this.runCard(run, i < STEPS_SHOWN ? await this.steps(run) : null));
     }
     clear(root).append(...(cards.length ? cards : [h("p", { class: "muted" }, "No runs on this thread yet.")]));
+  }
+
+  steps(run) {
+    return this.api.all(`/threads/${run.thread_id}/runs/${run.id}/steps`, { order: "asc", "include[]": INCLUDE });
   }
 
   runCard(run, steps) {
@@ -83,7 +87,12 @@ export class Inspector {
         ["error", run.last_error ? `${run.last_error.code}: ${run.last_error.message}` : ""],
       ]),
       run.status === "requires_action" ? this.actionForm(run) : null,
-      h("div", { class: "steps" }, steps.map((s) => this.stepView(s))));
+      steps ? h("div", { class: "steps" }, steps.map((s) => this.stepView(s)))
+        : h("button", {
+          type: "button", class: "small",
+          onclick: async (e) => e.target.replaceWith(
+            h("div", { class: "steps" }, (await this.steps(run)).map((s) => this.stepView(s)))),
+        }, "Show steps"));
   }
 
   async cancel(run) {
