@@ -89,6 +89,10 @@ def test_include_returns_result_contents(client, assistant):
 
 class Done(AssistantEventHandler):
     @override
+    def on_text_delta(self, delta, snapshot) -> None:
+        self.snapshot = snapshot  # accumulated by the SDK from the deltas
+
+    @override
     def on_message_done(self, message) -> None:
         self.message = message
 
@@ -102,6 +106,8 @@ def test_stream_sees_the_citations(client, assistant, vault_file_id):
         stream.until_done()
     annotations = handler.message.content[0].text.annotations
     assert any(a.type == "file_citation" and a.file_citation.file_id == vault_file_id for a in annotations)
+    assert handler.snapshot.value == handler.message.content[0].text.value
+    assert [a.text for a in handler.snapshot.annotations] == [a.text for a in annotations]
     stored = client.beta.threads.messages.retrieve(handler.message.id, thread_id=thread.id)
     assert stored.content[0].text.value == handler.message.content[0].text.value
 

@@ -25,6 +25,7 @@ from assistd.engine.toolbox import (
     offered_functions,
     query_argument,
 )
+from assistd.errors import NotFound
 from assistd.llm.backend import GenerationParams, GenerationResult, LLMBackend
 from assistd.llm.catalog import ModelCatalog
 from assistd.llm.registry import LockAbandoned, ModelRegistry
@@ -317,7 +318,7 @@ class RunExecutor:
                     names[attachment["file_id"]] = self.toolbox.files.get(
                         run.project, attachment["file_id"]
                     ).filename
-                except Exception:
+                except NotFound:  # deleted since: the model sees the id
                     continue
         return names
 
@@ -330,8 +331,9 @@ class RunExecutor:
         assert sink.message is not None and sink.step is not None
         text, annotations = citations.annotate(sink.text, sources) if sources else (sink.text, [])
         text = self._attach_outputs(run, sink, text, annotations, steps)
-        if len(text) > len(sink.text):
-            self.store.text_delta(sink.message, 0, text[len(sink.text) :], annotations or None)
+        if len(text) > len(sink.text) or annotations:
+            indexed = [{"index": i, **a} for i, a in enumerate(annotations)]
+            self.store.text_delta(sink.message, 0, text[len(sink.text) :], indexed or None)
         usage = _usage(reply.result)
         budget_hit = (
             reply.result.finish_reason == "length"

@@ -156,7 +156,7 @@ class Toolbox:
         for file_id in dict.fromkeys(ids):
             try:
                 obj = self.files.get(run.project, file_id)
-            except Exception:  # a file deleted since it was attached: nothing to copy in
+            except NotFound:  # a file deleted since it was attached: nothing to copy in
                 continue
             files.append((obj.filename, self.blobs.path(file_id).read_bytes()))
         return files
