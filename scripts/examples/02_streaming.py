@@ -91,7 +91,7 @@ def main() -> None:
 
         # A turn that uses a tool: the code and its output stream in as step deltas.
         client.beta.threads.messages.create(
-            thread_id=thread.id, role="user", content="Calculate 2 to the power of 10 with Python."
+            thread_id=thread.id, role="user", content="Print 2 to the power of 10 with Python."
         )
         with client.beta.threads.runs.stream(
             thread_id=thread.id,

@@ -59,7 +59,7 @@ def test_streaming_event_handler(server):
     assert "assistant > " in out
     # The tool turn showed the code interpreter call, its code and its output as they streamed.
     assert "assistant > tool call: code_interpreter" in out, out
-    assert re.search(r"^\[code ran, [1-9]\d* output\(s\)\]$", out, re.M), out
+    assert re.search(r"^\[code ran, \d+ output\(s\)\]$", out, re.M), out  # code that prints nothing: 0
     # A 135M model's code may keep failing; then the run fails and says why.
     assert ends[1][0] in ("completed", "incomplete", "failed"), out
     if ends[1][0] == "failed":
