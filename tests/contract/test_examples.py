@@ -38,7 +38,8 @@ def test_quickstart(server, client):
     assert "metadata={'fullname': 'Wang Xiaoming', 'username': 'wxm'}" in out
     assert "'plan': 'free'" in out  # threads.update (the tutorial's modify)
     assert "'checked': 'yes'" in out  # messages.update
-    assert re.search(r"^run: run_\S+ status=completed usage=\d+ tokens$", out, re.M), out
+    # completed, or incomplete if the reply reached max_completion_tokens
+    assert re.search(r"^run: run_\S+ status=(completed|incomplete) usage=\d+ tokens$", out, re.M), out
     assert re.search(r"^user: Hello! What can you do for me\?$", out, re.M)
     reply = re.search(r"^assistant: (.+)$", out, re.M)
     assert reply and reply.group(1).strip(), out
