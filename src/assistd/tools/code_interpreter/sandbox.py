@@ -206,10 +206,12 @@ class Sandbox:
         return args
 
     def _bwrap_args(self, plan: KernelPlan) -> list[str]:
-        args = self._system_binds()
+        # The private /tmp comes first, so that a Python installation or venv that lives under the host's
+        # /tmp (a CI checkout, say) is bound on top of it rather than hidden by it.
+        args = ["--perms", "1777", "--size", str(self.limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+        args += self._system_binds()
         passwd, group = self._identity_files(plan)
         args += ["--ro-bind", str(passwd), "/etc/passwd", "--ro-bind", str(group), "/etc/group"]
-        args += ["--perms", "1777", "--size", str(self.limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
         below = "/tmp" if plan.run_dir.is_relative_to("/tmp") else "/"
         args += [*_parents(str(plan.run_dir), below), "--bind", str(plan.run_dir), str(plan.run_dir)]
         args += [*_parents(MOUNT_DATA), "--bind", str(plan.data_dir), MOUNT_DATA]
