@@ -278,3 +278,35 @@ def _dead_pid() -> int:
         except ProcessLookupError:
             return pid
         pid -= 1
+
+
+def test_a_repeated_function_call_is_answered_from_the_earlier_results(tmp_path):
+    call = '[{"name": "lookup", "arguments": {"q": "x"}}]</tool_call>'
+    rig = build_rig(tmp_path, ["<tool_call>", call, "<tool_call>", call, "It is 42."])
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+        },
+    }
+    thread_id, assistant_id = rig.thread("What is x?"), rig.assistant(tools=[tool])
+    run = rig.create_run(thread_id, assistant_id)
+    rig.executor.execute(run.id, threading.Event())
+    parked = rig.runs.get(PROJECT, thread_id, run.id)
+    assert parked.status == "requires_action"
+    call_id = parked.required_action["submit_tool_outputs"]["tool_calls"][0]["id"]
+    from assistd.protocol.runs import SubmitToolOutputs
+
+    rig.runs.submit_tool_outputs(
+        PROJECT,
+        thread_id,
+        run.id,
+        SubmitToolOutputs.parse({"tool_outputs": [{"tool_call_id": call_id, "output": "42"}]}),
+    )
+    rig.executor.execute(run.id, threading.Event())
+    done = rig.runs.get(PROJECT, thread_id, run.id)
+    assert done.status == "completed"
+    message = rig.runs.messages.list(PROJECT, thread_id, _page(), run_id=run.id).data[0]
+    assert message.content[0]["text"]["value"] == "It is 42."
+    assert rig.backend.grammars[-1] is None  # the last request offered no tools

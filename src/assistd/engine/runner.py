@@ -142,6 +142,10 @@ class RunExecutor:
             steps = self.store.steps(run.id)
             functions = offered_functions(run, entry, bool(store_ids))
             reply = self._ask_model(run, entry, history, steps, functions, cancel)
+            if reply.calls and _repeats(reply.calls, steps):
+                # The model asks again for what this run already called and got back (small models loop
+                # so): it answers with those results instead, without tools.
+                reply = self._ask_model(run, entry, history, steps, [], cancel)
             if not reply.calls:
                 self._finish_message(run, reply, sources, steps)
                 return
@@ -443,6 +447,11 @@ class RunExecutor:
         usage = _usage(reply.result)
         details = {"type": "tool_calls", "tool_calls": calls}
         functions = [c for c in calls if c["type"] == "function"]
+        if self.store.add_tool_round(run.id) > self.settings.max_tool_rounds:
+            raise RoundLimit(
+                f"The run stopped after {self.settings.max_tool_rounds} consecutive tool rounds "
+                "without a final answer (setting max_tool_rounds)."
+            )
         if functions:  # the step stays open, its usage null, until the client's outputs arrive
             self.store.save_step(step, details, state={**state, "usage": usage})
             self.store.require_action(
@@ -458,12 +467,6 @@ class RunExecutor:
             )
             return True
         self.store.save_step(step, details, status="completed", usage=usage, state=state)
-        rounds = self.store.add_tool_round(run.id)
-        if rounds > self.settings.max_tool_rounds:
-            raise RoundLimit(
-                f"The run stopped after {self.settings.max_tool_rounds} consecutive tool rounds "
-                "without a final answer (setting max_tool_rounds)."
-            )
         return False
 
     def _stream_call(self, step: Any, index: int, record: dict[str, Any], call: Call) -> None:
@@ -592,6 +595,27 @@ def _forced(run: RunRow, functions: list[dict[str, Any]], steps: list[Any]) -> d
         if any(f["name"] == name for f in functions):
             return {"name": name, "parallel": False}
     return None
+
+
+def _call_key(name: str, arguments: str) -> tuple[str, str]:
+    try:
+        return name, json.dumps(json.loads(arguments), sort_keys=True)
+    except (TypeError, ValueError):
+        return name, arguments
+
+
+def _repeats(calls: list[Call], steps: list[Any]) -> bool:
+    """Whether every call was already made, with the same arguments, earlier in this run."""
+    seen = set()
+    for step in steps:
+        for call in step.step_details.get("tool_calls", []) if step.type == "tool_calls" else []:
+            if call["type"] == "function":
+                seen.add(_call_key(call["function"]["name"], call["function"]["arguments"]))
+            elif call["type"] == "code_interpreter":
+                seen.add(
+                    _call_key("code_interpreter", json.dumps({"code": call["code_interpreter"]["input"]}))
+                )
+    return all(_call_key(c.name, c.arguments) in seen for c in calls)
 
 
 def _code_only(forced: dict[str, Any], functions: list[dict[str, Any]]) -> bool:

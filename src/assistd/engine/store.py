@@ -161,13 +161,6 @@ class RunStore:
             s.add(row)
             return row.tool_rounds
 
-    def reset_tool_rounds(self, run_id: str) -> None:
-        with self.db.session() as s:
-            row = s.get(RunRow, run_id)
-            assert row is not None
-            row.tool_rounds = 0
-            s.add(row)
-
     def finish(
         self,
         run_id: str,
