@@ -141,7 +141,7 @@ def test_generic_on_smollm2_puts_tools_in_system_and_history_as_text(smollm_temp
     assert (
         '<|im_start|>assistant\n<tool_call>[{"name": "get_weather", "arguments": {"city": "Paris"}}' in prompt
     )
-    assert '"content": "18C, sunny"' in prompt and '"name": "get_time", "content": "21:04"' in prompt
+    assert "Result of get_weather: 18C, sunny" in prompt and "Result of get_time: 21:04" in prompt
     assert prompt.endswith("<|im_start|>assistant\n") and "You are a helpful AI assistant" not in prompt
     assert HISTORY[2]["tool_calls"]  # the caller's messages are not modified
 

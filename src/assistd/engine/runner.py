@@ -251,7 +251,7 @@ class RunExecutor:
             calls = _named_calls(parsed.calls) if parsed else []
             return Reply(text=sink.text, calls=calls, result=result, sink=None if calls else sink)
         # The reply opened a tool call: finish it under the grammar so that it parses.
-        head = watch.buffer
+        head = fmt.through_marker(watch.buffer)
         params.grammar = fmt.grammar(functions, parallel=run.parallel_tool_calls, continuation=True)
         params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
         rest = backend.generate(prompt + head, params, lambda _piece: None, stop)

@@ -278,11 +278,9 @@ class GenericFormat(BaseFormat):
         return f"<tool_call>[{items}]</tool_call>"
 
     def render_results(self, results: list[tuple[str, str]]) -> str:
-        body = "\n".join(
-            f"<tool_response>{json.dumps({'name': n, 'content': c}, ensure_ascii=False)}</tool_response>"
-            for n, c in results
-        )
-        return f"Results of the function calls:\n{body}"
+        # Plain text, not markup: small models echo a <tool_response> block instead of answering.
+        body = "\n".join(f"Result of {n}: {c}" for n, c in results)
+        return f"{body}\n\nNow answer the user in plain words, using these results."
 
     def parse(self, text: str) -> ParsedReply:
         reply = _parse_blocks(text, allow_list=True)
