@@ -36,8 +36,8 @@ MODEL_PATH = ROOT / "models" / DEFAULT_MODEL_FILE
 QUESTION = "Explain in a few sentences why the sky is blue."
 SYSTEM = "You are a helpful assistant."
 FILLER = (
-    "Here is some background on sailing ships, their rigging, their crews and the routes they took across the "
-    "oceans in the age of sail, with details on navigation by the stars and dead reckoning. "
+    "Here is some background on sailing ships, their rigging, their crews and the routes they took "
+    "across the oceans in the age of sail, with details on navigation by the stars and dead reckoning. "
 )
 
 
@@ -53,12 +53,16 @@ class InProcessServer:
     def __init__(self, data_dir: Path, **settings: object) -> None:
         self.port = free_port()
         app = create_app(Settings(data_dir=data_dir, port=self.port, models_dir=ROOT / "models", **settings))
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         while not self.server.started:
             time.sleep(0.05)
-        self.client = openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="bench", max_retries=0)
+        self.client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{self.port}/v1", api_key="bench", max_retries=0
+        )
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -68,7 +72,9 @@ class InProcessServer:
 def raw_chat(llm: llama_cpp.Llama, messages: list[dict], tokens: int) -> tuple[float, float, int]:
     start = time.perf_counter()
     first, count = None, 0
-    for chunk in llm.create_chat_completion(messages=messages, max_tokens=tokens, temperature=0.0, stream=True):
+    for chunk in llm.create_chat_completion(
+        messages=messages, max_tokens=tokens, temperature=0.0, stream=True
+    ):
         if chunk["choices"][0]["delta"].get("content"):
             first = first or time.perf_counter()
             count += 1
@@ -76,7 +82,9 @@ def raw_chat(llm: llama_cpp.Llama, messages: list[dict], tokens: int) -> tuple[f
     return end - start, (first or end) - start, count
 
 
-def assistd_run(client: openai.OpenAI, assistant_id: str, thread_id: str, tokens: int) -> tuple[float, float, int]:
+def assistd_run(
+    client: openai.OpenAI, assistant_id: str, thread_id: str, tokens: int
+) -> tuple[float, float, int]:
     start = time.perf_counter()
     first = None
     with client.beta.threads.runs.stream(
@@ -113,7 +121,9 @@ def overhead(server: InProcessServer, llm: llama_cpp.Llama, tokens: int, repeat:
     print(f"   {'':28}{'raw llama-cpp':>16}{'assistd run':>16}{'ratio':>8}")
     print(f"   {'total time (s)':28}{r_total:16.3f}{o_total:16.3f}{o_total / r_total:8.2f}")
     print(f"   {'time per token (ms)':28}{r_tok * 1000:16.1f}{o_tok * 1000:16.1f}{o_tok / r_tok:8.2f}")
-    print(f"   {'time to first token (ms)':28}{r_ttft * 1000:16.1f}{o_ttft * 1000:16.1f}{o_ttft / r_ttft:8.2f}")
+    print(
+        f"   {'time to first token (ms)':28}{r_ttft * 1000:16.1f}{o_ttft * 1000:16.1f}{o_ttft / r_ttft:8.2f}"
+    )
 
 
 def long_thread_turn(server: InProcessServer, turns: int = 20, others: int = 3) -> tuple[float, int]:
@@ -121,15 +131,21 @@ def long_thread_turn(server: InProcessServer, turns: int = 20, others: int = 3) 
     client = server.client
     assistant = client.beta.assistants.create(model=DEFAULT_MODEL_NAME, instructions=SYSTEM)
     thread = client.beta.threads.create()
-    distractors = [client.beta.assistants.create(model=DEFAULT_MODEL_NAME, instructions=f"Agent {i}.")
-                   for i in range(others)]
+    distractors = [
+        client.beta.assistants.create(model=DEFAULT_MODEL_NAME, instructions=f"Agent {i}.")
+        for i in range(others)
+    ]
     for turn in range(1, turns):
         client.beta.threads.messages.create(thread.id, role="user", content=f"Turn {turn}. {FILLER * 3}")
         assistd_run(client, assistant.id, thread.id, 16)
     for i, other in enumerate(distractors):  # other threads use the model in between
-        t = client.beta.threads.create(messages=[{"role": "user", "content": f"Unrelated question {i}. {FILLER}"}])
+        t = client.beta.threads.create(
+            messages=[{"role": "user", "content": f"Unrelated question {i}. {FILLER}"}]
+        )
         assistd_run(client, other.id, t.id, 16)
-    client.beta.threads.messages.create(thread.id, role="user", content=f"Turn {turns}. Summarise the thread.")
+    client.beta.threads.messages.create(
+        thread.id, role="user", content=f"Turn {turns}. Summarise the thread."
+    )
     _, ttft, _ = assistd_run(client, assistant.id, thread.id, 8)
     run = client.beta.threads.runs.list(thread.id, limit=1).data[0]
     return ttft, run.usage.prompt_tokens
@@ -145,8 +161,11 @@ def raw_long_turn(use_cache: bool, turns: int = 20, others: int = 3) -> float:
         out = llm.create_chat_completion(messages=history, max_tokens=16, temperature=0.0)
         history.append({"role": "assistant", "content": out["choices"][0]["message"]["content"]})
     for i in range(others):
-        llm.create_chat_completion(messages=[{"role": "user", "content": f"Unrelated question {i}. {FILLER}"}],
-                                   max_tokens=16, temperature=0.0)
+        llm.create_chat_completion(
+            messages=[{"role": "user", "content": f"Unrelated question {i}. {FILLER}"}],
+            max_tokens=16,
+            temperature=0.0,
+        )
     history.append({"role": "user", "content": f"Turn {turns}. Summarise the thread."})
     _, ttft, _ = raw_chat(llm, history, 8)
     return ttft
@@ -161,7 +180,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--turns", type=int, default=20)
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores, model {MODEL_PATH.name}, llama-cpp-python {llama_cpp.__version__}")
+    print(
+        f"machine: {os.cpu_count()} cores, model {MODEL_PATH.name}, llama-cpp-python {llama_cpp.__version__}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         server = InProcessServer(Path(tmp) / "cached")
         llm = llama_cpp.Llama(model_path=str(MODEL_PATH), n_ctx=8192, verbose=False)
@@ -173,7 +194,10 @@ def main() -> int:
         plain_ttft, _ = long_thread_turn(plain, args.turns)
         plain.stop()
     raw_cached, raw_plain = raw_long_turn(True, args.turns), raw_long_turn(False, args.turns)
-    print(f"\n2. turn {args.turns} of a long thread ({prompt_tokens} prompt tokens), 3 other threads ran in between")
+    print(
+        f"\n2. turn {args.turns} of a long thread ({prompt_tokens} prompt tokens), "
+        "3 other threads ran in between"
+    )
     print(f"   {'time to first token (s)':28}{'with KV reuse':>16}{'without':>16}")
     print(f"   {'assistd run':28}{cached_ttft:16.3f}{plain_ttft:16.3f}")
     print(f"   {'raw llama-cpp-python':28}{raw_cached:16.3f}{raw_plain:16.3f}")
