@@ -21,7 +21,7 @@ serve:
 	$(BIN)/assistd serve --host $(HOST) --port $(PORT)
 
 test:
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -rs
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -rfEs
 
 lint:
 	$(BIN)/ruff check src tests scripts
