@@ -66,7 +66,7 @@ SCHEMAS = {f["name"]: f["parameters"] for f in (WEATHER, BOOK, CODE)}
 @pytest.fixture(scope="module")
 def llm():
     if not MODEL.exists():
-        pytest.skip("default model not downloaded")
+        pytest.fail(f"{MODEL} is missing: run `make install`")
     return llama_cpp.Llama(model_path=str(MODEL), n_ctx=2048, n_threads=2, seed=0, verbose=False)
 
 

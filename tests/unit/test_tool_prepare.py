@@ -109,7 +109,7 @@ HISTORY = [
 @pytest.fixture(scope="module")
 def smollm_template() -> str:
     if not MODEL.exists():
-        pytest.skip("default model not downloaded")
+        pytest.fail(f"{MODEL} is missing: run `make install`")
     llm = llama_cpp.Llama(model_path=str(MODEL), vocab_only=True, verbose=False)
     return llm.metadata["tokenizer.chat_template"]
 

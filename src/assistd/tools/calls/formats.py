@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from typing import Any
 
 from assistd.tools.calls import jsonscan
@@ -22,7 +23,7 @@ from assistd.tools.calls.types import ParsedCall, ParsedReply
 CALL_OPEN = '{"name":'  # every call object starts exactly so: it lets a grammar resume after a marker
 
 
-class BaseFormat:
+class BaseFormat(ABC):
     name = ""
     start_marker = ""
     arguments_key = "arguments"
@@ -41,14 +42,14 @@ class BaseFormat:
         functions = [t.get("function", t) for t in tools]
         return _with_system(out, self.instruction(functions)), None
 
-    def instruction(self, functions: list[dict]) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def instruction(self, functions: list[dict]) -> str: ...
 
-    def render_calls(self, calls: list[tuple[str, str]]) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def render_calls(self, calls: list[tuple[str, str]]) -> str: ...
 
-    def render_results(self, results: list[tuple[str, str]]) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def render_results(self, results: list[tuple[str, str]]) -> str: ...
 
     def _rewrite_history(self, messages: list[dict], keep_tool_role: bool) -> list[dict]:
         out: list[dict] = []
@@ -87,8 +88,8 @@ class BaseFormat:
         return out
 
     # ----------------------------------------------------------------------------------- reply side
-    def parse(self, text: str) -> ParsedReply:
-        raise NotImplementedError
+    @abstractmethod
+    def parse(self, text: str) -> ParsedReply: ...
 
     def through_marker(self, text: str) -> str:
         """`text` cut just after the first start_marker: what to append to the prompt before generating under
@@ -145,10 +146,10 @@ class BaseFormat:
         )
         return b.add(f"call-{fname}", body)
 
+    @abstractmethod
     def _reply(
         self, b: GrammarBuilder, seq: list[str], continuation: bool, more: tuple[str, int] | None
-    ) -> str:
-        raise NotImplementedError
+    ) -> str: ...
 
 
 # ------------------------------------------------------------------------------------------- hermes
