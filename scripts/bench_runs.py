@@ -106,10 +106,11 @@ def overhead(server: InProcessServer, llm: llama_cpp.Llama, tokens: int, repeat:
     warm = client.beta.threads.create(messages=[{"role": "user", "content": QUESTION}])
     assistd_run(client, assistant.id, warm.id, tokens)
     raw, ours = [], []
-    for _ in range(repeat):
-        llm.reset()
+    for i in range(repeat):  # a new question each time: neither side may reuse more than the system prompt
+        question = f"Question {i + 1}. {QUESTION}"
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
         raw.append(raw_chat(llm, messages, tokens))
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": QUESTION}])
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": question}])
         ours.append(assistd_run(client, assistant.id, thread.id, tokens))
     r_total = statistics.median(t for t, _, _ in raw)
     o_total = statistics.median(t for t, _, _ in ours)
