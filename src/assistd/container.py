@@ -21,7 +21,7 @@ from assistd.llm.registry import ModelRegistry
 from assistd.services.assistants import AssistantService
 from assistd.services.files import FileService
 from assistd.services.messages import MessageService
-from assistd.services.runs import RunService
+from assistd.services.runs import RunService, active_run_id
 from assistd.services.threads import ThreadService
 from assistd.services.tool_resources import ToolResourceResolver
 from assistd.services.usage import UsageService
@@ -77,6 +77,7 @@ class Container:
             settings.run_lease_seconds,
             worker_id,
         )
+        messages.active_run = active_run_id
         bus = EventBus()
         registry = ModelRegistry(
             catalog, lambda name: LlamaCppBackend(catalog.require(name), settings.kv_cache_bytes)

@@ -23,7 +23,7 @@ from assistd.protocol.threads import ThreadCreate
 from assistd.services.assistants import AssistantService
 from assistd.services.files import FileService
 from assistd.services.messages import MessageService
-from assistd.services.runs import RunService
+from assistd.services.runs import RunService, active_run_id
 from assistd.services.threads import ThreadService
 from assistd.services.tool_resources import ToolResourceResolver
 from assistd.storage.blobs import BlobStore
@@ -102,6 +102,7 @@ def build_rig(
         settings.run_lease_seconds,
         "host:1:aa",
     )
+    messages.active_run = active_run_id
     bus = EventBus()
     store = RunStore(db, bus)
     registry = ModelRegistry(catalog, lambda _name: backend)

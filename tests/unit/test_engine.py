@@ -310,3 +310,21 @@ def test_a_repeated_function_call_is_answered_from_the_earlier_results(tmp_path)
     message = rig.runs.messages.list(PROJECT, thread_id, _page(), run_id=run.id).data[0]
     assert message.content[0]["text"]["value"] == "It is 42."
     assert rig.backend.grammars[-1] is None  # the last request offered no tools
+
+
+def test_cancel_while_waiting_for_tool_outputs(tmp_path):
+    call = '[{"name": "lookup", "arguments": {"q": "x"}}]</tool_call>'
+    rig = build_rig(tmp_path, ["<tool_call>", call])
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    thread_id, assistant_id = rig.thread(), rig.assistant(tools=[tool])
+    run = rig.create_run(thread_id, assistant_id)
+    rig.executor.execute(run.id, threading.Event())
+    assert rig.runs.get(PROJECT, thread_id, run.id).status == "requires_action"
+    recorder = Recorder(rig.bus, run.id)
+    assert rig.runs.request_cancel(PROJECT, thread_id, run.id).status == "cancelling"
+    rig.engine.cancel(run.id)
+    done = rig.runs.get(PROJECT, thread_id, run.id)
+    assert done.status == "cancelled" and done.required_action is None and done.expires_at is None
+    step = rig.runs.list_steps(PROJECT, thread_id, run.id, _page()).data[0]
+    assert step.status == "cancelled" and step.cancelled_at
+    assert recorder.names() == ["thread.run.step.cancelled", "thread.run.cancelled"]

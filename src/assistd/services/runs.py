@@ -63,7 +63,6 @@ class RunService:
         self.expiry_seconds = expiry_seconds
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id
-        messages.active_run = active_run_id
 
     # ------------------------------------------------------------------------------------------ creation
     def create(self, project: str, thread_id: str, req: RunCreate) -> RunObject:
@@ -183,19 +182,13 @@ class RunService:
 
     # ------------------------------------------------------------------------------------- transitions
     def request_cancel(self, project: str, thread_id: str, run_id: str) -> RunObject:
-        """Marks the run `cancelling` (the engine then ends it), or cancels it when nothing executes it."""
+        """Marks the run `cancelling`; the engine then ends it (RunEngine.cancel), closing its steps and
+        message, whether it is generating, queued or waiting for tool outputs."""
         with self.db.session() as s:
             row = self._row(s, project, thread_id, run_id)
             if row.status in TERMINAL:
                 raise InvalidRequest(f"Cannot cancel run with status '{row.status}'.", param="run_id")
-            if row.status == "requires_action":
-                row.status = "cancelled"
-                row.cancelled_at = now()
-                row.expires_at = None
-                row.required_action = None
-                _close_open_steps(s, row.id, "cancelled")
-            elif row.status != "cancelling":
-                row.status = "cancelling"
+            row.status = "cancelling"
             s.add(row)
             return run_object(row)
 
@@ -230,14 +223,6 @@ class RunService:
             s.add(step)
             s.add(row)
             return run_object(row), step_object(step)
-
-
-def _close_open_steps(s: Session, run_id: str, status: str) -> None:
-    stamp_field = {"cancelled": "cancelled_at", "expired": "expired_at", "failed": "failed_at"}[status]
-    for step in s.exec(select(StepRow).where(StepRow.run_id == run_id, StepRow.status == "in_progress")):
-        step.status = status
-        setattr(step, stamp_field, now())
-        s.add(step)
 
 
 def _match_outputs(pending: list[str], req: SubmitToolOutputs) -> dict[str, str]:
