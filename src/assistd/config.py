@@ -91,6 +91,18 @@ class Settings(BaseSettings):
     code_max_output_chars: int = Field(20000, description="longer code logs are truncated")
     code_max_sessions: int = Field(16, description="live code sessions; beyond, the least recent goes")
     code_use_bwrap: bool = Field(True, description="run kernels inside bubblewrap when it is installed")
+    code_bwrap_path: str = Field(
+        "bwrap", description="the bubblewrap binary: a name looked up on PATH, or a path"
+    )
+    code_allow_unsandboxed: bool = Field(
+        False,
+        description="DANGEROUS: without a working bubblewrap, run the code interpreter anyway: model-written "
+        "code then runs with the server's privileges (root if the server is root) on the host filesystem; "
+        "default: code_interpreter is refused",
+    )
+    code_session_mb: int = Field(
+        256, description="disk space of one code session (/mnt/data and the kernel's home), in MB"
+    )
     code_sandbox_uid_base: int = Field(
         61000, description="first uid given to kernels when the server runs as root (one uid per live kernel)"
     )
