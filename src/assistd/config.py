@@ -78,6 +78,22 @@ class Settings(BaseSettings):
     ingest_lease_seconds: int = Field(
         60, description="a file indexer that stops renewing its lease loses the file to another"
     )
+    extract_memory_mb: int = Field(
+        1024, description="address space (RLIMIT_AS) of the process that reads uploaded files' text, in MiB"
+    )
+    extract_timeout_seconds: int = Field(
+        120, description="time limit for reading the text of one file; beyond, it fails as invalid_file"
+    )
+    extract_max_uncompressed_mb: int = Field(
+        256, description="largest expanded size of a .docx/.pptx (all its zip members together), in MiB"
+    )
+    extract_max_xml_elements: int = Field(
+        1_000_000, description="most XML elements in a .docx/.pptx (checked before parsing)"
+    )
+    extract_max_pdf_pages: int = Field(10_000, description="most pages of a PDF given to file_search")
+    extract_max_text_mb: int = Field(
+        20, description="most text (UTF-8, MiB) one file may yield for file_search (about 5M tokens)"
+    )
     kernel_pool_size: int = Field(1, description="pre-started code interpreter kernels")
     kernel_idle_seconds: int = Field(
         3600, description="idle code interpreter sessions are shut down after this"
