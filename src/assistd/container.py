@@ -87,6 +87,7 @@ class Container:
         code_interpreter = CodeInterpreter(settings)  # kernels start in start(), in the background
         code_interpreter.on_session_started = usage.record_code_session
         extras["code_interpreter"] = code_interpreter
+        assistants.tools_checks.append(code_interpreter.check_tools)  # a 400 when it has no sandbox
         threads.delete_hooks.append(lambda _s, row: code_interpreter.close_session(row.id))
         file_search = build_file_search(settings, db, blobs, worker_id)  # models/Chroma load on first use
         file_search.install(resources, files, messages, threads)

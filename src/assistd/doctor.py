@@ -25,6 +25,7 @@ class Check:
     detail: str
     fix: str = ""
     notes: list[str] = field(default_factory=list)
+    advisory: bool = False  # off but not broken: the server works, only with less (exit status 0)
 
 
 def human_size(size: int) -> str:
@@ -84,21 +85,43 @@ def check_sandbox(settings: Settings) -> Check:
         )
     limits = Limits(
         memory_mb=settings.code_memory_mb,
-        cpu_seconds=getattr(settings, "code_cpu_seconds", 900),
-        processes=getattr(settings, "code_max_processes", 64),
-        file_mb=getattr(settings, "code_max_file_mb", 100),
-        tmp_mb=getattr(settings, "code_tmp_mb", 256),
+        cpu_seconds=settings.code_cpu_seconds,
+        processes=settings.code_max_processes,
+        file_mb=settings.code_max_file_mb,
+        tmp_mb=settings.code_tmp_mb,
+        session_mb=settings.code_session_mb,
     )
     sandbox = Sandbox(
-        limits, getattr(settings, "code_sandbox_uid_base", 61000), getattr(settings, "code_use_bwrap", True)
+        limits, settings.code_sandbox_uid_base, settings.code_use_bwrap, settings.code_bwrap_path
     )
     rows = sandbox.report()
     notes = [f"{'ok ' if ok else 'off'} {what}: {why}" for what, ok, why in rows]
-    if sandbox.bwrap:
+    if sandbox.isolated:
         return Check(name, True, f"bubblewrap works ({sandbox.bwrap})", notes=notes)
-    why = next((why for what, ok, why in rows if what == "bubblewrap"), "bwrap absent")
-    fix = "apt-get install bubblewrap" if not shutil.which("bwrap") else "allow unprivileged user namespaces"
-    return Check(name, False, f"weaker isolation: {why}", fix, notes=notes)
+    why = sandbox.why_not_isolated()
+    if settings.code_allow_unsandboxed:
+        return Check(
+            name,
+            False,
+            "UNSANDBOXED (code_allow_unsandboxed): model-written code runs with the server's privileges; "
+            + why,
+            "install bubblewrap and drop --code-allow-unsandboxed",
+            notes=notes,
+            advisory=True,
+        )
+    if not settings.code_use_bwrap:
+        fix = "drop --no-code-use-bwrap (ASSISTD_CODE_USE_BWRAP)"
+    elif shutil.which(settings.code_bwrap_path):
+        fix = "make bwrap work here (it needs user namespaces, or run the server as root)"
+    else:
+        fix = "apt-get install bubblewrap"
+    return Check(
+        name,
+        False,
+        f"code_interpreter is refused: no isolation ({why})",
+        fix + " (or, knowingly, --code-allow-unsandboxed)",
+        notes=notes,
+    )
 
 
 def check_chroma(settings: Settings) -> Check:
@@ -208,7 +231,7 @@ CHECKS: list[tuple[str, Callable[[Settings], Check | list[Check]]]] = [
     ("API keys", check_auth),
 ]
 # Off but not broken: the server works, only with less.
-ADVISORY = {"API keys", "code interpreter sandbox"}
+ADVISORY = {"API keys"}
 
 
 # ----------------------------------------------------------------------------------------------- output
@@ -252,7 +275,7 @@ def main(settings: Settings, verbose: bool = False) -> int:
     if tty:
         sys.stderr.write("\r\033[K")
     print(table(results, verbose))
-    broken = [c for c in results if not c.ok and c.name not in ADVISORY]
+    broken = [c for c in results if not c.ok and c.name not in ADVISORY and not c.advisory]
     print(
         f"\n{len(results) - len([c for c in results if not c.ok])}/{len(results)} ok"
         + (f"; {len(broken)} problem(s) stop features from working" if broken else "")

@@ -12,9 +12,20 @@ from assistd.config import Settings
 from assistd.tools.code_interpreter import CodeInterpreter, ExecutionResult
 from assistd.tools.code_interpreter.kernel import LogBuffer
 from assistd.tools.code_interpreter.sandbox import MOUNT_DATA
+from tests.sandbox_support import lacking
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CSV = b"city,temp\nParis,21\nOslo,12\nRome,27\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolation():
+    """These tests run kernels in the sandbox: without it, the interpreter refuses (test_code_fail_closed)."""
+    probe = CodeInterpreter(Settings(kernel_pool_size=0))
+    reason = probe.unavailable_reason()
+    probe.shutdown()
+    if reason is not None:
+        lacking(reason)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +197,9 @@ def test_idle_session_shut_down():
 
 
 def test_without_bwrap_mnt_data_is_substituted():
-    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_use_bwrap=False, code_preload=""))
+    interpreter = CodeInterpreter(
+        Settings(kernel_pool_size=0, code_use_bwrap=False, code_allow_unsandboxed=True, code_preload="")
+    )
     try:
         report = {name: on for name, on, _ in interpreter.sandbox_report()}
         assert report["bubblewrap"] is False and report["private filesystem view"] is False
@@ -224,7 +237,7 @@ def test_two_interpreters_never_share_a_uid(ci):
         uid_a = ci._sessions["t-uid-a"].kernel.plan.uid
         uid_b = other._sessions["t-uid-b"].kernel.plan.uid
         if uid_a is None:
-            pytest.skip("this machine lacks the mechanism (not root: kernels run as the server's uid)")
+            lacking("not root: kernels run as the server's uid")
         assert uid_a != uid_b
         other.execute("p", "t-uid-b", "import subprocess; subprocess.Popen(['sleep', '30'])", [])
         assert "a" in ci.execute("p", "t-uid-a", "print(v)", []).logs
@@ -272,7 +285,9 @@ def test_least_recently_used_session_goes_beyond_the_limit():
 
 
 def test_start_logs_the_sandbox_report(caplog):
-    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_use_bwrap=False))
+    interpreter = CodeInterpreter(
+        Settings(kernel_pool_size=0, code_use_bwrap=False, code_allow_unsandboxed=True)
+    )
     try:
         with caplog.at_level(logging.INFO, logger="assistd.code_interpreter"):
             interpreter.start()

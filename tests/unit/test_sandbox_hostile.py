@@ -1,7 +1,9 @@
 """Hostile code through CodeInterpreter.execute: each attempt fails or is contained, and the sandbox recovers.
 
 These run real sandboxed kernels (bubblewrap when installed). A case is skipped only where this machine lacks
-the mechanism that contains it, and the skip says which.
+the mechanism that contains it, and the skip says which; in CI, or as root with bubblewrap installed, a
+missing mechanism is a failure (tests/sandbox_support.py). Without bubblewrap the interpreter refuses to run
+any of them unless the operator opted out (the last test).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import pytest
 
 from assistd.config import Settings
 from assistd.tools.code_interpreter import CodeInterpreter
+from assistd.tools.code_interpreter.interpreter import CodeInterpreterUnavailable
+from tests.sandbox_support import lacking
 
 SECRET_ENV = "ASSISTD_TEST_SANDBOX_SECRET"
 SECRET_VALUE = "env-secret-" + uuid.uuid4().hex
@@ -26,7 +30,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def ci():
+def isolation():
+    """These tests run kernels in the sandbox: without it, the interpreter refuses (test_code_fail_closed)."""
+    probe = CodeInterpreter(Settings(kernel_pool_size=0))
+    reason = probe.unavailable_reason()
+    probe.shutdown()
+    if reason is not None:
+        lacking(reason)
+
+
+@pytest.fixture(scope="module")
+def ci(isolation):
     os.environ[SECRET_ENV] = SECRET_VALUE  # the server's environment: must never reach the kernel
     interpreter = CodeInterpreter(
         Settings(kernel_pool_size=1, code_timeout_seconds=3, code_preload="", code_max_processes=64)
@@ -46,14 +60,14 @@ def need(ci: CodeInterpreter, *names: str) -> None:
     for name in names:
         on, why = report[name]
         if not on:
-            pytest.skip(f"this machine lacks the mechanism ({name}: {why})")
+            lacking(f"{name}: {why}")
 
 
 def need_any(ci: CodeInterpreter, *names: str) -> None:
     report = {name: (on, why) for name, on, why in ci.sandbox_report()}
     if not any(report[name][0] for name in names):
         whys = "; ".join(f"{name}: {report[name][1]}" for name in names)
-        pytest.skip(f"this machine lacks every mechanism that would contain this ({whys})")
+        lacking(f"every mechanism that would contain this: {whys}")
 
 
 def run(ci: CodeInterpreter, thread: str, code: str):
@@ -76,7 +90,7 @@ def test_read_etc_shadow(ci):
     assert_recovered(ci, "t-shadow")
 
 
-def test_read_server_data_dir():
+def test_read_server_data_dir(isolation):
     # A fake data/ dir, world-readable like a default install, outside the kernel's session directory.
     data = Path(tempfile.mkdtemp(prefix="assistd-fake-data-", dir="/var/tmp"))
     try:
@@ -210,7 +224,7 @@ def test_kill_everything(ci):
     # kill -9 -1 from the server's own uid without a pid namespace would kill the test runner itself
     report = protections(ci)
     if not (report["pid namespace"] or report["unprivileged user"]):
-        pytest.skip("this machine lacks the mechanism (no pid namespace and no unprivileged uid)")
+        lacking("no pid namespace and no unprivileged uid")
     bystander = threading.Event()
     run(ci, "t-killall", "import os\nos.system('kill -9 -1')\nprint('don' + 'e'.upper())")
     bystander.set()
@@ -265,3 +279,15 @@ def test_symlinks_do_not_leak_host_files(ci):
     assert not os.path.exists(target), "the server followed a planted link when copying an input file"
     assert "ran" in after.logs
     assert_recovered(ci, "t-link")
+
+
+@pytest.mark.parametrize("machine", [{"code_use_bwrap": False}, {"code_bwrap_path": "/nonexistent/bwrap"}])
+def test_without_bubblewrap_hostile_code_is_refused(machine):
+    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_preload="", **machine))
+    try:
+        marker = f"/tmp/hostile-{uuid.uuid4().hex}"
+        with pytest.raises(CodeInterpreterUnavailable):
+            interpreter.execute("hostile", "t-refused", f"open({marker!r}, 'w').write('owned')", [])
+        assert not os.path.exists(marker)
+    finally:
+        interpreter.shutdown()

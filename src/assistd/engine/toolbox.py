@@ -165,6 +165,8 @@ class Toolbox:
         interpreter = self.extras.get("code_interpreter")
         if interpreter is None:
             raise ToolUnavailable("code_interpreter is not available on this server")
+        if (reason := interpreter.unavailable_reason()) is not None:  # no sandbox: it fails closed
+            raise ToolUnavailable(reason.rstrip("."))
         result = interpreter.execute(run.project, run.thread_id, code, inputs)
         outputs: list[dict[str, Any]] = []
         out = CodeRun(outputs=outputs, error=result.error)

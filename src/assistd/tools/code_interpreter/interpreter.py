@@ -4,6 +4,11 @@ The run engine calls `execute(project, thread_id, code, input_files)` from worke
 one thread are serialised by the session's lock; different threads run in parallel. A session keeps its
 kernel (variables survive across runs) until it is idle for `kernel_idle_seconds`, its thread is deleted,
 or `code_max_sessions` forces the least recently used one out.
+
+It fails closed: without isolation (a working bubblewrap, see sandbox.py) it runs no code, says so at start,
+refuses assistants and runs that ask for it (`check_tools`, a 400) and raises `CodeInterpreterUnavailable`
+from `execute`, unless the operator passed code_allow_unsandboxed. A session's disk space (/mnt/data and the
+kernel's home) is capped at code_session_mb: an execution that writes past it is stopped.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistd.config import Settings
+from assistd.errors import InvalidRequest
+from assistd.tools.code_interpreter import reaper
 from assistd.tools.code_interpreter.kernel import Kernel, KernelStartError, kill_uid, uid_has_processes
 from assistd.tools.code_interpreter.sandbox import MOUNT_DATA, KernelPlan, Limits, Sandbox
 
@@ -35,6 +42,11 @@ ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 MAX_OUTPUT_FILES = 20
 MAX_SCANNED = 10000  # files looked at under /mnt/data after an execution
 UID_RANGE = 1000  # kernel uids: settings.code_sandbox_uid_base + 0..999, shared by all servers of a machine
+MB = 1024 * 1024
+
+
+class CodeInterpreterUnavailable(RuntimeError):
+    """No isolation for kernels on this machine and no opt-out: the code interpreter runs nothing."""
 
 
 @dataclass
@@ -67,8 +79,11 @@ class CodeInterpreter:
             processes=settings.code_max_processes,
             file_mb=settings.code_max_file_mb,
             tmp_mb=settings.code_tmp_mb,
+            session_mb=settings.code_session_mb,
         )
-        self.sandbox = Sandbox(limits, settings.code_sandbox_uid_base, settings.code_use_bwrap)
+        self.sandbox = Sandbox(
+            limits, settings.code_sandbox_uid_base, settings.code_use_bwrap, settings.code_bwrap_path
+        )
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
         self._pool: list[Kernel] = []
@@ -83,9 +98,32 @@ class CodeInterpreter:
         self._font_cache: list[Path] = []
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="code-kernel-spawner")
 
+    # ---- fail closed ---------------------------------------------------------------------------------
+    def unavailable_reason(self) -> str | None:
+        """Why the code interpreter refuses to run code here, or None when it runs (isolated, or the
+        operator opted out). Probes the sandbox on first use (cached)."""
+        if self.sandbox.isolated or self.settings.code_allow_unsandboxed:
+            return None
+        return (
+            "The code interpreter is disabled on this server: it has no isolation for model-written code "
+            f"({self.sandbox.why_not_isolated()}). The operator can install bubblewrap, or start the server "
+            "with --code-allow-unsandboxed to run code with the server's privileges."
+        )
+
+    def check_tools(self, tools: list[dict], param: str) -> None:
+        """A tools check (AssistantService.tools_checks): code_interpreter is refused with a 400 here."""
+        if any(isinstance(t, dict) and t.get("type") == "code_interpreter" for t in tools or []):
+            reason = self.unavailable_reason()
+            if reason is not None:
+                raise InvalidRequest(reason, param=param, code="unsupported_tool")
+
     # ---- life cycle --------------------------------------------------------------------------------
     def start(self) -> None:
-        """Probes the sandbox, logs what is protected, fills the pool. Blocking: call it in a thread."""
+        """Kills kernels of dead servers, probes the sandbox, logs what is protected, fills the pool.
+        Blocking: call it in a thread."""
+        reaped = reaper.reap_orphans(self._kill_orphan_uid)
+        if reaped:
+            log.warning("code interpreter: killed %d kernel(s) left behind by servers that died", reaped)
         try:
             self._ensure_root()
         except KernelStartError:  # shut down before it started
@@ -93,6 +131,17 @@ class CodeInterpreter:
         for name, on, why in self.sandbox_report():
             (log.info if on else log.warning)(
                 "code interpreter sandbox: %-24s %-3s %s", name, "on" if on else "OFF", why
+            )
+        reason = self.unavailable_reason()
+        if reason is not None:
+            log.error("code interpreter: DISABLED, assistants and runs asking for it get a 400. %s", reason)
+            return
+        if not self.sandbox.isolated:
+            log.warning(
+                "code interpreter: UNSANDBOXED (--code-allow-unsandboxed): model-written code runs with "
+                "this server's privileges%s on the host filesystem: %s",
+                " (root)" if self.sandbox.is_root and not self.sandbox.setuid else "",
+                self.sandbox.why_not_isolated(),
             )
         self._start_reaper()
         self._build_font_cache()
@@ -144,6 +193,22 @@ class CodeInterpreter:
     def sandbox_report(self) -> list[tuple[str, bool, str]]:
         return self.sandbox.report()
 
+    def _kill_orphan_uid(self, uid: int) -> None:
+        """Ends the processes of a dead server's kernel uid, unless a live server holds that uid's slot."""
+        slot = uid - self.sandbox.uid_base
+        if not (0 <= slot < UID_RANGE) or not self.sandbox.is_root:
+            return
+        _uid_lock_dir().mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(_uid_lock_dir() / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while killing: no server takes the uid
+            if uid_has_processes(uid):
+                kill_uid(self.sandbox.python, uid)
+        except BlockingIOError:
+            return  # a live kernel of another server holds this uid
+        finally:
+            os.close(fd)
+
     def sessions_started(self, project: str) -> int:
         with self._lock:
             return self._started[project]
@@ -163,6 +228,9 @@ class CodeInterpreter:
     def execute(
         self, project: str, thread_id: str, code: str, input_files: list[tuple[str, bytes]]
     ) -> ExecutionResult:
+        reason = self.unavailable_reason()
+        if reason is not None:
+            raise CodeInterpreterUnavailable(reason)
         self._start_reaper()
         session = self._session(project, thread_id)
         with session.lock:
@@ -194,10 +262,16 @@ class CodeInterpreter:
         real_path = self.sandbox.data_path(kernel.plan)
         if real_path != MOUNT_DATA:
             code = code.replace(MOUNT_DATA, real_path)
-        out = kernel.run(code, self.settings.code_timeout_seconds, self.settings.code_max_output_chars)
+        cap = DiskCap(kernel, self.settings.code_session_mb * MB)
+        out = kernel.run(
+            code, self.settings.code_timeout_seconds, self.settings.code_max_output_chars, watch=cap.check
+        )
         logs = ANSI.sub("", out.logs.text())
         if real_path != MOUNT_DATA:
             logs = logs.replace(real_path, MOUNT_DATA)
+        if out.stopped or cap.check() is not None:
+            out.error = True
+            notes.append(cap.enforce())
         if out.timed_out:
             notes.append(
                 f"Execution timed out after {self.settings.code_timeout_seconds} s and was interrupted."
@@ -407,7 +481,7 @@ class CodeInterpreter:
     def _slot(self) -> int:
         """A slot (uid offset) free on this machine: other server processes use the same uid range, so a
         slot is held by an flock on a file for the kernel's life (released by the kernel's end or ours)."""
-        lock_dir = Path(tempfile.gettempdir()) / "assistd-uids"
+        lock_dir = _uid_lock_dir()
         with self._lock:
             if not self.sandbox.setuid:
                 slot = max(self._slot_locks, default=-1) + 1
@@ -484,6 +558,66 @@ class CodeInterpreter:
             os.chown(dirpath, uid, uid, follow_symlinks=False)
             for f in files:
                 os.chown(os.path.join(dirpath, f), uid, uid, follow_symlinks=False)
+
+
+def _uid_lock_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "assistd-uids"
+
+
+class DiskCap:
+    """The session's disk cap: what the kernel can write on the host (its /mnt/data and its home) is
+    measured while a cell runs; past `limit` (or past what the session already held, when inputs alone
+    exceed it) the cell is stopped, and the files it wrote are removed, largest first, until it fits."""
+
+    def __init__(self, kernel: Kernel, limit: int) -> None:
+        self.dirs = [kernel.plan.data_dir, kernel.plan.run_dir / "home"]
+        self.before = [snapshot(d) for d in self.dirs]
+        self.limit = max(limit, self.usage())
+        self.cap_mb = limit // MB
+        self.peak = 0
+
+    def usage(self) -> int:
+        return sum(disk_usage(d) for d in self.dirs)
+
+    def check(self) -> str | None:
+        used = self.usage()
+        self.peak = max(self.peak, used)
+        return f"{used // MB} MB written" if used > self.limit else None
+
+    def enforce(self) -> str:
+        written = []
+        for root, before in zip(self.dirs, self.before, strict=True):
+            after = snapshot(root)
+            written += [(info[0], root, rel) for rel, info in after.items() if before.get(rel) != info]
+        removed = []
+        for _size, root, rel in sorted(written, key=lambda w: -w[0]):
+            if self.usage() <= self.limit:
+                break
+            with contextlib.suppress(OSError):
+                os.unlink(root / rel)
+                removed.append(f"/mnt/data/{rel}" if root == self.dirs[0] else f"~/{rel}")
+        note = (
+            f"Execution stopped: the session's files (/mnt/data) may take at most {self.cap_mb} MB on disk "
+            f"and this execution went past it (it reached {-(-self.peak // MB)} MB)."
+        )
+        if removed:
+            note += " Removed what it wrote: " + ", ".join(removed[:10]) + "."
+        return note
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes allocated under root (st_blocks: a sparse file counts what it really takes); at most
+    MAX_SCANNED entries are looked at, links never followed."""
+    total = 0
+    seen = 0
+    for dirpath, dirs, files in os.walk(root):
+        for name in files + dirs:
+            seen += 1
+            if seen > MAX_SCANNED:
+                return total
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
 
 
 def remove_stale_roots() -> None:

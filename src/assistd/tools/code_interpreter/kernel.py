@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +26,16 @@ from pathlib import Path
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
+from assistd.tools.code_interpreter import reaper
 from assistd.tools.code_interpreter.sandbox import KernelPlan, Sandbox
 
 log = logging.getLogger("assistd.code_interpreter")
 
 INTERRUPT_GRACE_SECONDS = 3.0
+WATCH_SECONDS = 0.1  # how often a running cell's watch (the disk cap) is called
+
+# Called while a cell runs: a reason to stop it, or None.
+Watch = Callable[[], "str | None"]
 
 
 class KernelStartError(RuntimeError):
@@ -80,6 +86,7 @@ class CellOutput:
     error: bool = False
     timed_out: bool = False
     stuck: bool = False  # did not stop after the interrupt: the kernel must be replaced
+    stopped: str | None = None  # why `watch` stopped the cell (interrupted like a timeout)
     died: bool = False  # the kernel process exited during the cell
 
 
@@ -95,6 +102,7 @@ class Kernel:
         self.client: BlockingKernelClient | None = None
         self.started_at = 0.0
         self.host_pid: int | None = None  # the ipykernel process (bwrap and the launcher sit above it)
+        self.record: Path | None = None  # this kernel in the registry of live kernels (see reaper)
 
     # ---- life cycle --------------------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> None:
@@ -127,6 +135,7 @@ class Kernel:
             ).result()
         finally:
             stderr_log.close()
+        self.record = reaper.record(self.proc.pid, plan.uid)
         self.started_at = time.monotonic()
         client = BlockingKernelClient(connection_file=str(plan.connection_file))
         client.load_connection_file()
@@ -189,6 +198,8 @@ class Kernel:
                 log.error("code interpreter: kernel pid %s did not exit after SIGKILL", self.proc.pid)
         if self.plan.uid is not None and not self.sandbox.bwrap:
             kill_uid(self.sandbox.python, self.plan.uid)
+        reaper.forget(self.record)
+        self.record = None
 
     def signal_kill(self) -> None:
         """SIGKILL to the kernel's process group only: safe while another thread is executing on it (that
@@ -200,14 +211,19 @@ class Kernel:
                 self.proc.kill()
 
     # ---- execution ---------------------------------------------------------------------------------
-    def run(self, code: str, timeout: float, log_limit: int, silent: bool = False) -> CellOutput:
+    def run(
+        self, code: str, timeout: float, log_limit: int, silent: bool = False, watch: Watch | None = None
+    ) -> CellOutput:
+        """Runs one cell. `watch`, called about every WATCH_SECONDS while the cell runs, may return a reason
+        to stop it (the session's disk cap): the cell is then interrupted as on a timeout."""
         client = self.client
         assert client is not None
         out = CellOutput(logs=LogBuffer(log_limit))
         self._drain(client)
         msg_id = client.execute(code, silent=silent, store_history=not silent, allow_stdin=False)
-        if not self._collect(client, msg_id, out, time.monotonic() + timeout) and not out.died:
-            out.timed_out = out.error = True
+        if not self._collect(client, msg_id, out, time.monotonic() + timeout, watch) and not out.died:
+            out.timed_out = out.stopped is None
+            out.error = True
             self._interrupt(client)
             grace = min(INTERRUPT_GRACE_SECONDS, max(1.0, timeout / 2))
             if not self._collect(client, msg_id, out, time.monotonic() + grace):
@@ -272,14 +288,29 @@ class Kernel:
         msg_id = client.execute(code, silent=True, store_history=False, allow_stdin=False)
         self._collect(client, msg_id, CellOutput(logs=LogBuffer(100)), time.monotonic() + 5)
 
-    def _collect(self, client: BlockingKernelClient, msg_id: str, out: CellOutput, deadline: float) -> bool:
-        """Reads iopub until the cell's idle status (True), the deadline or the kernel's death (False)."""
+    def _collect(
+        self,
+        client: BlockingKernelClient,
+        msg_id: str,
+        out: CellOutput,
+        deadline: float,
+        watch: Watch | None = None,
+    ) -> bool:
+        """Reads iopub until the cell's idle status (True), the deadline, the kernel's death or a reason
+        from `watch` (False)."""
+        next_watch = time.monotonic() + WATCH_SECONDS
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return False
+            if watch is not None and now >= next_watch:
+                next_watch = now + WATCH_SECONDS
+                if (reason := watch()) is not None:
+                    out.stopped = reason
+                    return False
             try:
-                msg = client.get_iopub_msg(timeout=min(remaining, 0.25))
+                msg = client.get_iopub_msg(timeout=min(remaining, WATCH_SECONDS))
             except queue.Empty:
                 if not self.alive():
                     out.died = out.error = True

@@ -4,9 +4,14 @@ The server builds one `Sandbox` at start. It probes the machine once (is bwrap t
 we root, can an unprivileged uid run the Python installation) and then turns a `KernelPlan` (the kernel's
 directories, uid and command) into the argv to spawn. `report()` says, protection by protection, what is on.
 
+"Isolation available" (`isolated`) means: the bwrap binary is found and a probe run of it, with every
+namespace and capability setting a kernel gets, starts this Python and imports ipykernel. Without it the
+code interpreter refuses to run code unless the operator opted out (code_allow_unsandboxed).
+
 Every kernel is started as ``[bwrap ...] python -c LAUNCHER CONFIG``: the launcher (below, run by the same
 Python that runs ipykernel) sets the rlimits, leaves the network (unshare) when bwrap is absent, drops to the
-kernel's uid, forbids new privileges, then execs ipykernel with a clean environment. Limits are set in the
+kernel's uid, asks for SIGKILL when its parent dies (PR_SET_PDEATHSIG, after the uid change, which would
+clear it), forbids new privileges, then execs ipykernel with a clean environment. Limits are set in the
 child itself, never with ``preexec_fn`` (unsafe in a threaded server).
 """
 
@@ -18,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +33,7 @@ log = logging.getLogger("assistd.code_interpreter")
 MOUNT_DATA = "/mnt/data"
 
 LAUNCHER = r"""
-import ctypes, json, os, resource, sys
+import ctypes, json, os, resource, signal, sys
 cfg = json.loads(sys.argv[1])
 for name, value in cfg["limits"].items():
     resource.setrlimit(getattr(resource, name), (value, value))
@@ -38,6 +44,10 @@ if cfg["uid"] is not None:
     os.setgroups([])
     os.setgid(cfg["gid"])
     os.setuid(cfg["uid"])
+if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG: the kernel dies with the server
+    sys.exit("sandbox: prctl(PR_SET_PDEATHSIG) failed: errno %d" % ctypes.get_errno())
+if cfg["parent"] is not None and os.getppid() != cfg["parent"]:
+    sys.exit("sandbox: the server died while the kernel started")
 libc.prctl(38, 1, 0, 0, 0)
 os.umask(0o077)
 os.chdir(cfg["cwd"])
@@ -63,34 +73,52 @@ class Limits:
     processes: int
     file_mb: int
     tmp_mb: int
+    session_mb: int = 256
 
 
 class Sandbox:
-    def __init__(self, limits: Limits, uid_base: int, use_bwrap: bool = True) -> None:
+    def __init__(
+        self, limits: Limits, uid_base: int, use_bwrap: bool = True, bwrap_path: str = "bwrap"
+    ) -> None:
         self.limits = limits
         self.uid_base = uid_base
         self.python = sys.executable
         self.is_root = os.geteuid() == 0
-        self.bwrap = shutil.which("bwrap") if use_bwrap else None
+        self.bwrap = shutil.which(bwrap_path) if use_bwrap else None
         self._bwrap_why = "disabled by settings (code_use_bwrap=false)" if not use_bwrap else ""
+        if use_bwrap and self.bwrap is None:
+            self._bwrap_why = f"bwrap not found ({bwrap_path}): apt-get install bubblewrap"
         self.setuid = self.is_root
         self._setuid_why = ""
         self.unshare_net = False
         self._probed = False
+        self._probe_lock = threading.Lock()
 
     # ---- probing -------------------------------------------------------------------------------------
     def probe(self) -> None:
-        """Checks once which mechanisms work on this machine (a few short subprocesses)."""
-        if self._probed:
-            return
-        self._probed = True
+        """Checks once which mechanisms work on this machine (a few short subprocesses). Thread-safe: a
+        caller never sees a half-probed sandbox."""
+        with self._probe_lock:
+            if not self._probed:
+                self._probe()
+                self._probed = True
+
+    @property
+    def isolated(self) -> bool:
+        """Whether kernels run inside a working bubblewrap (see the module docstring)."""
+        self.probe()
+        return self.bwrap is not None
+
+    def why_not_isolated(self) -> str:
+        self.probe()
+        return "" if self.bwrap else self._bwrap_why
+
+    def _probe(self) -> None:
         if self.bwrap:
             ok, why = self._try_bwrap()
             if not ok:
                 self._bwrap_why = f"bwrap at {self.bwrap} does not work here: {why}"
                 self.bwrap = None
-        elif not self._bwrap_why:
-            self._bwrap_why = "bwrap not installed (apt-get install bubblewrap)"
         if not self.is_root:
             self.setuid = False
             self._setuid_why = "server not running as root: the kernel runs as the server's own user"
@@ -104,8 +132,9 @@ class Sandbox:
             self.unshare_net = self._try_unshare_net()
 
     def _try_bwrap(self) -> tuple[bool, str]:
-        argv = [self.bwrap or "bwrap", *self._system_binds(), "--unshare-net", "--unshare-pid"]
-        argv += ["--die-with-parent", self.python, "-c", "pass"]
+        """A probe run with the namespaces and capability settings a kernel gets: it must import ipykernel."""
+        argv = [self.bwrap or "bwrap", *self._system_binds(), *self._isolation_args()]
+        argv += [self.python, "-c", "import ipykernel"]
         return _run_ok(argv)
 
     def _uid_can_run_python(self) -> bool:
@@ -146,13 +175,15 @@ class Sandbox:
         limits = {
             "RLIMIT_AS": lim.memory_mb * 1024 * 1024,
             "RLIMIT_CPU": lim.cpu_seconds,
-            "RLIMIT_FSIZE": lim.file_mb * 1024 * 1024,
+            "RLIMIT_FSIZE": min(lim.file_mb, lim.session_mb) * 1024 * 1024,
             "RLIMIT_CORE": 0,
         }
         if uid is not None:  # RLIMIT_NPROC counts the processes of a uid: only meaningful with our own uid
             limits["RLIMIT_NPROC"] = lim.processes
         return {
             "limits": limits,
+            # Without bwrap the launcher's parent is this process; with it, bwrap --die-with-parent answers.
+            "parent": None if self.bwrap else os.getpid(),
             "unshare_net": self.unshare_net,
             "uid": uid,
             "gid": uid,
@@ -215,7 +246,11 @@ class Sandbox:
         below = "/tmp" if plan.run_dir.is_relative_to("/tmp") else "/"
         args += [*_parents(str(plan.run_dir), below), "--bind", str(plan.run_dir), str(plan.run_dir)]
         args += [*_parents(MOUNT_DATA), "--bind", str(plan.data_dir), MOUNT_DATA]
-        args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        return args + self._isolation_args()
+
+    def _isolation_args(self) -> list[str]:
+        """Namespaces, parent-death and capabilities: the same for every kernel and for the probe."""
+        args = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         args += ["--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv"]
         if self.is_root:  # the launcher needs only to change uid; everything else goes with the bounding set
             args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -282,7 +317,19 @@ class Sandbox:
                 "timeout (interrupt, then restart)",
             ),
             ("process limit", self.setuid, nproc_why),
-            ("file size limit", True, f"RLIMIT_FSIZE={lim.file_mb} MB"),
+            ("file size limit", True, f"RLIMIT_FSIZE={min(lim.file_mb, lim.session_mb)} MB"),
+            (
+                "session disk cap",
+                True,
+                f"/mnt/data and the kernel's home hold at most {lim.session_mb} MB per session: an "
+                "execution that writes past it is stopped and the files it wrote past it are removed",
+            ),
+            (
+                "dies with the server",
+                True,
+                ("bwrap --die-with-parent" if bw else "PR_SET_PDEATHSIG in the launcher")
+                + "; kernels a dead server left behind are killed when a server starts",
+            ),
         ]
 
 
