@@ -187,6 +187,8 @@ def test_restart_fails_runs_of_a_dead_process_at_once(tmp_path):
             time.time() + 600,
         )
         s.add(row)
+    # half done (a run with no step yet is executed again: test_engine_status.py)
+    rig.store.open_step(rig.store.run(run.id), "message_creation", {"type": "message_creation"})
     rig.engine.start()
     try:
         done = rig.runs.get(PROJECT, thread_id, run.id)
@@ -205,6 +207,7 @@ def test_orphans_with_an_expired_lease_are_recovered(tmp_path):
             row = s.get(RunRow, run_id)
             row.status, row.worker_id, row.lease_until = status, "otherhost:42:aa", time.time() - 1
             s.add(row)
+    rig.store.open_step(rig.store.run(running.id), "message_creation", {"type": "message_creation"})
     rig.engine.tick()
     assert rig.wait(t1, queued.id).status == "completed"  # never started: executed here
     assert rig.runs.get(PROJECT, t2, running.id).status == "failed"  # half done: failed clearly

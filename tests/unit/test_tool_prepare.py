@@ -155,9 +155,42 @@ def test_generic_without_system_message_or_tools(smollm_template):
     )
     same, tools_arg = fmt.prepare(user, [], False)
     assert same == user and tools_arg is None
-    history_only, _ = fmt.prepare(HISTORY, [], False)  # tools gone, but the history still reads as text
-    assert history_only[0] == HISTORY[0] and "tool_calls" not in history_only[2]
-    assert "<tool_call>" in render(smollm_template, history_only, None)
+    # Tools gone (the engine asks for a plain answer): the history reads as text with no call syntax,
+    # which a model would only copy where no call can run.
+    history_only, _ = fmt.prepare(HISTORY, [], False)
+    assert history_only[0] == HISTORY[0] and all("tool_calls" not in m for m in history_only)
+    assert [m["role"] for m in history_only] == ["system", "user"]
+    prompt = render(smollm_template, history_only, None)
+    assert not any(marker in prompt for marker in ("<tool_call>", "</tool_call>", '{"name"'))
+    assert "Result of get_weather: 18C, sunny\nResult of get_time: 21:04" in prompt
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_without_tools_code_that_ran_is_shown_as_code(name):
+    ran = [
+        {"role": "user", "content": "Sum 1 to 10."},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c",
+                    "type": "function",
+                    "function": {
+                        "name": "code_interpreter",
+                        "arguments": '{"code": "print(sum(range(11)))"}',
+                    },
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c", "name": "code_interpreter", "content": "55"},
+    ]
+    messages, tools_arg = FORMATS[name].prepare(ran, [], True)
+    assert tools_arg is None
+    assert messages[1] == {"role": "assistant", "content": "```python\nprint(sum(range(11)))\n```"}
+    assert messages[2]["role"] == "user" and messages[2]["content"].startswith(
+        "Result of code_interpreter: 55"
+    )
 
 
 def test_hermes_with_a_template_that_takes_tools():
@@ -216,7 +249,7 @@ def test_arguments_that_are_not_a_json_string_are_kept():
             ],
         }
     ]
-    messages, _ = FORMATS["hermes"].prepare(odd, [], False)
-    content = messages[0]["content"]
+    messages, _ = FORMATS["hermes"].prepare(odd, TOOLS, False)
+    content = messages[1]["content"]
     assert content.startswith("Checking.\n<tool_call>") and '"arguments": {"a": 1}' in content
     assert '"arguments": "not json"' in content

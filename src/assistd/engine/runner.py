@@ -3,6 +3,7 @@ reply as a message or as tool calls, run server-side tools and loop."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -52,6 +53,10 @@ class RoundLimit(Exception):
     pass
 
 
+class NoAnswer(Exception):
+    """The model's final reply holds nothing to show the user (empty, or only tool-call syntax)."""
+
+
 @dataclass
 class Call:
     id: str
@@ -64,7 +69,8 @@ class Reply:
     text: str
     calls: list[Call]
     result: GenerationResult
-    sink: MessageSink | None  # the streamed message, when the reply was text
+    sink: MessageSink | None  # the streamed message, when the reply was text (or text before its calls)
+    unfinished_call: bool = False  # the reply opened a tool call that did not parse
 
 
 def new_call_id() -> str:
@@ -94,7 +100,6 @@ class RunExecutor:
             return
         if run.status != "queued":
             return
-        run = self.store.start(run_id)
         try:
             self._loop(run, cancel)
         except RunStopped as stop:
@@ -110,6 +115,8 @@ class RunExecutor:
             self.store.finish(run_id, "failed", {"code": "server_error", "message": str(exc)})
         except ToolUnavailable as exc:
             self.store.finish(run_id, "failed", {"code": "server_error", "message": f"{exc}."})
+        except NoAnswer as exc:
+            self.store.finish(run_id, "failed", {"code": "server_error", "message": str(exc)})
         except Exception as exc:
             log.exception("run %s failed", run_id)
             self.store.finish(run_id, "failed", {"code": "server_error", "message": f"The run failed: {exc}"})
@@ -120,6 +127,13 @@ class RunExecutor:
         while store_ids and self.toolbox.pending_files(run, store_ids):
             self._check(run, cancel)
             time.sleep(INDEX_POLL_SECONDS)
+
+    def _begin(self, run: RunRow, cancel: threading.Event) -> None:
+        """The run is being worked on now (it has the model, or a tool step opens): `queued` becomes
+        `in_progress` (once; later calls change nothing). A cancel that came while it waited ends it."""
+        if self.store.start(run.id).status == "cancelling":
+            raise RunStopped("cancelled")
+        self._check(run, cancel)
 
     def _check(self, run: RunRow, cancel: threading.Event) -> None:
         if cancel.is_set():
@@ -142,6 +156,8 @@ class RunExecutor:
             steps = self.store.steps(run.id)
             functions = offered_functions(run, entry, bool(store_ids))
             reply = self._ask_model(run, entry, history, steps, functions, cancel)
+            if reply.calls and reply.sink is not None:
+                self._close_preamble(reply.sink)
             if reply.calls and _repeats(reply.calls, steps):
                 # The model asks again for what this run already called and got back (small models loop
                 # so): it answers with those results instead, without tools.
@@ -167,6 +183,7 @@ class RunExecutor:
         stopping = lambda: cancel.is_set() or (run.expires_at is not None and time.time() >= run.expires_at)  # noqa: E731
         try:
             with self.registry.use(run.model, abandon=stopping) as backend:
+                self._begin(run, cancel)
                 return self._ask_locked(backend, run, entry, history, steps, functions, cancel, stopping)
         except LockAbandoned:
             self._check(run, cancel)
@@ -184,13 +201,14 @@ class RunExecutor:
         stop: Any,
     ) -> Reply:
         self._check(run, cancel)
-        fmt = _tool_format(backend) if functions or any(s.type == "tool_calls" for s in steps) else None
+        fmt = _tool_format(backend)  # also when no tools are offered: its markers are then stop strings
+        shows_tools = bool(functions) or any(s.type == "tool_calls" for s in steps)
         forced = _forced(run, functions, steps)
         code_only = forced is not None and _code_only(forced, functions)
         tools_arg = [] if code_only else chat_tools(functions)
 
         def render(messages: list[dict[str, Any]]) -> str:
-            if fmt is None:
+            if not shows_tools:
                 return backend.render(messages)
             from assistd.tools.calls import template_takes_tools
 
@@ -215,18 +233,25 @@ class RunExecutor:
         )
         if code_only:
             return self._forced_code(backend, prompt.text, params, run, stop)
-        if forced is not None and fmt is not None:
+        if forced is not None:
             return self._forced_calls(backend, fmt, prompt.text, params, functions, forced, run, stop)
         grammar = _response_grammar(run.response_format)
-        if grammar is not None or fmt is None or not functions:
+        if grammar is not None:  # the grammar admits JSON only: no tool markup can start
             params.grammar = grammar
-            return self._text(backend, prompt.text, params, run, stop)
+            return self._text(backend, None, prompt.text, params, run, stop)
+        if not functions:  # tools are off: any tool markup ends the reply
+            params.stop = [*params.stop, *fmt.stop_markers]
+            return self._text(backend, fmt, prompt.text, params, run, stop)
         return self._auto(backend, fmt, prompt.text, params, functions, run, stop)
 
-    def _text(self, backend: LLMBackend, prompt: str, params: GenerationParams, run: RunRow, stop) -> Reply:
+    def _text(
+        self, backend: LLMBackend, fmt: Any, prompt: str, params: GenerationParams, run: RunRow, stop
+    ) -> Reply:
         sink = MessageSink(self.store, run)
         result = backend.generate(prompt, params, sink.write, stop)
         self._after_generation(run, result)
+        if fmt is not None:
+            _drop_markup(sink, fmt)
         return Reply(text=sink.text, calls=[], result=result, sink=sink)
 
     def _auto(
@@ -239,31 +264,46 @@ class RunExecutor:
         run: RunRow,
         stop,
     ) -> Reply:
+        """The model answers or calls tools, as it likes. Text streams as message text until the format's
+        call marker comes (wherever it comes); the call is then finished under the grammar. Other tool
+        markup (a stray closing tag, a call without its tags) ends the reply."""
         sink = MessageSink(self.store, run)
         watch = MarkerWatch(fmt.start_marker)
+        others = [m for m in fmt.stop_markers if fmt.start_marker not in m]
+        first = dataclasses.replace(params, stop=[*params.stop, *others])
         result = backend.generate(
-            prompt, params, lambda piece: sink.write(watch.feed(piece)), lambda: stop() or watch.triggered
+            prompt, first, lambda piece: sink.write(watch.feed(piece)), lambda: stop() or watch.triggered
         )
         if not watch.triggered:
             sink.write(watch.flush())
             self._after_generation(run, result)
-            parsed = fmt.parse(sink.text) if fmt.start_marker in sink.text else None
-            calls = _named_calls(parsed.calls) if parsed else []
-            return Reply(text=sink.text, calls=calls, result=result, sink=None if calls else sink)
+            _drop_markup(sink, fmt)
+            return Reply(text=sink.text, calls=[], result=result, sink=sink)
         # The reply opened a tool call: finish it under the grammar so that it parses.
-        head = fmt.through_marker(watch.buffer)
+        head = fmt.through_marker(watch.text)
         params.grammar = fmt.grammar(functions, parallel=run.parallel_tool_calls, continuation=True)
         params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
         rest = backend.generate(prompt + head, params, lambda _piece: None, stop)
         self._after_generation(run, rest)
-        parsed = fmt.parse(head + rest.text)
+        calls = _named_calls(fmt.parse(head + rest.text).calls)
         combined = GenerationResult(
             text=head + rest.text,
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens + rest.completion_tokens,
             finish_reason=rest.finish_reason,
         )
-        return Reply(text=parsed.text, calls=_named_calls(parsed.calls), result=combined, sink=None)
+        if not calls:
+            log.warning(
+                "run %s: the model opened a tool call that did not parse: %r", run.id, rest.text[:200]
+            )
+        _drop_markup(sink, fmt)
+        return Reply(
+            text=sink.text,
+            calls=calls,
+            result=combined,
+            sink=sink if sink.message is not None or not calls else None,
+            unfinished_call=not calls,
+        )
 
     def _forced_calls(
         self,
@@ -301,6 +341,14 @@ class RunExecutor:
         call = Call(new_call_id(), "code_interpreter", json.dumps({"code": code}))
         return Reply(text="", calls=[call], result=result, sink=None)
 
+    def _close_preamble(self, sink: MessageSink) -> None:
+        """The text the model wrote before its tool calls: a message of its own, as the hosted API makes."""
+        assert sink.message is not None and sink.step is not None
+        self.store.save_message(sink.message, sink.content(), status="completed")
+        details = {"type": "message_creation", "message_creation": {"message_id": sink.message.id}}
+        zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}  # counted with the calls
+        self.store.save_step(sink.step, details, status="completed", usage=zero)
+
     def _after_generation(self, run: RunRow, result: GenerationResult) -> None:
         if result.finish_reason == "cancelled":
             if run.expires_at is not None and time.time() >= run.expires_at:
@@ -331,6 +379,8 @@ class RunExecutor:
         self, run: RunRow, reply: Reply, sources: list[citations.Source], steps: list
     ) -> None:
         sink = reply.sink or MessageSink(self.store, run)
+        if not sink.text.strip() and not _made_outputs(steps):
+            raise NoAnswer(_no_answer(reply, self.settings.max_tool_call_tokens))
         sink.open()
         assert sink.message is not None and sink.step is not None
         text, annotations = citations.annotate(sink.text, sources) if sources else (sink.text, [])
@@ -339,13 +389,9 @@ class RunExecutor:
             indexed = [{"index": i, **a} for i, a in enumerate(annotations)]
             self.store.text_delta(sink.message, 0, text[len(sink.text) :], indexed or None)
         usage = _usage(reply.result)
-        budget_hit = (
-            reply.result.finish_reason == "length"
-            and run.max_completion_tokens is not None
-            and sum((s.usage or {}).get("completion_tokens", 0) for s in steps)
-            + reply.result.completion_tokens
-            >= run.max_completion_tokens
-        )
+        # Any token cap (the run's max_completion_tokens, the server's max_reply_tokens, the context's end)
+        # cut the reply short: it is incomplete, never a completed answer cut mid-word.
+        budget_hit = reply.result.finish_reason == "length"
         status = "incomplete" if budget_hit else "completed"
         self.store.save_message(
             sink.message, sink.content(annotations, text), status=status, incomplete_reason="max_tokens"
@@ -526,7 +572,7 @@ class RunExecutor:
         )
         if not query:
             return []
-        self._check(run, cancel)
+        self._begin(run, cancel)
         call = Call(new_call_id(), "file_search", json.dumps({"query": query}))
         step = self.store.open_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
         self._stream_call(step, 0, {"type": "file_search"}, call)
@@ -541,6 +587,37 @@ class RunExecutor:
 
 
 # ------------------------------------------------------------------------------------------- helpers
+def _drop_markup(sink: MessageSink, fmt: Any) -> None:
+    """The last guard: tool markup that reached the text (a backend that ignores stop strings) is dropped
+    from the message."""
+    clean = fmt.visible_text(sink.text)
+    if clean != sink.text.strip():
+        log.warning("tool markup dropped from a reply: %r", sink.text[-200:])
+    if clean != sink.text:
+        sink.replace_text(clean)
+
+
+def _made_outputs(steps: list[Any]) -> bool:
+    """Whether this run's code showed images or wrote files: the message carries them even without text."""
+    for step in steps:
+        if (step.engine_state or {}).get("files"):
+            return True
+        for call in step.step_details.get("tool_calls", []) if step.type == "tool_calls" else []:
+            outputs = (call.get("code_interpreter") or {}).get("outputs", [])
+            if any(o.get("type") == "image" for o in outputs):
+                return True
+    return False
+
+
+def _no_answer(reply: Reply, call_tokens: int) -> str:
+    if reply.unfinished_call:
+        return (
+            "The model began a tool call that did not parse (within max_tool_call_tokens="
+            f"{call_tokens}) and wrote no answer."
+        )
+    return "The model gave no answer: its reply was empty once tool-call syntax was left out."
+
+
 def _has(run: RunRow, kind: str) -> bool:
     return any(t["type"] == kind for t in run.tools)
 

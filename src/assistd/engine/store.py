@@ -130,15 +130,36 @@ class RunStore:
         self.bus.publish(row.id, f"thread.run.{row.status}", run_object(row))
 
     def start(self, run_id: str) -> RunRow:
+        """`queued` becomes `in_progress` (and publishes it) when generation starts; any other status is
+        left as it is and nothing is published."""
         with self.db.session() as s:
             row = s.get(RunRow, run_id)
             assert row is not None
-            if row.status == "queued":
+            started = row.status == "queued"
+            if started:
                 row.status = "in_progress"
                 row.started_at = row.started_at or now()
                 s.add(row)
-        self._publish_run(row)
+        if started:
+            self._publish_run(row)
         return row
+
+    def requeue_unstarted(self, run_id: str) -> bool:
+        """Puts an `in_progress` run that has no step yet back to `queued`, free for any worker to claim (its
+        worker died before the run produced anything). False when the run has a step or another status."""
+        with self.db.session() as s:
+            has_step = select(StepRow.id).where(StepRow.run_id == run_id).exists()
+            result = s.exec(  # type: ignore[call-overload]
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.status == "in_progress", ~has_step)
+                .values(status="queued", started_at=None, worker_id=None, lease_until=None)
+            )
+            if result.rowcount != 1:
+                return False
+            row = s.get(RunRow, run_id)
+            assert row is not None
+        self._publish_run(row)
+        return True
 
     def require_action(self, run_id: str, calls: list[dict[str, Any]]) -> None:
         with self.db.session() as s:

@@ -57,39 +57,55 @@ class MessageSink:
             self.store.save_message(self.message, self.content())
             self._flushed = time.monotonic()
 
+    def replace_text(self, text: str) -> None:
+        """Sets the message text to `text` (a cleaned version of what streamed), in the database too."""
+        self.parts = [text] if text else []
+        if self.message is not None:
+            self.store.save_message(self.message, self.content())
+
     def content(self, annotations: list[dict[str, Any]] | None = None, text: str | None = None) -> list[dict]:
         return [text_part(self.text if text is None else text, annotations), *self.extra_parts]
 
 
 class MarkerWatch:
-    """Holds back the start of a reply while it may still be a tool-call marker."""
+    """Holds back reply text while it may be the start of a tool-call marker, wherever the marker comes in
+    the reply: the text before it is safe to show; the marker and what follows never are."""
 
     def __init__(self, marker: str | None) -> None:
-        self.marker = marker
-        self.buffer = ""
+        self.marker = marker or ""
+        self.text = ""  # everything the model wrote so far
+        self.released = 0  # characters of `text` given out as message text
         self.triggered = False
-        self.done = not marker
+
+    @property
+    def before(self) -> str:
+        """The text before the marker (all the text while none came)."""
+        return self.text[: self.released] if self.triggered else self.text
 
     def feed(self, piece: str) -> str:
         """Returns the text that is safe to show as message text now."""
-        if self.done:
-            return piece
-        self.buffer += piece
-        head = self.buffer.lstrip()
-        assert self.marker is not None
-        if head.startswith(self.marker):
+        self.text += piece
+        if self.triggered:
+            return ""
+        if not self.marker:
+            return self._release(len(self.text))
+        at = self.text.find(self.marker, self.released)
+        if at >= 0:
             self.triggered = True
-            self.done = True
-            return ""
-        if self.marker.startswith(head):
-            return ""
-        self.done = True
-        released, self.buffer = self.buffer, ""
-        return released
+            return self._release(at)
+        return self._release(len(self.text) - _partial_marker(self.text, self.marker))
 
     def flush(self) -> str:
-        if self.triggered or not self.buffer:
-            return ""
-        released, self.buffer = self.buffer, ""
-        self.done = True
-        return released
+        return "" if self.triggered else self._release(len(self.text))
+
+    def _release(self, end: int) -> str:
+        out, self.released = self.text[self.released : end], max(self.released, end)
+        return out
+
+
+def _partial_marker(text: str, marker: str) -> int:
+    """The length of the longest end of `text` that is the beginning of `marker` (it may yet become it)."""
+    for size in range(min(len(marker) - 1, len(text)), 0, -1):
+        if marker.startswith(text[-size:]):
+            return size
+    return 0

@@ -115,6 +115,11 @@ class RunEngine:
     def _recover(self, row, force: bool = False) -> None:
         if row.status == "queued":
             self.launch(row.id, force=force)  # nothing was done yet: run it here
+        elif row.status == "in_progress" and self.store.requeue_unstarted(row.id):
+            log.warning(
+                "run %s lost its worker %s before its first step; running it again", row.id, row.worker_id
+            )
+            self.launch(row.id)  # it produced nothing: it runs as if it had never started
         elif row.status == "cancelling":
             self.store.finish(row.id, "cancelled")
         else:

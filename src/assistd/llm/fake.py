@@ -21,6 +21,7 @@ class ScriptedBackend:
         self.delay = delay
         self.prompts: list[str] = []
         self.grammars: list[str | None] = []
+        self.stops: list[list[str]] = []
         self.started = threading.Event()
 
     def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
@@ -42,8 +43,9 @@ class ScriptedBackend:
     ) -> GenerationResult:
         self.prompts.append(prompt)
         self.grammars.append(params.grammar)
+        self.stops.append(list(params.stop))
         self.started.set()
-        reply = self.replies.pop(0) if self.replies else "OK."
+        reply = _cut_at_stop(self.replies.pop(0) if self.replies else "OK.", params.stop)
         words = reply.split(" ")
         out: list[str] = []
         finish = "stop"
@@ -65,3 +67,9 @@ class ScriptedBackend:
             completion_tokens=len(out),
             finish_reason=finish,  # type: ignore[arg-type]
         )
+
+
+def _cut_at_stop(reply: str, stop: list[str]) -> str:
+    """As a real backend does, the reply ends before the first stop string and does not include it."""
+    cuts = [reply.find(s) for s in stop if s and s in reply]
+    return reply[: min(cuts)] if cuts else reply

@@ -21,6 +21,9 @@ from assistd.tools.calls.gbnf import GrammarBuilder, SchemaCompiler, Unsupported
 from assistd.tools.calls.types import ParsedCall, ParsedReply
 
 CALL_OPEN = '{"name":'  # every call object starts exactly so: it lets a grammar resume after a marker
+TAG_MARKERS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
+JSON_MARKERS = ('[{"name"', '{"name"')  # a call written without its tags (longest first: see stop_markers)
+RESULTS_NUDGE = "Now answer the user in plain words, using these results."
 
 
 class BaseFormat(ABC):
@@ -28,15 +31,22 @@ class BaseFormat(ABC):
     start_marker = ""
     arguments_key = "arguments"
     native_template_tools = True  # pass `tools` to a template that takes them (the model was trained so)
+    # Text that opens tool markup in this format. When a generation offers no tools these are its stop
+    # strings: a call there could not run, and tool syntax never belongs in message text. Where one marker
+    # contains another, the longer comes first (llama-cpp-python stops at the first listed one it finds).
+    stop_markers: tuple[str, ...] = (*TAG_MARKERS, *JSON_MARKERS)
 
     # ----------------------------------------------------------------------------------- prompt side
     def prepare(
         self, messages: list[dict], tools: list[dict], template_takes_tools: bool
     ) -> tuple[list[dict], list[dict] | None]:
+        """The messages (and tools for the template) of a prompt. Without tools, earlier calls and their
+        results are shown as plain text: tool syntax in a prompt that offers no tools only teaches the model
+        to write calls that cannot run."""
+        if not tools:
+            return _plain_history(messages), None
         native = template_takes_tools and self.native_template_tools
         out = self._rewrite_history(messages, keep_tool_role=native)
-        if not tools:
-            return out, None
         if native:
             return out, tools
         functions = [t.get("function", t) for t in tools]
@@ -90,6 +100,13 @@ class BaseFormat(ABC):
     # ----------------------------------------------------------------------------------- reply side
     @abstractmethod
     def parse(self, text: str) -> ParsedReply: ...
+
+    def visible_text(self, text: str) -> str:
+        """`text` as message text: calls parsed out, and everything from any other tool markup on dropped
+        (an unparsable call, a stray closing tag)."""
+        rest = self.parse(text).text
+        cuts = [at for at in (rest.find(m) for m in self.stop_markers) if at >= 0]
+        return (rest[: min(cuts)] if cuts else rest).strip()
 
     def through_marker(self, text: str) -> str:
         """`text` cut just after the first start_marker: what to append to the prompt before generating under
@@ -202,6 +219,7 @@ class Llama3Format(BaseFormat):
     name = "llama3"
     start_marker = '{"name"'
     arguments_key = "parameters"
+    stop_markers = ("<|python_tag|>", *JSON_MARKERS)
 
     def instruction(self, functions: list[dict]) -> str:
         sigs = "\n\n".join(json.dumps({"type": "function", "function": f}, indent=4) for f in functions)
@@ -280,8 +298,7 @@ class GenericFormat(BaseFormat):
 
     def render_results(self, results: list[tuple[str, str]]) -> str:
         # Plain text, not markup: small models echo a <tool_response> block instead of answering.
-        body = "\n".join(f"Result of {n}: {c}" for n, c in results)
-        return f"{body}\n\nNow answer the user in plain words, using these results."
+        return _plain_results(results)
 
     def parse(self, text: str) -> ParsedReply:
         reply = _parse_blocks(text, allow_list=True)
@@ -364,6 +381,59 @@ def _after_prefix(b: GrammarBuilder, rule: str, prefix: str) -> str:
         assert call_body.startswith(head), call_body
         rests.append(f"{literal(CALL_OPEN[len(prefix) :])} {call_body[len(head) :].strip()}")
     return b.add(f"{rule}-rest", " | ".join(rests))
+
+
+def _plain_results(results: list[tuple[str, str]]) -> str:
+    body = "\n".join(f"Result of {n or 'the tool'}: {c}" for n, c in results)
+    return f"{body}\n\n{RESULTS_NUDGE}"
+
+
+def _plain_history(messages: list[dict]) -> list[dict]:
+    """Messages with tool calls and results in plain words: code that ran as a ```python block of the
+    assistant, results as the user's note (merged into the user's turn, for templates that insist on
+    alternating roles). No call syntax of any format is left."""
+    out: list[dict] = []
+    names: dict[str, str] = {}  # tool_call_id -> function name
+    pending: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        note = _plain_results(pending)
+        pending.clear()
+        if out and out[-1].get("role") == "user":
+            out[-1] = {**out[-1], "content": f"{out[-1]['content']}\n\n{note}"}
+        else:
+            out.append({"role": "user", "content": note})
+
+    for message in messages:
+        role = message.get("role")
+        content = _text(message.get("content"))
+        if role == "tool":
+            pending.append((message.get("name") or names.get(message.get("tool_call_id") or "", ""), content))
+            continue
+        flush()
+        clean = {k: v for k, v in message.items() if k not in ("tool_calls", "tool_call_id")}
+        if role == "assistant" and message.get("tool_calls"):
+            shown = [content] if content.strip() else []
+            for call in message["tool_calls"]:
+                fn = call.get("function") or {}
+                names[call.get("id") or ""] = fn.get("name", "")
+                code = _code_of(fn) if fn.get("name") == "code_interpreter" else ""
+                if code.strip():
+                    shown.append(f"```python\n{code}\n```")
+            if shown:
+                out.append({**clean, "content": "\n".join(shown)})
+            continue
+        out.append({**clean, "content": content})
+    flush()
+    return out
+
+
+def _code_of(fn: dict) -> str:
+    value = jsonscan.loads(fn["arguments"]) if isinstance(fn.get("arguments"), str) else fn.get("arguments")
+    code = value.get("code") if isinstance(value, dict) else None
+    return code if isinstance(code, str) else ""
 
 
 def _with_system(messages: list[dict], instruction: str) -> list[dict]:

@@ -21,12 +21,15 @@ class ParsedReply:
 class ToolFormat(Protocol):
     name: str  # "hermes" | "llama3" | "generic"
     start_marker: str  # the text that opens a tool call in this format
+    stop_markers: tuple[str, ...]  # text that opens any tool markup: stop strings when tools are off
 
     def prepare(
         self, messages: list[dict], tools: list[dict], template_takes_tools: bool
     ) -> tuple[list[dict], list[dict] | None]: ...
 
     def parse(self, text: str) -> ParsedReply: ...
+
+    def visible_text(self, text: str) -> str: ...
 
     def through_marker(self, text: str) -> str: ...
 

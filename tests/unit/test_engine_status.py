@@ -1,0 +1,136 @@
+"""Run and message status tell the truth (issue 10 §3), with the scripted fake model (fast): the server's
+reply cap ends a run `incomplete`, a run waiting for the model stays `queued`, and recovery executes a run
+that never produced a step."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from assistd.engine.worker import LOST
+from assistd.protocol.common import PageQuery
+from assistd.storage.runs import RunRow
+from tests.unit.engine_support import MODEL, PROJECT, Recorder, build_rig
+from tests.unit.test_engine import TEXT_RUN_EVENTS, _dead_pid
+
+
+def _page() -> PageQuery:
+    return PageQuery(limit=100, order="asc")
+
+
+def _until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_the_server_reply_cap_ends_the_run_incomplete(tmp_path):
+    rig = build_rig(tmp_path, ["a b c d e f g h"], max_reply_tokens=3)
+    thread_id, assistant_id = rig.thread(), rig.assistant()
+    run = rig.create_run(thread_id, assistant_id)  # no max_completion_tokens: the server's cap applies
+    recorder = Recorder(rig.bus, run.id)
+    rig.executor.execute(run.id, threading.Event())
+    done = rig.runs.get(PROJECT, thread_id, run.id)
+    assert done.status == "incomplete" and done.incomplete_details == {"reason": "max_completion_tokens"}
+    assert done.completed_at is None and done.usage["completion_tokens"] == 3
+    message = rig.runs.messages.list(PROJECT, thread_id, _page(), run_id=run.id).data[0]
+    assert message.status == "incomplete" and message.incomplete_details == {"reason": "max_tokens"}
+    assert message.content[0]["text"]["value"] == "a b c"
+    names = recorder.names()
+    assert names[-3:] == ["thread.message.incomplete", "thread.run.step.completed", "thread.run.incomplete"]
+
+
+def test_a_reply_within_the_cap_completes(tmp_path):
+    rig = build_rig(tmp_path, ["a b c"], max_reply_tokens=3)
+    thread_id, assistant_id = rig.thread(), rig.assistant()
+    run = rig.create_run(thread_id, assistant_id)
+    rig.executor.execute(run.id, threading.Event())
+    assert rig.runs.get(PROJECT, thread_id, run.id).status == "completed"
+
+
+def test_a_run_waiting_for_the_model_stays_queued_until_it_gets_it(tmp_path):
+    rig = build_rig(tmp_path, [" ".join(["w"] * 40), "Second answer."], delay=0.05)
+    rig.engine.start()
+    try:
+        assistant_id = rig.assistant()
+        t1, t2 = rig.thread(), rig.thread()
+        first, second = rig.create_run(t1, assistant_id), rig.create_run(t2, assistant_id)
+        rig.engine.launch(first.id)
+        assert rig.backend.started.wait(10)
+        recorder = Recorder(rig.bus, second.id)
+        rig.engine.launch(second.id)
+        lock = rig.executor.registry._locks[MODEL]
+        _until(lambda: lock.waiting == 1)  # the second run waits its turn for the model
+        waiting = rig.runs.get(PROJECT, t2, second.id)
+        assert waiting.status == "queued" and waiting.started_at is None
+        assert recorder.names() == []
+        assert rig.wait(t1, first.id, timeout=60).status == "completed"
+        done = rig.wait(t2, second.id, timeout=60)
+        assert done.status == "completed" and done.started_at is not None
+        assert recorder.names() == TEXT_RUN_EVENTS[:5] + ["thread.message.delta"] * 2 + TEXT_RUN_EVENTS[-3:]
+    finally:
+        rig.engine.shutdown()
+
+
+def test_the_run_starts_once_per_run_across_tool_rounds(tmp_path):
+    call = '[{"name": "lookup", "arguments": {"q": "x"}}]</tool_call>'
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    rig = build_rig(tmp_path, ["<tool_call>", call, "Done."])
+    thread_id, assistant_id = rig.thread(), rig.assistant(tools=[tool])
+    run = rig.create_run(thread_id, assistant_id)
+    recorder = Recorder(rig.bus, run.id)
+    rig.executor.execute(run.id, threading.Event())
+    names = recorder.names()
+    assert names[0] == "thread.run.in_progress" and names.count("thread.run.in_progress") == 1
+    assert names[-1] == "thread.run.requires_action"
+
+
+def _orphan(rig, thread_id: str, assistant_id: str, holder: str, lease_until: float, with_step: bool):
+    run = rig.create_run(thread_id, assistant_id)
+    with rig.db.session() as s:
+        row = s.get(RunRow, run.id)
+        row.status, row.worker_id, row.lease_until = "in_progress", holder, lease_until
+        row.started_at = int(time.time())
+        s.add(row)
+    if with_step:
+        rig.store.open_step(rig.store.run(run.id), "message_creation", {"type": "message_creation"})
+    return run
+
+
+def test_recovery_requeues_a_run_that_produced_no_step(tmp_path):
+    rig = build_rig(tmp_path, ["resumed"])
+    assistant_id = rig.assistant()
+    t1, t2 = rig.thread(), rig.thread()
+    blank = _orphan(rig, t1, assistant_id, "otherhost:42:aa", time.time() - 1, with_step=False)
+    begun = _orphan(rig, t2, assistant_id, "otherhost:42:aa", time.time() - 1, with_step=True)
+    recorder = Recorder(rig.bus, blank.id)
+    rig.engine.tick()
+    try:
+        done = rig.wait(t1, blank.id)
+        assert done.status == "completed", done.last_error  # never produced anything: executed here
+        assert recorder.names()[:2] == ["thread.run.queued", "thread.run.in_progress"]
+        assert [
+            m.content[0]["text"]["value"]
+            for m in rig.runs.messages.list(PROJECT, t1, _page(), run_id=blank.id).data
+        ] == ["resumed"]
+        failed = rig.runs.get(PROJECT, t2, begun.id)
+        assert failed.status == "failed" and failed.last_error == {"code": "server_error", "message": LOST}
+    finally:
+        rig.engine.shutdown()
+
+
+def test_restart_requeues_a_run_of_a_dead_process_that_produced_no_step(tmp_path):
+    rig = build_rig(tmp_path, ["after the restart"])
+    assistant_id = rig.assistant()
+    t1, t2 = rig.thread(), rig.thread()
+    dead = f"{socket.gethostname()}:{_dead_pid()}:ff"
+    blank = _orphan(rig, t1, assistant_id, dead, time.time() + 600, with_step=False)
+    begun = _orphan(rig, t2, assistant_id, dead, time.time() + 600, with_step=True)
+    rig.engine.start()
+    try:
+        assert rig.wait(t1, blank.id).status == "completed"
+        assert rig.runs.get(PROJECT, t2, begun.id).status == "failed"
+    finally:
+        rig.engine.shutdown()
