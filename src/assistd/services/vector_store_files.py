@@ -29,7 +29,8 @@ from assistd.storage.files import FileRow
 from assistd.storage.vector_store_batches import VectorStoreFileBatchRow
 from assistd.storage.vector_store_files import VectorStoreFileRow
 from assistd.storage.vector_stores import VectorStoreRow
-from assistd.tools.file_search.extract import IngestError, extract
+from assistd.tools.file_search.extract import IngestError
+from assistd.tools.file_search.extract_process import ProcessExtractor
 from assistd.tools.file_search.store import ChunkStore
 
 BATCH_PREFIX = "vsfb_"
@@ -53,11 +54,19 @@ def check_filter(value: str | None) -> str | None:
 
 
 class VectorStoreFileService:
-    def __init__(self, db: Database, blobs: BlobStore, chunks: ChunkStore, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        chunks: ChunkStore,
+        wake: Callable[[], None],
+        extractor: ProcessExtractor,
+    ) -> None:
         self.db = db
         self.blobs = blobs
         self.chunks = chunks
         self.wake = wake
+        self.extractor = extractor
 
     # ------------------------------------------------------------------------------------------- attach
     def attach_in(
@@ -158,7 +167,7 @@ class VectorStoreFileService:
         if row.status != "completed":
             return FileContentPage(data=[])
         try:
-            segments = extract(row.filename, self.blobs.path(file_id).read_bytes())
+            segments = self.extractor.extract(row.filename, self.blobs.path(file_id).read_bytes())
         except (OSError, IngestError):
             return FileContentPage(data=[])
         return FileContentPage(data=[TextContent(text=seg.text) for seg in segments])

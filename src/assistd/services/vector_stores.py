@@ -39,6 +39,7 @@ from assistd.storage.threads import ThreadRow
 from assistd.storage.vector_store_files import VectorStoreFileRow
 from assistd.storage.vector_stores import VectorStoreRow
 from assistd.tools.file_search.embedding import Embedder
+from assistd.tools.file_search.extract_process import ProcessExtractor
 from assistd.tools.file_search.filters import matches
 from assistd.tools.file_search.ingest import Ingestor
 from assistd.tools.file_search.retrieval import HybridRetriever, Scope, SearchHit
@@ -60,19 +61,23 @@ class VectorStoreService:
         embedder: Embedder,
         worker_id: str,
         lease_seconds: float = 60.0,
+        extractor: ProcessExtractor | None = None,
     ) -> None:
         self.db = db
         self.chunks = chunks
         self.embedder = embedder
+        self.extractor = extractor or ProcessExtractor()  # capped memory and time: hostile files
         self.retriever = HybridRetriever(chunks, embedder)
-        self.worker = IngestWorker(db, blobs, chunks, Ingestor(chunks, embedder), worker_id, lease_seconds)
-        self.files = VectorStoreFileService(db, blobs, chunks, self.worker.wake)
+        ingestor = Ingestor(chunks, embedder, extractor=self.extractor)
+        self.worker = IngestWorker(db, blobs, chunks, ingestor, worker_id, lease_seconds)
+        self.files = VectorStoreFileService(db, blobs, chunks, self.worker.wake, self.extractor)
 
     def start(self) -> None:
         self.worker.start()
 
     def close(self) -> None:
         self.worker.stop()
+        self.extractor.close()
 
     # ------------------------------------------------------------------------------------------- stores
     def create_in(
@@ -308,7 +313,10 @@ def build_file_search(settings: Any, db: Database, blobs: BlobStore, worker_id: 
     """The file_search service of a server: Chroma and the embedding model are opened on first use."""
     chunks = ChunkStore(settings.chroma_dir or settings.data_dir / "chroma", settings.chroma_url)
     embedder = Embedder(settings.embedding_model, batch_size=settings.embedding_batch_size)
-    return VectorStoreService(db, blobs, chunks, embedder, worker_id, settings.ingest_lease_seconds)
+    extractor = ProcessExtractor.from_settings(settings)  # its process starts on the first file
+    return VectorStoreService(
+        db, blobs, chunks, embedder, worker_id, settings.ingest_lease_seconds, extractor
+    )
 
 
 def _file_search_ids(resources: dict[str, Any] | None) -> list[str]:

@@ -1,8 +1,10 @@
 """The ingestion pipeline of one file: extract -> chunk -> embed (batched) -> store in Chroma.
 
-Blocking from start to end: the caller (the ingestion worker thread) runs it off the event loop. Between
-embedding batches it calls `heartbeat()`, which renews the caller's lease and says whether to go on (False:
-the file was cancelled, detached or taken over), so a cancel stops a long file within one batch.
+Blocking from start to end: the caller (the ingestion worker thread) runs it off the event loop. Extraction
+runs in a separate process with capped memory and time (extract_process.py). While it waits for that, and
+between embedding batches, it calls `heartbeat()`, which renews the caller's lease and says whether to go on
+(False: the file was cancelled, detached or taken over), so a cancel stops a long file within a second or one
+batch.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 
 from assistd.tools.file_search.chunking import Chunk, ChunkingSpec, chunk_segments
 from assistd.tools.file_search.embedding import Embedder
-from assistd.tools.file_search.extract import IngestError, extract
+from assistd.tools.file_search.extract import IngestError
+from assistd.tools.file_search.extract_process import ProcessExtractor
 from assistd.tools.file_search.store import ChunkStore
 
 # Chunks per embedding call: at most EMBED_BATCH, and at most about EMBED_TOKENS tokens, so that a batch of
@@ -32,10 +35,17 @@ class IngestResult:
 
 
 class Ingestor:
-    def __init__(self, store: ChunkStore, embedder: Embedder, batch: int = EMBED_BATCH) -> None:
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: Embedder,
+        batch: int = EMBED_BATCH,
+        extractor: ProcessExtractor | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.batch = batch
+        self.extractor = extractor or ProcessExtractor()
 
     def ingest(
         self,
@@ -46,7 +56,11 @@ class Ingestor:
         spec: ChunkingSpec,
         heartbeat: Callable[[], bool] = lambda: True,
     ) -> IngestResult:
-        segments = extract(filename, data)
+        def still_ours() -> None:
+            if not heartbeat():
+                raise Abandoned(file_id)
+
+        segments = self.extractor.extract(filename, data, still_ours)
         chunks = chunk_segments(segments, self.embedder.tokenizer, spec)
         if not chunks:
             raise IngestError("invalid_file", f"'{filename}' contains no text to index.")
