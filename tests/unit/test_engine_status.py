@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from assistd.engine.worker import LOST
+from assistd.engine.worker import LOST, RunEngine
 from assistd.protocol.common import PageQuery
 from assistd.storage.runs import RunRow
 from tests.unit.engine_support import MODEL, PROJECT, Recorder, build_rig
@@ -134,3 +134,28 @@ def test_restart_requeues_a_run_of_a_dead_process_that_produced_no_step(tmp_path
         assert rig.runs.get(PROJECT, t2, begun.id).status == "failed"
     finally:
         rig.engine.shutdown()
+
+
+def test_a_clean_shutdown_gives_runs_that_never_started_back_to_the_queue(tmp_path):
+    rig = build_rig(tmp_path, [" ".join(["w"] * 400), "Answered by the next server."], delay=0.02)
+    rig.engine.start()
+    assistant_id = rig.assistant()
+    t1, t2 = rig.thread(), rig.thread()
+    first, second = rig.create_run(t1, assistant_id), rig.create_run(t2, assistant_id)
+    rig.engine.launch(first.id)
+    assert rig.backend.started.wait(10)
+    rig.engine.launch(second.id)
+    _until(lambda: rig.executor.registry._locks[MODEL].waiting == 1)
+    rig.engine.shutdown()
+    cut = rig.runs.get(PROJECT, t1, first.id)
+    assert cut.status == "failed" and "shut down" in cut.last_error["message"]
+    kept = rig.store.run(second.id)
+    assert kept.status == "queued" and kept.worker_id is None and kept.started_at is None
+    nxt = RunEngine(rig.store, rig.executor, "host:2:bb", rig.settings.run_lease_seconds)
+    nxt.start()
+    try:
+        nxt.tick()
+        done = rig.wait(t2, second.id, timeout=60)
+        assert done.status == "completed", done.last_error
+    finally:
+        nxt.shutdown()

@@ -43,6 +43,13 @@ CODE_HINT = (
 )
 
 
+class StopSignal(threading.Event):
+    """Set to stop a run's execution. With `release`, the run was given back to the queue (the server is
+    stopping before the run started): the executor leaves it as it is instead of ending it."""
+
+    release = False
+
+
 class RunStopped(Exception):
     def __init__(self, status: str) -> None:
         super().__init__(status)
@@ -103,7 +110,8 @@ class RunExecutor:
         try:
             self._loop(run, cancel)
         except RunStopped as stop:
-            self.store.finish(run_id, stop.status)
+            if not getattr(cancel, "release", False):
+                self.store.finish(run_id, stop.status)
         except PromptTooLong as exc:
             if run.max_prompt_tokens:
                 self.store.finish(run_id, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})

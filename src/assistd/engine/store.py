@@ -145,21 +145,24 @@ class RunStore:
         return row
 
     def requeue_unstarted(self, run_id: str) -> bool:
-        """Puts an `in_progress` run that has no step yet back to `queued`, free for any worker to claim (its
-        worker died before the run produced anything). False when the run has a step or another status."""
+        """Gives a run that has not started back to the queue, free for any worker to claim: a `queued` run
+        loses its lease, an `in_progress` run with no step yet (its worker stopped before the run produced
+        anything) becomes `queued` again. False, changing nothing, for any other run."""
+        free = {"worker_id": None, "lease_until": None}
         with self.db.session() as s:
             has_step = select(StepRow.id).where(StepRow.run_id == run_id).exists()
-            result = s.exec(  # type: ignore[call-overload]
+            back = s.exec(  # type: ignore[call-overload]
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.status == "in_progress", ~has_step)
-                .values(status="queued", started_at=None, worker_id=None, lease_until=None)
-            )
-            if result.rowcount != 1:
-                return False
+                .values(status="queued", started_at=None, **free)
+            ).rowcount
+            waiting = s.exec(  # type: ignore[call-overload]
+                update(RunRow).where(RunRow.id == run_id, RunRow.status == "queued").values(**free)
+            ).rowcount
             row = s.get(RunRow, run_id)
-            assert row is not None
-        self._publish_run(row)
-        return True
+        if back and row is not None:
+            self._publish_run(row)
+        return bool(back or waiting)
 
     def require_action(self, run_id: str, calls: list[dict[str, Any]]) -> None:
         with self.db.session() as s:

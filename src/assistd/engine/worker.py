@@ -8,7 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from assistd.engine.runner import RunExecutor
+from assistd.engine.runner import RunExecutor, StopSignal
 from assistd.engine.store import RunStore
 from assistd.leases import held_by_dead_local_process
 
@@ -32,7 +32,7 @@ class RunEngine:
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="run")
-        self.active: dict[str, threading.Event] = {}
+        self.active: dict[str, StopSignal] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -48,7 +48,10 @@ class RunEngine:
         with self._lock:
             active = dict(self.active)
         for run_id, flag in active.items():
-            self.store.finish(run_id, "failed", {"code": "server_error", "message": SHUTDOWN})
+            if self.store.requeue_unstarted(run_id):
+                flag.release = True  # never started: the next server (or another worker) runs it
+            else:
+                self.store.finish(run_id, "failed", {"code": "server_error", "message": SHUTDOWN})
             flag.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
         if self._thread is not None:
@@ -62,7 +65,7 @@ class RunEngine:
         with self._lock:
             if run_id in self.active:
                 return
-            self.active[run_id] = threading.Event()
+            self.active[run_id] = StopSignal()
         self.pool.submit(self._execute, run_id)
 
     def cancel(self, run_id: str) -> None:
