@@ -10,7 +10,6 @@ import anyio
 from litestar import Litestar, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from assistd import __version__
 from assistd.api.assistants import AssistantController
@@ -19,6 +18,7 @@ from assistd.api.errors import EXCEPTION_HANDLERS
 from assistd.api.files import FileController
 from assistd.api.messages import MessageController
 from assistd.api.models import ModelController
+from assistd.api.openapi import document, openapi_config
 from assistd.api.params import page_query
 from assistd.api.playground import PLAYGROUND_HANDLERS
 from assistd.api.runs import RunController
@@ -77,8 +77,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[v1, health, *PLAYGROUND_HANDLERS],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        openapi_config=OpenAPIConfig(title="assistd", version=__version__, path="/schema"),
+        openapi_config=openapi_config(__version__),
         request_max_body_size=settings.max_upload_bytes + 1024 * 1024,
         state=State({"keyring": KeyRing(settings.api_keys)}),
     )
+    document(app)  # the request models and error bodies the handlers' signatures cannot show
     return app

@@ -14,7 +14,7 @@ class AssistantController(Controller):
     path = "/assistants"
     tags = ["Assistants"]
 
-    @post("/")
+    @post("/", body=AssistantCreate)
     def create(self, svc: Container, project: str, data: Any = None) -> AssistantObject:
         return svc.assistants.create(project, AssistantCreate.parse(data))
 
@@ -26,7 +26,7 @@ class AssistantController(Controller):
     def retrieve(self, svc: Container, project: str, assistant_id: str) -> AssistantObject:
         return svc.assistants.get(project, assistant_id)
 
-    @post("/{assistant_id:str}")
+    @post("/{assistant_id:str}", body=AssistantUpdate)
     def update(self, svc: Container, project: str, assistant_id: str, data: Any = None) -> AssistantObject:
         return svc.assistants.update(project, assistant_id, AssistantUpdate.parse(data))
 

@@ -1,20 +1,25 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+from typing import Annotated
 
 import anyio
 from litestar import Controller, Request
 from litestar.response import File
 
+from assistd.api.openapi import Cursor, Order, documented
 from assistd.api.params import apost, delete, get
 from assistd.container import Container
 from assistd.errors import InvalidRequest
 from assistd.protocol.common import ListPage, PageQuery
-from assistd.protocol.files import FileDeleted, FileObject
+from assistd.protocol.files import FileDeleted, FileObject, UploadForm
 from assistd.services.files import too_large
 
 MAX_FILES_PAGE = 10_000
 MULTIPART_OVERHEAD = 64 * 1024
+FilesLimit = Annotated[
+    str | None, documented(type="integer", minimum=1, maximum=MAX_FILES_PAGE, default=MAX_FILES_PAGE)
+]
 
 
 def files_page(limit: str | None = None, order: str | None = None, after: str | None = None) -> PageQuery:
@@ -25,7 +30,7 @@ class FileController(Controller):
     path = "/files"
     tags = ["Files"]
 
-    @apost("/")
+    @apost("/", body=UploadForm, body_media="multipart/form-data")
     async def upload(self, request: Request, svc: Container, project: str) -> FileObject:
         limit = svc.files.max_bytes
         declared = request.headers.get("content-length")
@@ -51,9 +56,9 @@ class FileController(Controller):
         self,
         svc: Container,
         project: str,
-        limit: str | None = None,
-        order: str | None = None,
-        after: str | None = None,
+        limit: FilesLimit = None,
+        order: Order = None,
+        after: Cursor = None,
         purpose: str | None = None,
     ) -> ListPage[FileObject]:
         return svc.files.list(project, files_page(limit, order, after), purpose)
@@ -66,7 +71,7 @@ class FileController(Controller):
     def delete_(self, svc: Container, project: str, file_id: str) -> FileDeleted:
         return svc.files.delete(project, file_id)
 
-    @get("/{file_id:str}/content")
+    @get("/{file_id:str}/content", media_type="application/octet-stream")
     def content(self, svc: Container, project: str, file_id: str) -> File:
         path, filename = svc.files.content_path(project, file_id)
         return File(path=path, filename=filename, media_type="application/octet-stream")

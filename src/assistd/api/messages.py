@@ -14,7 +14,7 @@ class MessageController(Controller):
     path = "/threads/{thread_id:str}/messages"
     tags = ["Messages"]
 
-    @post("/")
+    @post("/", body=MessageCreate)
     def create(self, svc: Container, project: str, thread_id: str, data: Any = None) -> MessageObject:
         return svc.messages.create(project, thread_id, MessageCreate.parse(data))
 
@@ -28,7 +28,7 @@ class MessageController(Controller):
     def retrieve(self, svc: Container, project: str, thread_id: str, message_id: str) -> MessageObject:
         return svc.messages.get(project, thread_id, message_id)
 
-    @post("/{message_id:str}")
+    @post("/{message_id:str}", body=MessageUpdate)
     def update(
         self, svc: Container, project: str, thread_id: str, message_id: str, data: Any = None
     ) -> MessageObject:

@@ -4,7 +4,7 @@ from litestar import Controller
 
 from assistd.api.params import get
 from assistd.container import Container
-from assistd.protocol.models import ModelObject
+from assistd.protocol.models import ModelList, ModelObject
 
 
 class ModelController(Controller):
@@ -12,9 +12,8 @@ class ModelController(Controller):
     tags = ["Models"]
 
     @get("/")
-    def list_(self, svc: Container, project: str) -> dict:
-        models = svc.catalog.objects()
-        return {"object": "list", "data": [m.model_dump() for m in models]}
+    def list_(self, svc: Container, project: str) -> ModelList:
+        return ModelList(data=svc.catalog.objects())
 
     @get("/{model_id:path}")
     def retrieve(self, svc: Container, project: str, model_id: str) -> ModelObject:

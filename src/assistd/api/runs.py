@@ -6,12 +6,14 @@ import anyio
 from litestar import Controller, Request
 from litestar.response import Stream
 
+from assistd.api.openapi import query_param
 from assistd.api.params import apost, get, post
 from assistd.api.sse import event_stream
 from assistd.container import Container
 from assistd.engine.events import Event
 from assistd.protocol.common import ListPage, PageQuery
 from assistd.protocol.runs import (
+    FILE_SEARCH_CONTENT,
     RunCreate,
     RunObject,
     RunUpdate,
@@ -19,6 +21,11 @@ from assistd.protocol.runs import (
     SubmitToolOutputs,
     ThreadAndRunCreate,
 )
+
+# What a step may include beyond its default fields: the SDK sends `include[]`, a plain `include` works too.
+INCLUDE = [
+    query_param("include[]", type="array", items={"type": "string", "enum": [FILE_SEARCH_CONTENT]}),
+]
 
 
 def includes(request: Request) -> tuple[str, ...]:
@@ -34,7 +41,7 @@ class RunController(Controller):
     path = "/threads"
     tags = ["Runs"]
 
-    @apost("/{thread_id:str}/runs")
+    @apost("/{thread_id:str}/runs", body=RunCreate)
     async def create(
         self, svc: Container, project: str, thread_id: str, data: Any = None
     ) -> RunObject | Stream:
@@ -45,7 +52,7 @@ class RunController(Controller):
         await anyio.to_thread.run_sync(svc.engine.launch, run.id)
         return run
 
-    @apost("/runs")
+    @apost("/runs", body=ThreadAndRunCreate)
     async def create_thread_and_run(
         self, svc: Container, project: str, data: Any = None
     ) -> RunObject | Stream:
@@ -65,7 +72,7 @@ class RunController(Controller):
     def retrieve(self, svc: Container, project: str, thread_id: str, run_id: str) -> RunObject:
         return svc.runs.get(project, thread_id, run_id)
 
-    @post("/{thread_id:str}/runs/{run_id:str}")
+    @post("/{thread_id:str}/runs/{run_id:str}", body=RunUpdate)
     def update(
         self, svc: Container, project: str, thread_id: str, run_id: str, data: Any = None
     ) -> RunObject:
@@ -77,7 +84,7 @@ class RunController(Controller):
         svc.engine.cancel(run_id)
         return run
 
-    @apost("/{thread_id:str}/runs/{run_id:str}/submit_tool_outputs")
+    @apost("/{thread_id:str}/runs/{run_id:str}/submit_tool_outputs", body=SubmitToolOutputs)
     async def submit_tool_outputs(
         self, svc: Container, project: str, thread_id: str, run_id: str, data: Any = None
     ) -> RunObject | Stream:
@@ -91,13 +98,13 @@ class RunController(Controller):
         await anyio.to_thread.run_sync(svc.engine.launch, run.id)
         return run
 
-    @get("/{thread_id:str}/runs/{run_id:str}/steps")
+    @get("/{thread_id:str}/runs/{run_id:str}/steps", query=INCLUDE)
     def list_steps(
         self, request: Request, svc: Container, project: str, thread_id: str, run_id: str, page: PageQuery
     ) -> ListPage[StepObject]:
         return svc.runs.list_steps(project, thread_id, run_id, page, includes(request))
 
-    @get("/{thread_id:str}/runs/{run_id:str}/steps/{step_id:str}")
+    @get("/{thread_id:str}/runs/{run_id:str}/steps/{step_id:str}", query=INCLUDE)
     def retrieve_step(
         self, request: Request, svc: Container, project: str, thread_id: str, run_id: str, step_id: str
     ) -> StepObject:

@@ -14,7 +14,7 @@ class ThreadController(Controller):
     path = "/threads"
     tags = ["Threads"]
 
-    @post("/")
+    @post("/", body=ThreadCreate)
     def create(self, svc: Container, project: str, data: Any = None) -> ThreadObject:
         return svc.threads.create(project, ThreadCreate.parse(data))
 
@@ -22,7 +22,7 @@ class ThreadController(Controller):
     def retrieve(self, svc: Container, project: str, thread_id: str) -> ThreadObject:
         return svc.threads.get(project, thread_id)
 
-    @post("/{thread_id:str}")
+    @post("/{thread_id:str}", body=ThreadUpdate)
     def update(self, svc: Container, project: str, thread_id: str, data: Any = None) -> ThreadObject:
         return svc.threads.update(project, thread_id, ThreadUpdate.parse(data))
 

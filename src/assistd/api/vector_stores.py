@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller
 from litestar.datastructures import ResponseHeader
 
+from assistd.api.openapi import documented
 from assistd.api.params import delete, get, post
 from assistd.container import Container
 from assistd.errors import ServerError
@@ -22,10 +23,12 @@ from assistd.protocol.vector_stores import (
     VectorStoreSearch,
     VectorStoreUpdate,
 )
+from assistd.services.vector_store_files import FILE_STATUSES
 from assistd.services.vector_stores import VectorStoreService
 
 # The SDK's poll helpers wait this long between GETs (default 1 s); indexing a small file takes less.
 POLL_FAST = [ResponseHeader(name="openai-poll-after-ms", value="250")]
+StatusFilter = Annotated[str | None, documented(type="string", enum=list(FILE_STATUSES))]
 
 
 def stores(svc: Container) -> VectorStoreService:
@@ -39,7 +42,7 @@ class VectorStoreController(Controller):
     path = "/vector_stores"
     tags = ["Vector stores"]
 
-    @post("/")
+    @post("/", body=VectorStoreCreate)
     def create(self, svc: Container, project: str, data: Any = None) -> VectorStoreObject:
         return stores(svc).create(project, VectorStoreCreate.parse(data))
 
@@ -51,7 +54,7 @@ class VectorStoreController(Controller):
     def retrieve(self, svc: Container, project: str, vector_store_id: str) -> VectorStoreObject:
         return stores(svc).get(project, vector_store_id)
 
-    @post("/{vector_store_id:str}")
+    @post("/{vector_store_id:str}", body=VectorStoreUpdate)
     def update(
         self, svc: Container, project: str, vector_store_id: str, data: Any = None
     ) -> VectorStoreObject:
@@ -61,7 +64,7 @@ class VectorStoreController(Controller):
     def delete_(self, svc: Container, project: str, vector_store_id: str) -> Deleted:
         return stores(svc).delete(project, vector_store_id)
 
-    @post("/{vector_store_id:str}/search")
+    @post("/{vector_store_id:str}/search", body=VectorStoreSearch)
     def search(self, svc: Container, project: str, vector_store_id: str, data: Any = None) -> SearchPage:
         return stores(svc).search_store(project, vector_store_id, VectorStoreSearch.parse(data))
 
@@ -70,7 +73,7 @@ class VectorStoreFileController(Controller):
     path = "/vector_stores/{vector_store_id:str}/files"
     tags = ["Vector stores"]
 
-    @post("/")
+    @post("/", body=VectorStoreFileCreate)
     def create(
         self, svc: Container, project: str, vector_store_id: str, data: Any = None
     ) -> VectorStoreFileObject:
@@ -78,7 +81,7 @@ class VectorStoreFileController(Controller):
 
     @get("/")
     def list_(
-        self, svc: Container, project: str, vector_store_id: str, page: PageQuery, filter: str | None = None
+        self, svc: Container, project: str, vector_store_id: str, page: PageQuery, filter: StatusFilter = None
     ) -> ListPage[VectorStoreFileObject]:
         return stores(svc).files.list(project, vector_store_id, page, filter)
 
@@ -88,7 +91,7 @@ class VectorStoreFileController(Controller):
     ) -> VectorStoreFileObject:
         return stores(svc).files.get(project, vector_store_id, file_id)
 
-    @post("/{file_id:str}")
+    @post("/{file_id:str}", body=VectorStoreFileUpdate)
     def update(
         self, svc: Container, project: str, vector_store_id: str, file_id: str, data: Any = None
     ) -> VectorStoreFileObject:
@@ -108,7 +111,7 @@ class FileBatchController(Controller):
     path = "/vector_stores/{vector_store_id:str}/file_batches"
     tags = ["Vector stores"]
 
-    @post("/")
+    @post("/", body=FileBatchCreate)
     def create(
         self, svc: Container, project: str, vector_store_id: str, data: Any = None
     ) -> VectorStoreFileBatchObject:
@@ -134,7 +137,7 @@ class FileBatchController(Controller):
         vector_store_id: str,
         batch_id: str,
         page: PageQuery,
-        filter: str | None = None,
+        filter: StatusFilter = None,
     ) -> ListPage[VectorStoreFileObject]:
         return stores(svc).files.list_batch_files(project, vector_store_id, batch_id, page, filter)
 

@@ -11,3 +11,8 @@ class ModelObject(BaseModel):
     created: int
     owned_by: str
     shutdown_date: int | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelObject]

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from assistd.errors import InvalidRequest, NotFound, PayloadTooLarge
 from assistd.ids import created_at_of, new_id, now
 from assistd.protocol.common import ListPage, PageQuery
-from assistd.protocol.files import UPLOAD_PURPOSES, FileDeleted, FileObject
+from assistd.protocol.files import MAX_EXPIRY, MIN_EXPIRY, UPLOAD_PURPOSES, FileDeleted, FileObject
 from assistd.services.pagination import paginate
 from assistd.storage.blobs import BlobStore, BlobTooLarge
 from assistd.storage.db import Database
@@ -21,7 +21,6 @@ from assistd.storage.files import FileRow
 log = logging.getLogger("assistd.files")
 
 PREFIX = "file-"
-MIN_EXPIRY, MAX_EXPIRY = 3600, 2_592_000
 
 # Called inside the deleting transaction (vector stores detach the file and drop its chunks).
 FileDeleteHook = Callable[[Session, FileRow], None]
