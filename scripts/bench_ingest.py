@@ -11,7 +11,10 @@
    the bulk is synthetic text with precomputed random unit vectors inserted straight into Chroma; the
    first (cold) query, which builds the store's BM25 index, is reported separately.
 
-Usage: .venv/bin/python scripts/bench_ingest.py [--quick]
+With `--format docx` the files are uploaded as .docx (one paragraph each, the same text), so that every
+file goes through the capped text extraction process (plain text is decoded in the server itself).
+
+Usage: .venv/bin/python scripts/bench_ingest.py [--quick] [--format txt|docx]
 """
 
 from __future__ import annotations
@@ -97,6 +100,16 @@ def windows_of(embedder: Embedder, texts: list[str]) -> list[str]:
     return out
 
 
+def as_docx(text: str) -> bytes:
+    from docx import Document
+
+    doc = Document()
+    doc.add_paragraph(text)
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
 def bench_ingest(
     svc: VectorStoreService,
     files: FileService,
@@ -104,9 +117,12 @@ def bench_ingest(
     spec: dict | None,
     label: str,
     quiet: bool = False,
+    fmt: str = "txt",
 ) -> None:
     ids = [
-        files.upload("bench", f"doc{i}.txt", "assistants", io.BytesIO(d.encode())).id
+        files.upload(
+            "bench", f"doc{i}.{fmt}", "assistants", io.BytesIO(as_docx(d) if fmt == "docx" else d.encode())
+        ).id
         for i, d in enumerate(docs)
     ]
     store = svc.create("bench", VectorStoreCreate.parse({"name": label}))
@@ -227,6 +243,9 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (1k and 10k chunks, fewer files)")
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument(
+        "--format", choices=("txt", "docx"), default="txt", help="format of the ingested files"
+    )
     args = parser.parse_args()
     rng = random.Random(1)
     words = vocabulary(5000, rng)
@@ -247,16 +266,18 @@ def main() -> None:
         try:
             docs = [document(rng, words, 400) for _ in range(n_docs)]
             # one small file first: Chroma's client, the tokenizer and the worker are warm before timing
-            bench_ingest(svc, files, [document(rng, words, 50)], None, "warm-up", quiet=True)
+            fmt = args.format
+            bench_ingest(svc, files, [document(rng, words, 50)], None, "warm-up", quiet=True, fmt=fmt)
             print("ingestion (whole pipeline vs raw SentenceTransformer.encode on the same chunks):")
             bench_ingest(
                 svc,
                 files,
                 docs[: n_docs // 2],
                 {"type": "static", "static": {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 50}},
-                "static 200/50",
+                f"static 200/50 ({fmt})",
+                fmt=fmt,
             )
-            bench_ingest(svc, files, docs[n_docs // 2 :], None, "auto 800/400")
+            bench_ingest(svc, files, docs[n_docs // 2 :], None, f"auto 800/400 ({fmt})", fmt=fmt)
             print("search latency (hybrid, random unit vectors + synthetic text for the bulk):")
             for size in sizes:
                 bench_search(svc, size, args.queries, words, rng)
