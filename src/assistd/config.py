@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     code_session_mb: int = Field(
         256, description="disk space of one code session (/mnt/data and the kernel's home), in MB"
     )
+    code_use_cgroups: bool = Field(
+        True,
+        description="give each kernel a cgroup (v2, else v1) capping the memory of all its processes at "
+        "code_memory_mb and its CPU at code_cpu_cores, where the cgroup tree is writable",
+    )
+    code_cpu_cores: float = Field(1.0, description="CPU one kernel may use, in cores (cgroup quota)")
     code_sandbox_uid_base: int = Field(
         61000, description="first uid given to kernels when the server runs as root (one uid per live kernel)"
     )

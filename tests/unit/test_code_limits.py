@@ -1,14 +1,17 @@
 """Per-session limits of the code interpreter that go beyond one process's rlimits: the session's disk cap
-(/mnt/data and the kernel's home, code_session_mb)."""
+(/mnt/data and the kernel's home, code_session_mb) and the kernel's cgroup (memory of all its processes
+together, CPU share)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from assistd.config import Settings
 from assistd.tools.code_interpreter import CodeInterpreter
 from assistd.tools.code_interpreter.interpreter import MB, disk_usage
-from tests.sandbox_support import lacking
+from tests.sandbox_support import lacking, require_mechanism
 
 FIVE_TIMES_100_MB = (
     "chunk = b'x' * (100 * 1024 * 1024)\n"
@@ -67,3 +70,81 @@ def test_sessions_have_separate_caps(ci):
     for thread in ("t-cap-a", "t-cap-b"):
         result = ci.execute("p", thread, code, [])
         assert not result.error, result.logs
+
+
+# Three children of 300 MB each: every process is under RLIMIT_AS (512 MB), together they are not.
+THREE_CHILDREN_OF_300_MB = """
+import subprocess, sys
+child = "import sys, time; b = bytearray(300 * 1024 * 1024); print('ok', flush=True); time.sleep(120)"
+procs = [subprocess.Popen([sys.executable, '-c', child], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+for p in procs:
+    p.stdout.readline()
+alive = 0
+for p in procs:
+    try:
+        p.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        alive += 1
+for p in procs:
+    p.kill()
+    p.wait()
+print('ALIVE', alive)
+"""
+
+
+def limited(**fields) -> CodeInterpreter:
+    interpreter = CodeInterpreter(
+        Settings(kernel_pool_size=0, code_preload="", code_timeout_seconds=120, code_memory_mb=512, **fields)
+    )
+    if interpreter.unavailable_reason() is not None:
+        lacking(interpreter.unavailable_reason())
+    return interpreter
+
+
+def test_start_log_says_which_cgroup_limits_are_on():
+    interpreter = limited()
+    try:
+        report = {name: (on, why) for name, on, why in interpreter.sandbox_report()}
+        memory_on, memory_why = report["cgroup memory cap"]
+        require_mechanism(memory_on, f"a writable cgroup tree: {memory_why}")
+        assert "512 MB" in memory_why and report["cgroup cpu share"][0]
+    finally:
+        interpreter.shutdown()
+
+
+def test_a_kernel_and_all_it_starts_share_one_memory_cap():
+    interpreter = limited()
+    try:
+        require_mechanism(interpreter.cgroups.active, f"a writable cgroup tree: {interpreter.cgroups.why}")
+        result = interpreter.execute("p", "t-cg-mem", THREE_CHILDREN_OF_300_MB, [])
+        assert "ALIVE 3" not in result.logs, result.logs
+        kernel = interpreter._sessions["t-cg-mem"].kernel
+        assert kernel.cgroup is not None and kernel.cgroup.oom_kills() >= 1
+        assert not interpreter.execute("p", "t-cg-mem", "print(1)", []).error  # usable afterwards
+    finally:
+        interpreter.shutdown()
+
+
+def test_without_the_cgroup_the_same_code_holds_900_mb():
+    """The control of the test above: the per-process limit alone lets the three children live."""
+    interpreter = limited(code_use_cgroups=False)
+    try:
+        result = interpreter.execute("p", "t-no-cg", THREE_CHILDREN_OF_300_MB, [])
+        assert "ALIVE 3" in result.logs, result.logs
+    finally:
+        interpreter.shutdown()
+
+
+def test_the_kernel_is_held_to_its_cpu_share():
+    interpreter = limited(code_cpu_cores=0.2)
+    try:
+        require_mechanism(interpreter.cgroups.active, f"a writable cgroup tree: {interpreter.cgroups.why}")
+        code = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass"
+        interpreter.execute("p", "t-cg-cpu", code, [])
+        kernel = interpreter._sessions["t-cg-cpu"].kernel
+        own = Path(f"/proc/{kernel.host_pid}/cgroup").read_text()
+        assert all(d.name in own for d in kernel.cgroup.dirs)  # the kernel process is in its groups
+        # 0.5 s of CPU at 0.2 core needs at least 25 periods of 100 ms: the group was throttled.
+        assert kernel.cgroup.counter("cpu.stat", "nr_throttled") > 0
+    finally:
+        interpreter.shutdown()

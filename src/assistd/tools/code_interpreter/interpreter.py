@@ -33,6 +33,7 @@ from pathlib import Path
 from assistd.config import Settings
 from assistd.errors import InvalidRequest
 from assistd.tools.code_interpreter import reaper
+from assistd.tools.code_interpreter.cgroups import Cgroups
 from assistd.tools.code_interpreter.kernel import Kernel, KernelStartError, kill_uid, uid_has_processes
 from assistd.tools.code_interpreter.sandbox import MOUNT_DATA, KernelPlan, Limits, Sandbox
 
@@ -83,6 +84,9 @@ class CodeInterpreter:
         )
         self.sandbox = Sandbox(
             limits, settings.code_sandbox_uid_base, settings.code_use_bwrap, settings.code_bwrap_path
+        )
+        self.cgroups = Cgroups(
+            settings.code_memory_mb * MB, settings.code_cpu_cores, settings.code_use_cgroups
         )
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
@@ -187,11 +191,12 @@ class CodeInterpreter:
         for kernel in pool:
             self._discard(kernel)
         self._spawner.shutdown(wait=False)
+        self.cgroups.close()
         if self._root is not None and self.settings.code_sessions_dir is None:
             shutil.rmtree(self._root, ignore_errors=True)
 
     def sandbox_report(self) -> list[tuple[str, bool, str]]:
-        return self.sandbox.report()
+        return self.sandbox.report() + self.cgroups.report()
 
     def _kill_orphan_uid(self, uid: int) -> None:
         """Ends the processes of a dead server's kernel uid, unless a live server holds that uid's slot."""
@@ -332,7 +337,7 @@ class CodeInterpreter:
             slot = self._slot()
             plan = self._plan(slot, data_dir=old.plan.data_dir)
             self._chown_tree(old.plan.data_dir, plan.uid)
-            kernel = Kernel(self.sandbox, plan, slot, self._spawner)
+            kernel = Kernel(self.sandbox, plan, slot, self._spawner, self.cgroups)
         except (KernelStartError, OSError) as exc:
             log.error("code interpreter: no replacement kernel for %s: %s", session.thread_id, exc)
             if slot is not None:
@@ -419,7 +424,7 @@ class CodeInterpreter:
         self._ensure_root()
         slot = self._slot()
         plan = self._plan(slot)
-        kernel = Kernel(self.sandbox, plan, slot, self._spawner)
+        kernel = Kernel(self.sandbox, plan, slot, self._spawner, self.cgroups)
         try:
             kernel.start()
             if preload and self.settings.code_preload:

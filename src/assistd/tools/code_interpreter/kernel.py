@@ -27,6 +27,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
 from assistd.tools.code_interpreter import reaper
+from assistd.tools.code_interpreter.cgroups import Cgroups, KernelCgroup, join_command
 from assistd.tools.code_interpreter.sandbox import KernelPlan, Sandbox
 
 log = logging.getLogger("assistd.code_interpreter")
@@ -91,8 +92,12 @@ class CellOutput:
 
 
 class Kernel:
-    def __init__(self, sandbox: Sandbox, plan: KernelPlan, slot: int, spawner: Executor) -> None:
+    def __init__(
+        self, sandbox: Sandbox, plan: KernelPlan, slot: int, spawner: Executor, cgroups: Cgroups | None = None
+    ) -> None:
         self.sandbox = sandbox
+        self.cgroups = cgroups
+        self.cgroup: KernelCgroup | None = None  # its memory/cpu groups, where cgroups are on
         # bwrap --die-with-parent ties the kernel to the *thread* that forked it (PR_SET_PDEATHSIG):
         # every kernel is spawned from one long-lived thread, never from a short-lived worker.
         self.spawner = spawner
@@ -120,11 +125,16 @@ class Kernel:
         )
         if plan.uid is not None:
             os.chown(plan.connection_file, plan.uid, plan.uid)
+        if self.cgroups is not None:
+            try:
+                self.cgroup = self.cgroups.create(plan.run_dir.parent.name)
+            except OSError as exc:  # cgroups are on: a kernel without its limits is not started
+                raise KernelStartError(f"could not create the kernel's cgroup: {exc}") from exc
         stderr_log = open(plan.run_dir / "kernel.log", "ab")  # noqa: SIM115 (owned by the process)
         try:
             self.proc = self.spawner.submit(
                 subprocess.Popen,
-                self.sandbox.command(plan),
+                join_command(self.cgroup, self.sandbox.command(plan)),
                 stdin=subprocess.DEVNULL,
                 stdout=stderr_log,
                 stderr=stderr_log,
@@ -191,6 +201,8 @@ class Kernel:
                 self.client.stop_channels()
             self.client = None
         self.signal_kill()
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
         if self.proc is not None:
             try:
                 self.proc.wait(timeout=10)
@@ -198,6 +210,10 @@ class Kernel:
                 log.error("code interpreter: kernel pid %s did not exit after SIGKILL", self.proc.pid)
         if self.plan.uid is not None and not self.sandbox.bwrap:
             kill_uid(self.sandbox.python, self.plan.uid)
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+            self.cgroup.remove()
+            self.cgroup = None
         reaper.forget(self.record)
         self.record = None
 
@@ -228,7 +244,7 @@ class Kernel:
             grace = min(INTERRUPT_GRACE_SECONDS, max(1.0, timeout / 2))
             if not self._collect(client, msg_id, out, time.monotonic() + grace):
                 out.stuck = not out.died
-        if not out.stuck and not out.died and self.sweep():
+        if not out.stuck and not out.died and (self.sweep() or self._zombie_children()):
             self._reap_children(client)
         return out
 
@@ -265,7 +281,10 @@ class Kernel:
     def sweep(self) -> int:
         """Kills what the cell left running (processes do not outlive an execution). Returns how many."""
         killed = 0
-        for _ in range(50):  # a fork bomb keeps forking while it is being killed
+        deadline = time.monotonic() + 5
+        # A fork bomb keeps forking while it is being killed, and a killed process of a throttled cgroup
+        # takes a while to exit: kill until none is left (bounded).
+        while time.monotonic() < deadline:
             pids = self.strays()
             if not pids:
                 break
@@ -276,7 +295,39 @@ class Kernel:
             time.sleep(0.01)
         if killed:
             log.info("code interpreter: killed %d process(es) left behind by an execution", killed)
+            self._wait_reaped()
         return killed
+
+    def _wait_reaped(self, timeout: float = 10.0) -> None:
+        """Killed processes count against the uid's RLIMIT_NPROC until their parent reaps them: orphans are
+        reaped by bwrap's init, which may be held back a while (its cgroup's CPU quota, a loaded machine).
+        Waits, bounded, until only zombies of the kernel itself are left (`_reap_children` takes those)."""
+        if self.plan.uid is None or self.host_pid is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._unreaped():
+            time.sleep(0.02)
+
+    def _unreaped(self) -> bool:
+        with os.scandir("/proc") as entries:
+            for entry in entries:
+                if not entry.name.isdigit() or int(entry.name) == self.host_pid:
+                    continue
+                try:
+                    if entry.stat().st_uid != self.plan.uid:
+                        continue
+                    ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if ppid != self.host_pid:
+                    return True
+        return False
+
+    def _zombie_children(self) -> bool:
+        """Children of the kernel that died on their own (a fork bomb's, say) and wait to be reaped."""
+        if self.host_pid is None:
+            return False
+        return any(_is_zombie(str(pid)) for pid in _children(self.host_pid))
 
     def _reap_children(self, client: BlockingKernelClient) -> None:
         """Killed children stay zombies (counted by RLIMIT_NPROC) until the kernel waits for them."""
@@ -376,6 +427,17 @@ def _is_zombie(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except (OSError, IndexError):
         return True
+
+
+def _children(parent: int) -> list[int]:
+    return [pid for pid in _descendants(parent) if _ppid(pid) == parent]
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _descendants(root: int) -> list[int]:
