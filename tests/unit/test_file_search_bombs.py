@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -219,6 +221,25 @@ def test_a_child_that_dies_fails_the_file_not_the_server(paragraphs):
         assert extractor.pid != pid
     finally:
         extractor.close()
+
+
+def test_the_child_does_not_outlive_its_parent():
+    code = (
+        "import os, sys\n"
+        "from assistd.tools.file_search.extract_process import ProcessExtractor\n"
+        "from tests.file_search_docs import docx_bytes\n"
+        "ex = ProcessExtractor()\n"
+        "ex.extract('a.docx', docx_bytes())\n"
+        "print(ex.pid, flush=True)\n"
+        "os._exit(0)\n"  # no close(): as if the server were killed
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    child = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 60
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
 
 
 def _alive(pid: int) -> bool:
