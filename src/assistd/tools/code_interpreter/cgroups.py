@@ -1,9 +1,9 @@
 """A cgroup per kernel, where the cgroup tree is writable: the memory of a kernel and of everything it
 starts together (rlimits count one process at a time), and its CPU share.
 
-The server's own cgroup (from /proc/self/cgroup) gets a group ``assistd-<server pid>``, and each kernel a
-group ``k-<name>`` below it, created before the kernel is spawned; the kernel's first process joins it
-before it execs bwrap or the launcher (`join_command`), so nothing the code starts escapes it. cgroup v2 is
+The server's own cgroup (from /proc/self/cgroup) gets a group ``assistd-<server pid>-<random>``, and each
+kernel a group ``k-<name>`` below it, created before the kernel is spawned; the kernel's first process joins
+it before it execs bwrap or the launcher (`join_command`), so nothing the code starts escapes it. cgroup v2 is
 used when its memory and cpu controllers can be enabled there; else cgroup v1 (memory and cpu
 hierarchies); else the limits are off and `report()` says why. Groups of servers that are gone are removed
 at start.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -82,6 +83,8 @@ class Cgroups:
         self.why = "disabled by settings (code_use_cgroups=false)" if not enabled else ""
         self._probed = False
         self._lock = threading.Lock()
+        # One group per interpreter (a process may hold several: tests), named after the server's pid.
+        self.name = f"assistd-{os.getpid()}-{secrets.token_hex(3)}"
 
     # ---- set up -------------------------------------------------------------------------------------
     def probe(self) -> None:
@@ -118,7 +121,7 @@ class Cgroups:
             )
         _remove_stale(base)
         (base / "cgroup.subtree_control").write_text("+memory +cpu")
-        group = base / f"assistd-{os.getpid()}"
+        group = base / self.name
         group.mkdir(exist_ok=True)
         (group / "cgroup.subtree_control").write_text("+memory +cpu")
         self.version, self.groups = "v2", {"memory": group, "cpu": group}
@@ -131,7 +134,7 @@ class Cgroups:
         for controller in ("memory", "cpu"):
             base = _join(mounts[controller], own[controller])
             _remove_stale(base)
-            group = base / f"assistd-{os.getpid()}"
+            group = base / self.name
             group.mkdir(exist_ok=True)
             groups[controller] = group
         self.version, self.groups = "v1", groups
@@ -246,7 +249,7 @@ def _join(mount: Path, path: str) -> Path:
 def _remove_stale(base: Path) -> None:
     """Empty groups of servers that are gone (their kernels were reaped before)."""
     for group in base.glob("assistd-*"):
-        pid = group.name.removeprefix("assistd-")
+        pid = group.name.split("-")[1]
         if not pid.isdigit() or Path(f"/proc/{pid}").exists():
             continue
         for child in group.glob("k-*"):
