@@ -172,7 +172,8 @@ def _docx(filename: str, data: bytes, limits: ExtractLimits) -> list[Segment]:
                 parts.append(" | ".join(cell.text.strip() for cell in row.cells))
         return [Segment("\n".join(parts))]
 
-    return _office(filename, data, limits, ".docx", "a Word .docx document", read)
+    advice = "Save it again as .docx (not .doc) and upload it."
+    return _office(filename, data, limits, ".docx", "a Word .docx document", advice, read)
 
 
 def _pptx(filename: str, data: bytes, limits: ExtractLimits) -> list[Segment]:
@@ -186,11 +187,18 @@ def _pptx(filename: str, data: bytes, limits: ExtractLimits) -> list[Segment]:
             segments.append(Segment("\n".join(texts), number))
         return segments
 
-    return _office(filename, data, limits, ".pptx", "a PowerPoint .pptx file", read)
+    advice = "Save it again as .pptx and upload it."
+    return _office(filename, data, limits, ".pptx", "a PowerPoint .pptx file", advice, read)
 
 
 def _office(
-    filename: str, data: bytes, limits: ExtractLimits, kind: str, what: str, read: Callable[[], list[Segment]]
+    filename: str,
+    data: bytes,
+    limits: ExtractLimits,
+    kind: str,
+    what: str,
+    advice: str,
+    read: Callable[[], list[Segment]],
 ) -> list[Segment]:
     """Checks the zip archive of a .docx/.pptx against the limits, then parses it with `read`."""
     import zipfile
@@ -215,7 +223,7 @@ def _office(
     ) as exc:
         raise IngestError(
             "invalid_file",
-            f"'{filename}' could not be read as {what} ({_why(exc)}). Save it again as {kind} and upload it.",
+            f"'{filename}' could not be read as {what} ({_why(exc)}). {advice}",
         ) from None
 
 
