@@ -7,9 +7,21 @@ Requests are validated here, not by the web framework, so that every mistake bec
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from assistd.errors import InvalidRequest
 
@@ -128,16 +140,44 @@ def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
-Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
+# The same limits as the OpenAPI schema shows them (the validator words the 400).
+METADATA_SCHEMA = {
+    "anyOf": [
+        {
+            "type": "object",
+            "maxProperties": METADATA_MAX_KEYS,
+            "propertyNames": {"maxLength": METADATA_MAX_KEY},
+            "additionalProperties": {"type": "string", "maxLength": METADATA_MAX_VALUE},
+        },
+        {"type": "null"},
+    ]
+}
+Metadata = Annotated[
+    dict[str, str] | None, AfterValidator(_check_metadata), WithJsonSchema(METADATA_SCHEMA, mode="validation")
+]
 # Sampling numbers: JSON numbers only (strict: no "0.5" strings, no booleans), in the OpenAI ranges.
 Temperature = Annotated[float | None, Field(ge=0, le=2, strict=True)]
 TopP = Annotated[float | None, Field(ge=0, le=1, strict=True)]
 
 
-def max_len(limit: int):
-    def check(value: str | None) -> str | None:
-        if value is not None and len(value) > limit:
-            raise ValueError(f"string too long, expected at most {limit} characters but got {len(value)}")
+@dataclass(frozen=True)
+class max_len:
+    """`Annotated[str | None, max_len(256)]`: at most 256 characters, refused in the OpenAI wording; the
+    schema shows it as `maxLength`."""
+
+    limit: int
+
+    def check(self, value: str | None) -> str | None:
+        if value is not None and len(value) > self.limit:
+            raise ValueError(
+                f"string too long, expected at most {self.limit} characters but got {len(value)}"
+            )
         return value
 
-    return AfterValidator(check)
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(schema), "maxLength": self.limit}  # beside `anyOf`, it constrains the string

@@ -20,8 +20,11 @@ class FileSearchSettings(WireModel):
     ranking_options: RankingOptions | None = None
 
 
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
 class FunctionDefinition(WireModel):
-    name: str
+    name: str = Field(json_schema_extra={"pattern": FUNCTION_NAME})  # checked (and worded) by _name
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = False
@@ -29,7 +32,7 @@ class FunctionDefinition(WireModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", value):
+        if not re.fullmatch(FUNCTION_NAME, value):
             raise ValueError("function names contain only a-z, A-Z, 0-9, underscores and dashes, at most 64")
         return value
 
