@@ -144,3 +144,26 @@ def test_a_plain_run_stops_at_tool_syntax_too(tmp_path):
     rig.executor.execute(run.id, threading.Event())
     assert _texts(rig, thread_id, run.id) == ["Paris."]
     assert '{"name"' in rig.backend.stops[0]
+
+
+def test_a_call_written_without_its_tags_is_still_a_call(tmp_path):
+    bare = 'Let me see. [{"name": "lookup", "arguments": {"q": "x"}}]'
+    rig = build_rig(tmp_path, [bare, CALL])
+    thread_id, assistant_id = rig.thread("What is x?"), rig.assistant(tools=[LOOKUP])
+    run = rig.create_run(thread_id, assistant_id)
+    recorder = Recorder(rig.bus, run.id)
+    rig.executor.execute(run.id, threading.Event())
+    parked = rig.runs.get(PROJECT, thread_id, run.id)
+    assert parked.status == "requires_action", parked.last_error
+    assert _texts(rig, thread_id, run.id) == ["Let me see."]
+    assert not any(marker in _streamed(recorder) for marker in MARKUP)
+    # the call is finished in the format's own syntax, after the text the model wrote before it
+    assert rig.backend.prompts[-1].endswith("Let me see. <tool_call>")
+
+
+def test_a_stray_closing_tag_ends_the_reply(tmp_path):
+    rig = build_rig(tmp_path, ["It is 42.</tool_call> and more"])
+    thread_id, assistant_id = rig.thread("What is x?"), rig.assistant(tools=[LOOKUP])
+    run = rig.create_run(thread_id, assistant_id)
+    rig.executor.execute(run.id, threading.Event())
+    assert _texts(rig, thread_id, run.id) == ["It is 42."]

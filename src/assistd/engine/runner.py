@@ -272,12 +272,13 @@ class RunExecutor:
         run: RunRow,
         stop,
     ) -> Reply:
-        """The model answers or calls tools, as it likes. Text streams as message text until the format's
-        call marker comes (wherever it comes); the call is then finished under the grammar. Other tool
-        markup (a stray closing tag, a call without its tags) ends the reply."""
+        """The model answers or calls tools, as it likes. Text streams as message text until a call opens
+        (the format's marker, or a call's JSON without it, wherever it comes); the call is then finished
+        under the grammar, in the format's own syntax. Other tool markup (a stray closing tag) ends the
+        reply."""
         sink = MessageSink(self.store, run)
-        watch = MarkerWatch(fmt.start_marker)
-        others = [m for m in fmt.stop_markers if fmt.start_marker not in m]
+        watch = MarkerWatch(fmt.call_markers)
+        others = [m for m in fmt.stop_markers if m not in fmt.call_markers]
         first = dataclasses.replace(params, stop=[*params.stop, *others])
         result = backend.generate(
             prompt, first, lambda piece: sink.write(watch.feed(piece)), lambda: stop() or watch.triggered
@@ -288,7 +289,7 @@ class RunExecutor:
             _drop_markup(sink, fmt)
             return Reply(text=sink.text, calls=[], result=result, sink=sink)
         # The reply opened a tool call: finish it under the grammar so that it parses.
-        head = fmt.through_marker(watch.text)
+        head = watch.before + fmt.start_marker
         params.grammar = fmt.grammar(functions, parallel=run.parallel_tool_calls, continuation=True)
         params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
         rest = backend.generate(prompt + head, params, lambda _piece: None, stop)

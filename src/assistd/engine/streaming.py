@@ -71,8 +71,8 @@ class MarkerWatch:
     """Holds back reply text while it may be the start of a tool-call marker, wherever the marker comes in
     the reply: the text before it is safe to show; the marker and what follows never are."""
 
-    def __init__(self, marker: str | None) -> None:
-        self.marker = marker or ""
+    def __init__(self, markers: tuple[str, ...] | list[str]) -> None:
+        self.markers = [m for m in markers if m]
         self.text = ""  # everything the model wrote so far
         self.released = 0  # characters of `text` given out as message text
         self.triggered = False
@@ -87,13 +87,12 @@ class MarkerWatch:
         self.text += piece
         if self.triggered:
             return ""
-        if not self.marker:
-            return self._release(len(self.text))
-        at = self.text.find(self.marker, self.released)
-        if at >= 0:
+        found = [at for at in (self.text.find(m, self.released) for m in self.markers) if at >= 0]
+        if found:
             self.triggered = True
-            return self._release(at)
-        return self._release(len(self.text) - _partial_marker(self.text, self.marker))
+            return self._release(min(found))
+        held = max((_partial_marker(self.text, m) for m in self.markers), default=0)
+        return self._release(len(self.text) - held)
 
     def flush(self) -> str:
         return "" if self.triggered else self._release(len(self.text))

@@ -36,6 +36,12 @@ class BaseFormat(ABC):
     # contains another, the longer comes first (llama-cpp-python stops at the first listed one it finds).
     stop_markers: tuple[str, ...] = (*TAG_MARKERS, *JSON_MARKERS)
 
+    @property
+    def call_markers(self) -> tuple[str, ...]:
+        """Text that opens a call when tools are offered: the format's own marker, and a call's JSON written
+        without it (the engine then finishes it in the format's own syntax, under the grammar)."""
+        return tuple(dict.fromkeys((self.start_marker, *JSON_MARKERS)))
+
     # ----------------------------------------------------------------------------------- prompt side
     def prepare(
         self, messages: list[dict], tools: list[dict], template_takes_tools: bool
@@ -220,6 +226,10 @@ class Llama3Format(BaseFormat):
     start_marker = '{"name"'
     arguments_key = "parameters"
     stop_markers = ("<|python_tag|>", *JSON_MARKERS)
+
+    @property
+    def call_markers(self) -> tuple[str, ...]:
+        return (*JSON_MARKERS, "<|python_tag|>")
 
     def instruction(self, functions: list[dict]) -> str:
         sigs = "\n\n".join(json.dumps({"type": "function", "function": f}, indent=4) for f in functions)

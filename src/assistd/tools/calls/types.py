@@ -23,6 +23,9 @@ class ToolFormat(Protocol):
     start_marker: str  # the text that opens a tool call in this format
     stop_markers: tuple[str, ...]  # text that opens any tool markup: stop strings when tools are off
 
+    @property
+    def call_markers(self) -> tuple[str, ...]: ...  # text that opens a call when tools are offered
+
     def prepare(
         self, messages: list[dict], tools: list[dict], template_takes_tools: bool
     ) -> tuple[list[dict], list[dict] | None]: ...
