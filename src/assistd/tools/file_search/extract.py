@@ -156,8 +156,12 @@ def _pdf_pages(filename: str, data: bytes, limits: ExtractLimits) -> list[Segmen
 
 
 def _declared_pages(reader: Any) -> int:
-    """The page count the PDF declares (/Count of its page tree), read without walking the tree."""
-    count = reader.trailer["/Root"]["/Pages"].get("/Count", 0)
+    """The page count the PDF declares (/Count of its page tree), read without walking the tree; 0 when it
+    declares none (the page loop still counts)."""
+    try:
+        count = reader.trailer["/Root"]["/Pages"].get("/Count", 0)
+    except (KeyError, TypeError, AttributeError):
+        return 0
     return count if isinstance(count, int) else 0
 
 
