@@ -65,6 +65,40 @@ def test_the_home_directory_counts_too(ci):
     assert session_usage(ci, "t-home") <= ci.settings.code_session_mb * MB
 
 
+@pytest.fixture(scope="module")
+def small():
+    """A 20 MB cap: room for 5120 empty files (each counts 4 KB)."""
+    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_preload="", code_session_mb=20))
+    if interpreter.unavailable_reason() is not None:
+        lacking(interpreter.unavailable_reason())
+    yield interpreter
+    interpreter.shutdown()
+
+
+def test_a_million_empty_files_are_not_free(small):
+    code = (
+        "import os\nos.mkdir('/mnt/data/d')\n"
+        "for i in range(1_000_000):\n    open(f'/mnt/data/d/{i}', 'w').close()"
+    )
+    result = small.execute("p", "t-inodes", code, [])
+    assert result.error and "Execution stopped" in result.logs and "more." in result.logs
+    assert session_usage(small, "t-inodes") <= 20 * MB
+    again = small.execute("p", "t-inodes", "print(len(__import__('os').listdir('/mnt/data/d')) < 5120)", [])
+    assert not again.error and "True" in again.logs
+
+
+def test_input_files_do_not_count_against_the_cap(small):
+    big = b"a,b\n" + b"1,2\n" * (30 * MB // 4)  # 30 MB of CSV, more than the 20 MB cap
+    code = "print(sum(1 for _ in open('/mnt/data/big.csv')))"
+    result = small.execute("p", "t-input", code, [("big.csv", big)])
+    assert not result.error, result.logs
+    assert str(30 * MB // 4 + 1) in result.logs
+    small.execute("p", "t-input", "import os\nos.remove('/mnt/data/big.csv')", [])
+    two_files = "for n in 'ab':\n    open(f'/mnt/data/{n}.bin', 'wb').write(b'x' * (15 * 1024 * 1024))"
+    again = small.execute("p", "t-input", two_files, [("big.csv", big)])
+    assert again.error and "Execution stopped" in again.logs  # a re-placed input adds no room
+
+
 def test_sessions_have_separate_caps(ci):
     code = "for name in ('a', 'b'):\n    open(f'/mnt/data/{name}.bin', 'wb').write(b'z' * (90 * 1024 * 1024))"
     for thread in ("t-cap-a", "t-cap-b"):

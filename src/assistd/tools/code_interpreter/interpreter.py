@@ -44,6 +44,7 @@ MAX_OUTPUT_FILES = 20
 MAX_SCANNED = 10000  # files looked at under /mnt/data after an execution
 UID_RANGE = 1000  # kernel uids: settings.code_sandbox_uid_base + 0..999, shared by all servers of a machine
 MB = 1024 * 1024
+MIN_ENTRY_BYTES = 4096  # what an empty file or a directory counts against the session's disk cap
 
 
 class CodeInterpreterUnavailable(RuntimeError):
@@ -66,6 +67,8 @@ class Session:
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
+    # Sizes of the files the server placed in /mnt/data, by name: allowed on top of the disk cap.
+    inputs: dict[str, int] = field(default_factory=dict)
 
 
 Snapshot = dict[str, tuple[int, int]]
@@ -262,14 +265,14 @@ class CodeInterpreter:
                     logs="\n".join([*notes, f"The code interpreter could not start: {exc}"]), error=True
                 )
         kernel = session.kernel
-        self._place_inputs(kernel, input_files)
+        session.inputs.update(self._place_inputs(kernel, input_files))
         before = snapshot(kernel.plan.data_dir)
         real_path = self.sandbox.data_path(kernel.plan)
         if real_path != MOUNT_DATA:
             code = code.replace(MOUNT_DATA, real_path)
-        cap = DiskCap(kernel, self.settings.code_session_mb * MB)
+        cap = DiskCap(kernel, self.settings.code_session_mb, sum(session.inputs.values()))
         out = kernel.run(
-            code, self.settings.code_timeout_seconds, self.settings.code_max_output_chars, watch=cap.check
+            code, self.settings.code_timeout_seconds, self.settings.code_max_output_chars, watch=cap.watch
         )
         logs = ANSI.sub("", out.logs.text())
         if real_path != MOUNT_DATA:
@@ -540,7 +543,9 @@ class CodeInterpreter:
             run_dir=run_dir, data_dir=data_dir, uid=uid, connection_file=run_dir / "kernel.json"
         )
 
-    def _place_inputs(self, kernel: Kernel, input_files: list[tuple[str, bytes]]) -> None:
+    def _place_inputs(self, kernel: Kernel, input_files: list[tuple[str, bytes]]) -> dict[str, int]:
+        """Copies the input files not yet there into /mnt/data; returns their sizes by name."""
+        placed: dict[str, int] = {}
         for name, content in input_files:
             safe = safe_name(name)
             # The kernel owns this directory: never follow a link it planted (the server writes as root).
@@ -554,6 +559,8 @@ class CodeInterpreter:
                 fh.write(content)
                 if kernel.plan.uid is not None:
                     os.fchown(fh.fileno(), kernel.plan.uid, kernel.plan.uid)
+            placed[safe] = len(content)
+        return placed
 
     @staticmethod
     def _chown_tree(path: Path, uid: int | None) -> None:
@@ -571,18 +578,33 @@ def _uid_lock_dir() -> Path:
 
 class DiskCap:
     """The session's disk cap: what the kernel can write on the host (its /mnt/data and its home) is
-    measured while a cell runs; past `limit` (or past what the session already held, when inputs alone
-    exceed it) the cell is stopped, and the files it wrote are removed, largest first, until it fits."""
+    measured while a cell runs; past `cap_mb` (plus the input files the server placed, `extra`) the cell is
+    stopped, and the files it wrote are removed, largest first, until the session fits again."""
 
-    def __init__(self, kernel: Kernel, limit: int) -> None:
+    def __init__(self, kernel: Kernel, cap_mb: int, extra: int = 0) -> None:
         self.dirs = [kernel.plan.data_dir, kernel.plan.run_dir / "home"]
-        self.before = [snapshot(d) for d in self.dirs]
-        self.limit = max(limit, self.usage())
-        self.cap_mb = limit // MB
+        self.before = [entries(d) for d in self.dirs]
+        self.limit = cap_mb * MB + extra
+        self.cap_mb = cap_mb
         self.peak = 0
+        self.next_scan = 0.0
 
-    def usage(self) -> int:
-        return sum(disk_usage(d) for d in self.dirs)
+    def usage(self, full: bool = False) -> int:
+        """What the session takes; unless `full`, counting stops once it is above the limit."""
+        total = 0
+        for d in self.dirs:
+            total += disk_usage(d, None if full else self.limit - total)
+        return total
+
+    def watch(self) -> str | None:
+        """`check` while the cell runs, at most 10% of the server's time: a session with many files is
+        measured less often."""
+        if time.monotonic() < self.next_scan:
+            return None
+        started = time.monotonic()
+        found = self.check()
+        self.next_scan = time.monotonic() + 9 * (time.monotonic() - started)
+        return found
 
     def check(self) -> str | None:
         used = self.usage()
@@ -590,38 +612,71 @@ class DiskCap:
         return f"{used // MB} MB written" if used > self.limit else None
 
     def enforce(self) -> str:
-        written = []
+        """Removes what the cell wrote (new or changed entries, largest first; then the directories it
+        made, deepest first) until the session fits again; returns the note for the model."""
+        written: list[tuple[int, Path, str]] = []
+        made: list[tuple[Path, str]] = []
         for root, before in zip(self.dirs, self.before, strict=True):
-            after = snapshot(root)
-            written += [(info[0], root, rel) for rel, info in after.items() if before.get(rel) != info]
+            for rel, (size, mtime, blocks) in entries(root).items():
+                if before.get(rel, (0, 0, 0))[:2] != (size, mtime):
+                    written.append((max(blocks * 512, MIN_ENTRY_BYTES), root, rel))
+            for dirpath, dirs, _files in os.walk(root):
+                made += [(root, os.path.relpath(os.path.join(dirpath, d), root)) for d in dirs]
+        used = self.usage(full=True)
+        self.peak = max(self.peak, used)
         removed = []
-        for _size, root, rel in sorted(written, key=lambda w: -w[0]):
-            if self.usage() <= self.limit:
+        for size, root, rel in sorted(written, key=lambda w: -w[0]):
+            if used <= self.limit:
                 break
             with contextlib.suppress(OSError):
                 os.unlink(root / rel)
+                used -= size
                 removed.append(f"/mnt/data/{rel}" if root == self.dirs[0] else f"~/{rel}")
+        for root, rel in sorted(made, key=lambda m: -m[1].count(os.sep)):
+            if used <= self.limit:
+                break
+            with contextlib.suppress(OSError):  # only empty ones
+                os.rmdir(root / rel)
+                used -= MIN_ENTRY_BYTES
         note = (
-            f"Execution stopped: the session's files (/mnt/data) may take at most {self.cap_mb} MB on disk "
-            f"and this execution went past it (it reached {-(-self.peak // MB)} MB)."
+            "Execution stopped: the files of this session (/mnt/data and the home directory) may take at "
+            f"most {self.cap_mb} MB on disk besides its input files, and this execution went past it (it "
+            f"reached {-(-self.peak // MB)} MB)."
         )
         if removed:
-            note += " Removed what it wrote: " + ", ".join(removed[:10]) + "."
+            more = f" and {len(removed) - 10} more" if len(removed) > 10 else ""
+            note += " Removed what it wrote: " + ", ".join(removed[:10]) + more + "."
         return note
 
 
-def disk_usage(root: Path) -> int:
-    """Bytes allocated under root (st_blocks: a sparse file counts what it really takes); at most
-    MAX_SCANNED entries are looked at, links never followed."""
+def entries(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Size, mtime and blocks of every entry under root but directories (files, links, fifos...)."""
+    found = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            with contextlib.suppress(OSError):
+                st = os.lstat(full)
+                found[os.path.relpath(full, root)] = (st.st_size, st.st_mtime_ns, st.st_blocks)
+    return found
+
+
+def accounted(st: os.stat_result) -> int:
+    """What one entry counts against the cap: its allocated blocks (a sparse file counts what it really
+    takes), at least MIN_ENTRY_BYTES (an inode and a directory entry: a million empty files are not free)."""
+    return max(st.st_blocks * 512, MIN_ENTRY_BYTES)
+
+
+def disk_usage(root: Path, stop_above: int | None = None) -> int:
+    """What the entries under root count against the cap (`accounted`), links never followed; the walk
+    stops once the total is above `stop_above`."""
     total = 0
-    seen = 0
     for dirpath, dirs, files in os.walk(root):
         for name in files + dirs:
-            seen += 1
-            if seen > MAX_SCANNED:
-                return total
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                total += accounted(os.lstat(os.path.join(dirpath, name)))
+            if stop_above is not None and total > stop_above:
+                return total
     return total
 
 
