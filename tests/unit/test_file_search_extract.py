@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from assistd.tools.file_search.chunking import ChunkingSpec, check_static, chunk_segments
@@ -106,6 +108,42 @@ def test_chunks_know_their_pages(tokenizer):
     small = chunk_segments(long_pages, tokenizer, ChunkingSpec.static(100, 0))
     assert small[0].page == 1 and small[-1].page == 2 and small[-1].page_end == 2
     assert all("omega" not in c.text for c in small if c.page_end == 1)
+
+
+def test_slicing_the_text_for_the_tokenizer_changes_no_chunk(tokenizer):
+    pages = [
+        Segment(" ".join(f"Page {p} line {i}: rivers, (lakes) & seas-{i}." for i in range(150)), p)
+        for p in (1, 2, 3)
+    ]
+    whole = chunk_segments(pages, tokenizer, ChunkingSpec.static(100, 30), slice_chars=10**9)
+    assert len(whole) > 20
+    assert chunk_segments(pages, tokenizer, ChunkingSpec.static(100, 30), slice_chars=4999) == whole
+    assert chunk_segments(pages, tokenizer, ChunkingSpec(), slice_chars=777) == chunk_segments(
+        pages, tokenizer, ChunkingSpec(), slice_chars=10**9
+    )
+    # no whitespace for longer than a slice: cut there (the run becomes two tokens), text kept whole
+    run = "x" * 9000 + " tail words"
+    cut = chunk_segments([Segment(run)], tokenizer, ChunkingSpec.static(100, 0), slice_chars=5000)
+    assert [c.tokens for c in cut] == [4] and cut[0].text == run
+
+
+def test_chunking_a_long_text_keeps_memory_small(tokenizer):
+    words = [f"w{i}rd" for i in range(5000)]
+    text = " ".join(words[(i * 7919) % 5000] for i in range(2 * 1024 * 1024 // 6))
+    tokenizer.offsets("warm up")
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS (VmHWM) to the current RSS
+    before = _peak_rss()
+    chunks = chunk_segments([Segment(text)], tokenizer, ChunkingSpec())
+    growth = _peak_rss() - before
+    assert len(chunks) > 1000
+    assert growth < 120 * 1024 * 1024, f"peak RSS grew by {growth // 2**20} MiB"
+
+
+def _peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("VmHWM missing")
 
 
 @pytest.mark.parametrize(("size", "overlap"), [(99, 0), (4097, 0), (200, 101), (100, -1)])

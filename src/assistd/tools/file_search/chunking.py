@@ -8,6 +8,7 @@ text a search returns is exactly what the file said, and it keeps the page (or s
 from __future__ import annotations
 
 import bisect
+from array import array
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,6 +17,8 @@ from assistd.tools.file_search.extract import Segment
 AUTO_MAX_TOKENS, AUTO_OVERLAP = 800, 400
 MIN_TOKENS, MAX_TOKENS = 100, 4096
 SEPARATOR = "\n\n"
+SLICE_CHARS = 64 * 1024  # characters tokenized at once: bounded memory whatever the document's size
+_LOOK_BACK = 4096  # how far back from a slice's end a whitespace is looked for
 
 
 class Tokenizer(Protocol):
@@ -87,10 +90,13 @@ def join_segments(segments: list[Segment]) -> tuple[str, list[int], list[int | N
     return "".join(parts), starts, pages
 
 
-def chunk_segments(segments: list[Segment], tokenizer: Tokenizer, spec: ChunkingSpec) -> list[Chunk]:
+def chunk_segments(
+    segments: list[Segment], tokenizer: Tokenizer, spec: ChunkingSpec, slice_chars: int = SLICE_CHARS
+) -> list[Chunk]:
     text, starts, pages = join_segments(segments)
-    spans = tokenizer.offsets(text)
-    if not spans:
+    first_chars, last_chars = token_spans(text, tokenizer, slice_chars)
+    n_tokens = len(first_chars)
+    if not n_tokens:
         return []
 
     def page_at(char: int) -> int | None:
@@ -99,15 +105,41 @@ def chunk_segments(segments: list[Segment], tokenizer: Tokenizer, spec: Chunking
     stride = max(1, spec.max_tokens - spec.overlap)
     chunks: list[Chunk] = []
     start = 0
-    while start < len(spans):
-        end = min(start + spec.max_tokens, len(spans))
-        first, last = spans[start][0], spans[end - 1][1]
+    while start < n_tokens:
+        end = min(start + spec.max_tokens, n_tokens)
+        first, last = first_chars[start], last_chars[end - 1]
         piece = text[first:last].strip()
         if piece:
             chunks.append(
                 Chunk(len(chunks), piece, end - start, page_at(first), page_at(max(first, last - 1)))
             )
-        if end == len(spans):
+        if end == n_tokens:
             break
         start += stride
     return chunks
+
+
+def token_spans(text: str, tokenizer: Tokenizer, slice_chars: int = SLICE_CHARS) -> tuple[array, array]:
+    """The first and last+1 character of every token of `text`, as two compact arrays (16 bytes a token;
+    a list of tuples costs about ten times that, and the tokenizer's own output as much again). The text is
+    tokenized a slice at a time, each cut at whitespace, which no token of our tokenizers crosses."""
+    firsts, lasts = array("q"), array("q")
+    pos = 0
+    while pos < len(text):
+        cut = _slice_end(text, pos, slice_chars)
+        spans = tokenizer.offsets(text[pos:cut])
+        firsts.extend(pos + first for first, _ in spans)
+        lasts.extend(pos + last for _, last in spans)
+        pos = cut
+    return firsts, lasts
+
+
+def _slice_end(text: str, pos: int, slice_chars: int) -> int:
+    """Where the slice from `pos` ends: at a whitespace character near `pos + slice_chars`, or there."""
+    end = pos + slice_chars
+    if end >= len(text):
+        return len(text)
+    for cut in range(end, max(pos, end - _LOOK_BACK), -1):
+        if text[cut].isspace():
+            return cut
+    return end
