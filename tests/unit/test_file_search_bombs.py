@@ -223,6 +223,36 @@ def test_a_child_that_dies_fails_the_file_not_the_server(paragraphs):
         extractor.close()
 
 
+def test_the_limits_come_from_the_settings(tmp_path):
+    from assistd.config import Settings
+
+    settings = Settings(
+        extract_memory_mb=300,
+        extract_timeout_seconds=7,
+        extract_max_uncompressed_mb=1,
+        extract_max_xml_elements=5,
+        extract_max_pdf_pages=1,
+        extract_max_text_mb=2,
+    )
+    extractor = ProcessExtractor.from_settings(settings)
+    try:
+        assert (extractor.memory_bytes, extractor.timeout_seconds) == (300 * MiB, 7)
+        assert extractor.limits == ExtractLimits(
+            max_uncompressed_bytes=MiB,
+            max_xml_elements=5,
+            max_pdf_pages=1,
+            max_stream_bytes=MiB,
+            max_text_bytes=2 * MiB,
+        )
+        small_bomb = zero_part_docx(tmp_path / "z.docx", 2 * MiB).read_bytes()
+        with pytest.raises(IngestError, match=r"expands to 2\.\d MiB \(limit 1\.0 MiB"):
+            extractor.extract("z.docx", small_bomb)
+        with pytest.raises(IngestError, match="has 2 pages"):
+            extractor.extract("two.pdf", pdf_bytes())
+    finally:
+        extractor.close()
+
+
 def test_the_child_does_not_outlive_its_parent():
     code = (
         "import os, sys\n"
