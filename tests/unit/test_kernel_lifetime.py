@@ -16,6 +16,7 @@ import pytest
 
 from assistd.config import Settings
 from assistd.tools.code_interpreter import reaper
+from assistd.tools.code_interpreter.cgroups import Cgroups
 from assistd.tools.code_interpreter.interpreter import UID_RANGE, CodeInterpreter
 from tests.sandbox_support import require_mechanism
 from tests.support import ServerProcess
@@ -139,3 +140,54 @@ def test_processes_of_a_dead_servers_kernel_uid_are_killed():
         interpreter.shutdown()
         stray.kill()
         stray.wait()
+
+
+def test_what_a_dead_kernel_started_is_killed_too():
+    """The parent-death signal ended the kernel, not the processes it started (without bubblewrap's pid
+    namespace): those of the session the kernel led are killed."""
+    orphan, orphan_child = spawn_survivor()
+    kernel = {"pid": orphan.pid, "start": reaper.process_start(orphan.pid)}
+    record = reaper.record(orphan.pid, None, server=gone_server())
+    orphan.kill()  # the kernel died with its server; its child did not
+    orphan.wait()
+    assert reaper.is_alive(orphan_child) and not reaper.is_alive(kernel)
+    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_preload=""))
+    try:
+        interpreter.start()
+        wait_for(lambda: not reaper.is_alive(orphan_child), 10, "the dead kernel's child to die")
+        assert not record.exists()
+    finally:
+        interpreter.shutdown()
+        if reaper.is_alive(orphan_child):
+            os.kill(orphan_child["pid"], signal.SIGKILL)
+
+
+def test_what_runs_in_a_dead_servers_cgroup_is_killed():
+    probe = Cgroups(256 * 1024 * 1024, 1.0)
+    require_mechanism(probe.active, f"a writable cgroup tree: {probe.why}")
+    dead = gone_server()
+    stale = Cgroups(256 * 1024 * 1024, 1.0)
+    stale.name = f"assistd-{dead['pid']}-dead00"
+    stale._probed = False
+    group = stale.create("leftover")  # makes the dead server's group and a kernel group in it
+    assert group is not None
+    code = (
+        "import os, sys, time\n"
+        "for p in sys.argv[1:]:\n    open(p, 'w').write(str(os.getpid()))\n"
+        "time.sleep(600)"
+    )
+    leftover = subprocess.Popen([sys.executable, "-c", code, *map(str, group.procs)], start_new_session=True)
+    wait_for(lambda: str(leftover.pid) in group.procs[0].read_text().split(), 30, "the process in the group")
+    probe.close()
+    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_preload=""))
+    try:
+        interpreter.start()
+        assert leftover.wait(timeout=10) == -signal.SIGKILL
+        assert not any(d.exists() for d in group.dirs)
+        assert not any(d.exists() for d in stale.groups.values())
+    finally:
+        interpreter.shutdown()
+        leftover.kill()
+        leftover.wait()
+        group.remove()
+        stale.close()

@@ -247,13 +247,15 @@ def _join(mount: Path, path: str) -> Path:
 
 
 def _remove_stale(base: Path) -> None:
-    """Empty groups of servers that are gone (their kernels were reaped before)."""
+    """Groups of servers that are gone: whatever still runs in them (a kernel, or what it started, that
+    survived its server) is killed, then the groups are removed."""
     for group in base.glob("assistd-*"):
         pid = group.name.split("-")[1]
         if not pid.isdigit() or Path(f"/proc/{pid}").exists():
             continue
         for child in group.glob("k-*"):
-            with contextlib.suppress(OSError):
-                child.rmdir()
+            leftover = KernelCgroup(dirs=[child], procs=[child / "cgroup.procs"])
+            leftover.kill_all()
+            leftover.remove()
         with contextlib.suppress(OSError):
             group.rmdir()

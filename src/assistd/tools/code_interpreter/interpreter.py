@@ -131,6 +131,7 @@ class CodeInterpreter:
         reaped = reaper.reap_orphans(self._kill_orphan_uid)
         if reaped:
             log.warning("code interpreter: killed %d kernel(s) left behind by servers that died", reaped)
+        self.cgroups.probe()  # also kills what runs in the cgroups of servers that died, and removes them
         try:
             self._ensure_root()
         except KernelStartError:  # shut down before it started

@@ -99,7 +99,7 @@ def reap_orphans(kill_uid: Callable[[int], None] | None = None) -> int:
         if is_alive(data.get("server") or {}):
             continue
         kernel = data.get("kernel") or {}
-        killed = kill_tree(kernel) if is_alive(kernel) else 0
+        killed = kill_tree(kernel) if is_alive(kernel) else kill_session(kernel)
         if data.get("uid") is not None and kill_uid is not None:
             kill_uid(data["uid"])
         log.warning(
@@ -124,6 +124,19 @@ def kill_tree(identity: dict) -> int:
     deadline = time.monotonic() + 5
     while is_alive(identity) and time.monotonic() < deadline:
         time.sleep(0.02)
+    return len(targets)
+
+
+def kill_session(identity: dict) -> int:
+    """The kernel is gone (its parent-death signal) but what it started may not be: the processes of the
+    session it led, started after it. Nothing is done when its pid now leads another session."""
+    pid, start = identity.get("pid"), identity.get("start")
+    if not isinstance(pid, int) or not isinstance(start, int) or process_start(pid) is not None:
+        return 0
+    targets = [member for member in _session_members(pid) if (process_start(member) or 0) >= start]
+    for target in targets:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(target, signal.SIGKILL)
     return len(targets)
 
 
