@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -99,6 +100,17 @@ def test_millions_of_empty_paragraphs_are_refused_before_parsing(paragraphs):
     assert info.value.code == "invalid_file"
     assert "XML elements (limit 1,000,000, --extract-max-xml-elements)" in info.value.message
     assert "holds 3,5" in info.value.message  # 3.5 M paragraphs, and the other parts' elements
+
+
+def test_an_archive_of_too_many_files_is_refused():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for i in range(10_001):
+            archive.writestr(f"word/media/{i}.bin", b"")
+    with pytest.raises(IngestError) as info:
+        extract("many.pptx", out.getvalue())
+    assert info.value.code == "invalid_file"
+    assert "'many.pptx': the .pptx holds 10,001 files (limit 10,000)" in info.value.message
 
 
 def test_broken_xml_is_an_invalid_file():
