@@ -12,6 +12,7 @@ at start.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -120,10 +121,14 @@ class Cgroups:
                 f"(only: {' '.join(available) or 'none'})"
             )
         _remove_stale(base)
-        (base / "cgroup.subtree_control").write_text("+memory +cpu")
         group = base / self.name
         group.mkdir(exist_ok=True)
-        (group / "cgroup.subtree_control").write_text("+memory +cpu")
+        try:
+            _enable_controllers(base, group)
+        except OSError:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+            raise
         self.version, self.groups = "v2", {"memory": group, "cpu": group}
         return None
 
@@ -242,6 +247,27 @@ def _own_paths() -> dict[str, str]:
     return paths
 
 
+def _enable_controllers(base: Path, group: Path) -> None:
+    """Hands memory and cpu down to `group` (cgroup v2). A non-root group that holds processes cannot enable
+    controllers for its children ("no internal processes"): the server then moves itself into a leaf of its
+    own group first (under systemd this needs Delegate=yes), and back if that does not help."""
+    try:
+        (base / "cgroup.subtree_control").write_text("+memory +cpu")
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        leaf = group / "server"
+        leaf.mkdir(exist_ok=True)
+        (leaf / "cgroup.procs").write_text(str(os.getpid()))
+        try:
+            (base / "cgroup.subtree_control").write_text("+memory +cpu")
+        except OSError:
+            (base / "cgroup.procs").write_text(str(os.getpid()))
+            leaf.rmdir()
+            raise
+    (group / "cgroup.subtree_control").write_text("+memory +cpu")
+
+
 def _join(mount: Path, path: str) -> Path:
     return mount / path.lstrip("/")
 
@@ -253,7 +279,7 @@ def _remove_stale(base: Path) -> None:
         pid = group.name.split("-")[1]
         if not pid.isdigit() or Path(f"/proc/{pid}").exists():
             continue
-        for child in group.glob("k-*"):
+        for child in [*group.glob("k-*"), group / "server"]:
             leftover = KernelCgroup(dirs=[child], procs=[child / "cgroup.procs"])
             leftover.kill_all()
             leftover.remove()
