@@ -4,6 +4,7 @@ together, CPU share)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,11 @@ def ci():
 
 
 def session_usage(ci: CodeInterpreter, thread: str) -> int:
-    plan = ci._sessions[thread].kernel.plan
-    return disk_usage(plan.data_dir) + disk_usage(plan.run_dir / "home")
+    return session_usage_of(ci._sessions[thread].kernel)
+
+
+def session_usage_of(kernel) -> int:
+    return disk_usage(kernel.plan.data_dir) + disk_usage(kernel.plan.run_dir / "home")
 
 
 def test_writing_5_times_100_mb_is_stopped_with_a_clear_error(ci):
@@ -44,7 +48,7 @@ def test_writing_5_times_100_mb_is_stopped_with_a_clear_error(ci):
     result = ci.execute("p", "t-disk", FIVE_TIMES_100_MB, [])
     assert result.error
     assert "ALL WRITTEN" not in result.logs
-    assert f"at most {cap} MB" in result.logs and "Execution stopped" in result.logs
+    assert f"at most {cap} MB" in result.logs and "Stopped: the files" in result.logs
     assert "/mnt/data/part" in result.logs  # says what it removed
     assert session_usage(ci, "t-disk") <= cap * MB
     assert sum(len(data) for _name, data in result.files) <= cap * MB
@@ -61,7 +65,7 @@ def test_the_home_directory_counts_too(ci):
         "        fh.write(chunk)\n"
     )
     result = ci.execute("p", "t-home", code, [])
-    assert result.error and "Execution stopped" in result.logs
+    assert result.error and "Stopped: the files" in result.logs
     assert session_usage(ci, "t-home") <= ci.settings.code_session_mb * MB
 
 
@@ -81,7 +85,7 @@ def test_a_million_empty_files_are_not_free(small):
         "for i in range(1_000_000):\n    open(f'/mnt/data/d/{i}', 'w').close()"
     )
     result = small.execute("p", "t-inodes", code, [])
-    assert result.error and "Execution stopped" in result.logs and "more." in result.logs
+    assert result.error and "Stopped: the files" in result.logs and "more." in result.logs
     assert session_usage(small, "t-inodes") <= 20 * MB
     again = small.execute("p", "t-inodes", "print(len(__import__('os').listdir('/mnt/data/d')) < 5120)", [])
     assert not again.error and "True" in again.logs
@@ -96,7 +100,30 @@ def test_input_files_do_not_count_against_the_cap(small):
     small.execute("p", "t-input", "import os\nos.remove('/mnt/data/big.csv')", [])
     two_files = "for n in 'ab':\n    open(f'/mnt/data/{n}.bin', 'wb').write(b'x' * (15 * 1024 * 1024))"
     again = small.execute("p", "t-input", two_files, [("big.csv", big)])
-    assert again.error and "Execution stopped" in again.logs  # a re-placed input adds no room
+    assert again.error and "Stopped: the files" in again.logs  # a re-placed input adds no room
+
+
+def test_a_thread_left_writing_after_the_execution_is_stopped(ci):
+    code = (
+        "import threading, time\n"
+        "def fill():\n"
+        "    for i in range(5):\n"
+        "        open(f'/mnt/data/bg{i}.bin', 'wb').write(b'x' * (100 * 1024 * 1024))\n"
+        "        time.sleep(0.5)\n"
+        "threading.Thread(target=fill).start()\n"
+        "print('started')\n"
+    )
+    result = ci.execute("p", "t-background", code, [])
+    assert not result.error and "started" in result.logs  # the execution itself wrote nothing
+    kernel = ci._sessions["t-background"].kernel
+    deadline = time.monotonic() + 60
+    while kernel.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not kernel.alive()
+    assert session_usage_of(kernel) <= ci.settings.code_session_mb * MB
+    after = ci.execute("p", "t-background", "print('next')", [])
+    assert "code left running after an execution went past it" in after.logs
+    assert "next" in after.logs and session_usage(ci, "t-background") <= ci.settings.code_session_mb * MB
 
 
 def test_sessions_have_separate_caps(ci):

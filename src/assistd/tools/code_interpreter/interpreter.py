@@ -69,6 +69,9 @@ class Session:
     closed: bool = False
     # Sizes of the files the server placed in /mnt/data, by name: allowed on top of the disk cap.
     inputs: dict[str, int] = field(default_factory=dict)
+    # The disk cap between executions (code may leave a thread writing), and what to tell the next one.
+    idle_cap: DiskCap | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 Snapshot = dict[str, tuple[int, int]]
@@ -254,7 +257,8 @@ class CodeInterpreter:
     def _execute_locked(
         self, session: Session, code: str, input_files: list[tuple[str, bytes]]
     ) -> ExecutionResult:
-        notes = []
+        notes, session.notes = session.notes, []
+        session.idle_cap = None
         if session.kernel is not None and not session.kernel.alive():
             notes.append(self._kernel_died(session, session.kernel, "while idle"))
         if session.kernel is None:
@@ -280,7 +284,7 @@ class CodeInterpreter:
             logs = logs.replace(real_path, MOUNT_DATA)
         if out.stopped or cap.check() is not None:
             out.error = True
-            notes.append(cap.enforce())
+            notes.append(cap.enforce("this execution"))
         if out.timed_out:
             notes.append(
                 f"Execution timed out after {self.settings.code_timeout_seconds} s and was interrupted."
@@ -299,6 +303,10 @@ class CodeInterpreter:
             notes.append(self._kernel_died(session, kernel, "during the execution"))
         max_bytes = self.settings.code_max_file_mb * 1024 * 1024
         files = changed_files(kernel.plan.data_dir, before, max_bytes, kernel.plan.uid)
+        if session.kernel is not None and session.kernel.alive():
+            session.idle_cap = DiskCap(
+                session.kernel, self.settings.code_session_mb, sum(session.inputs.values())
+            )
         if notes:
             logs = (logs.rstrip("\n") + "\n" if logs.strip() else "") + "\n".join(notes)
         return ExecutionResult(logs=logs, images=out.images, files=files, error=out.error)
@@ -453,7 +461,8 @@ class CodeInterpreter:
 
     def _reap_loop(self) -> None:
         idle = self.settings.kernel_idle_seconds
-        while not self._closed.wait(min(max(idle / 4, 0.2), 30.0)):
+        while not self._closed.wait(min(max(idle / 4, 0.2), 1.0)):
+            self._watch_idle_disk()
             now = time.monotonic()
             with self._lock:
                 stale = [
@@ -468,6 +477,30 @@ class CodeInterpreter:
                         del self._sessions[session.thread_id]
                 with session.lock:
                     self._end_session(session)
+
+    def _watch_idle_disk(self) -> None:
+        """Code may leave a thread writing after its execution: a session past its disk cap between
+        executions has its kernel stopped and what was written since removed; the next execution says so."""
+        with self._lock:
+            watched = [s for s in self._sessions.values() if s.idle_cap is not None and not s.lock.locked()]
+        for session in watched:
+            cap = session.idle_cap
+            if cap is None or cap.watch() is None or not session.lock.acquire(blocking=False):
+                continue
+            try:
+                if session.idle_cap is not cap or session.kernel is not cap.kernel:
+                    continue  # an execution ran meanwhile
+                log.warning(
+                    "code interpreter: kernel of %s wrote past the disk cap while idle", session.thread_id
+                )
+                cap.kernel.signal_kill()
+                session.idle_cap = None
+                session.notes.append(
+                    cap.enforce("code left running after an execution")
+                    + " The kernel was stopped: variables and imports are lost."
+                )
+            finally:
+                session.lock.release()
 
     # ---- directories, uids, files --------------------------------------------------------------------
     def _ensure_root(self) -> Path:
@@ -583,6 +616,7 @@ class DiskCap:
     stopped, and the files it wrote are removed, largest first, until the session fits again."""
 
     def __init__(self, kernel: Kernel, cap_mb: int, extra: int = 0) -> None:
+        self.kernel = kernel
         self.dirs = [kernel.plan.data_dir, kernel.plan.run_dir / "home"]
         self.before = [entries(d) for d in self.dirs]
         self.limit = cap_mb * MB + extra
@@ -612,7 +646,7 @@ class DiskCap:
         self.peak = max(self.peak, used)
         return f"{used // MB} MB written" if used > self.limit else None
 
-    def enforce(self) -> str:
+    def enforce(self, who: str) -> str:
         """Removes what the cell wrote (new or changed entries, largest first; then the directories it
         made, deepest first) until the session fits again; returns the note for the model."""
         written: list[tuple[int, Path, str]] = []
@@ -640,9 +674,9 @@ class DiskCap:
                 os.rmdir(root / rel)
                 used -= MIN_ENTRY_BYTES
         note = (
-            "Execution stopped: the files of this session (/mnt/data and the home directory) may take at "
-            f"most {self.cap_mb} MB on disk besides its input files, and this execution went past it (it "
-            f"reached {-(-self.peak // MB)} MB)."
+            "Stopped: the files of this session (/mnt/data and the home directory) may take at most "
+            f"{self.cap_mb} MB on disk besides its input files, and {who} went past it (it reached "
+            f"{-(-self.peak // MB)} MB)."
         )
         if removed:
             more = f" and {len(removed) - 10} more" if len(removed) > 10 else ""
