@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -191,3 +192,26 @@ def test_what_runs_in_a_dead_servers_cgroup_is_killed():
         leftover.wait()
         group.remove()
         stale.close()
+
+
+def test_directories_planted_in_the_temp_dir_are_not_trusted(tmp_path, monkeypatch):
+    """The kernel registry and the uid lock files live in the shared temp dir: a directory another user
+    made there first (or one anybody may write) would let them steer which processes the server kills, or
+    which files it creates, as root."""
+    require_mechanism(os.geteuid() == 0, "root: kernels get their own uid only when the server is root")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for name in (f"assistd-kernels-{os.geteuid()}", "assistd-uids"):
+        planted = tmp_path / name
+        planted.mkdir(mode=0o777)
+        planted.chmod(0o777)
+        os.chown(planted, 65534, 65534)
+    target = tmp_path / "victim"
+    (tmp_path / "assistd-uids" / f"{Settings().code_sandbox_uid_base}.lock").symlink_to(target)
+    assert reaper.record(os.getpid(), None) is None  # not recorded in a directory it does not own
+    interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_preload=""))
+    try:
+        result = interpreter.execute("p", "t-planted", "print(1)", [])
+        assert result.error and "not a private directory" in result.logs
+        assert not target.exists()
+    finally:
+        interpreter.shutdown()

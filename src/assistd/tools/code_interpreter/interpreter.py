@@ -210,8 +210,12 @@ class CodeInterpreter:
         slot = uid - self.sandbox.uid_base
         if not (0 <= slot < UID_RANGE) or not self.sandbox.is_root:
             return
-        _uid_lock_dir().mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(_uid_lock_dir() / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            lock = _uid_lock_dir() / f"{uid}.lock"
+        except KernelStartError as exc:
+            log.error("code interpreter: %s", exc)
+            return
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while killing: no server takes the uid
             if uid_has_processes(uid):
@@ -523,17 +527,20 @@ class CodeInterpreter:
     def _slot(self) -> int:
         """A slot (uid offset) free on this machine: other server processes use the same uid range, so a
         slot is held by an flock on a file for the kernel's life (released by the kernel's end or ours)."""
-        lock_dir = _uid_lock_dir()
         with self._lock:
             if not self.sandbox.setuid:
                 slot = max(self._slot_locks, default=-1) + 1
                 self._slot_locks[slot] = -1
                 return slot
-            lock_dir.mkdir(mode=0o700, exist_ok=True)
+            lock_dir = _uid_lock_dir()
             for slot in range(UID_RANGE):
                 if slot in self._slot_locks:
                     continue
-                fd = os.open(lock_dir / f"{self.sandbox.uid_base + slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(
+                    lock_dir / f"{self.sandbox.uid_base + slot}.lock",
+                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+                    0o600,
+                )
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -607,7 +614,11 @@ class CodeInterpreter:
 
 
 def _uid_lock_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "assistd-uids"
+    """Where the kernel uids' lock files live (machine-wide: every server of this uid uses it)."""
+    path = Path(tempfile.gettempdir()) / "assistd-uids"
+    if not reaper.private_dir(path):
+        raise KernelStartError(f"{path} is not a private directory of this uid: no kernel uid can be held")
+    return path
 
 
 class DiskCap:

@@ -44,13 +44,19 @@ def is_alive(identity: dict) -> bool:
     return isinstance(pid, int) and start is not None and process_start(pid) == start
 
 
-def _private_dir() -> Path | None:
-    """The registry directory, created 0700; None when it exists but is not ours alone (a planted one)."""
-    path = registry_dir()
+def private_dir(path: Path) -> bool:
+    """Creates `path` 0700 if missing; whether it is a directory of this uid that nobody else may write
+    (a directory planted in a shared temp dir by another user is not)."""
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700)
     st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
+
+
+def _private_dir() -> Path | None:
+    """The registry directory; None when it is not private (see `private_dir`)."""
+    path = registry_dir()
+    if not private_dir(path):
         log.error(
             "code interpreter: %s is not a private directory of this uid: kernels are not recorded", path
         )
