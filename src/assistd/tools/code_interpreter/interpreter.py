@@ -658,8 +658,8 @@ class DiskCap:
         return f"{used // MB} MB written" if used > self.limit else None
 
     def enforce(self, who: str) -> str:
-        """Removes what the cell wrote (new or changed entries, largest first; then the directories it
-        made, deepest first) until the session fits again; returns the note for the model."""
+        """Removes what was written since `before` (new or changed entries, largest first; then empty
+        directories, deepest first) until the session fits again; returns the note for the model."""
         written: list[tuple[int, Path, str]] = []
         made: list[tuple[Path, str]] = []
         for root, before in zip(self.dirs, self.before, strict=True):

@@ -34,6 +34,7 @@ log = logging.getLogger("assistd.code_interpreter")
 
 INTERRUPT_GRACE_SECONDS = 3.0
 WATCH_SECONDS = 0.1  # how often a running cell's watch (the disk cap) is called
+FLOOD_CHECK_SECONDS = 0.25  # how often a running cell's processes are counted (a fork bomb)
 
 # Called while a cell runs: a reason to stop it, or None.
 Watch = Callable[[], "str | None"]
@@ -350,6 +351,7 @@ class Kernel:
         """Reads iopub until the cell's idle status (True), the deadline, the kernel's death or a reason
         from `watch` (False)."""
         next_watch = time.monotonic() + WATCH_SECONDS
+        next_flood_check = time.monotonic() + FLOOD_CHECK_SECONDS
         while True:
             now = time.monotonic()
             remaining = deadline - now
@@ -366,7 +368,9 @@ class Kernel:
                 if not self.alive():
                     out.died = out.error = True
                     return False
-                self._check_process_flood(out)
+                if time.monotonic() >= next_flood_check:
+                    next_flood_check = time.monotonic() + FLOOD_CHECK_SECONDS
+                    self._check_process_flood(out)
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
