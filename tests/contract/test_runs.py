@@ -418,7 +418,8 @@ def test_restart_mid_generation_leaves_no_run_in_progress(tmp_path_factory):
     assistant = c.beta.assistants.create(model=MODEL, instructions="Write at great length.")
     thread = c.beta.threads.create(messages=[{"role": "user", "content": "Tell a very long story."}])
     run = c.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, temperature=1.0)
-    while c.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status != "in_progress":
+    # Mid-generation: the run has its message step (a run killed before its first step is run again).
+    while not c.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data:
         time.sleep(0.02)
     first.proc.kill()  # a crash: no shutdown handler runs
     first.proc.wait()
