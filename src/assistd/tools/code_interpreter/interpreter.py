@@ -35,14 +35,13 @@ from assistd.errors import InvalidRequest
 from assistd.tools.code_interpreter import reaper
 from assistd.tools.code_interpreter.cgroups import Cgroups
 from assistd.tools.code_interpreter.kernel import Kernel, KernelStartError, kill_uid, uid_has_processes
-from assistd.tools.code_interpreter.sandbox import MOUNT_DATA, KernelPlan, Limits, Sandbox
+from assistd.tools.code_interpreter.sandbox import MOUNT_DATA, UID_RANGE, KernelPlan, Limits, Sandbox
 
 log = logging.getLogger("assistd.code_interpreter")
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 MAX_OUTPUT_FILES = 20
 MAX_SCANNED = 10000  # files looked at under /mnt/data after an execution
-UID_RANGE = 1000  # kernel uids: settings.code_sandbox_uid_base + 0..999, shared by all servers of a machine
 MB = 1024 * 1024
 MIN_ENTRY_BYTES = 4096  # what an empty file or a directory counts against the session's disk cap
 

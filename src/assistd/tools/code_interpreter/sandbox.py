@@ -31,6 +31,9 @@ log = logging.getLogger("assistd.code_interpreter")
 
 # Where the session directory appears inside the sandbox: the path the hosted tool used.
 MOUNT_DATA = "/mnt/data"
+# Kernel uids: code_sandbox_uid_base + 0..999, shared by all servers of a machine; the probe runs as the uid
+# just past them, so that it never counts as a kernel's process.
+UID_RANGE = 1000
 
 LAUNCHER = r"""
 import ctypes, json, os, resource, signal, sys
@@ -132,9 +135,13 @@ class Sandbox:
             self.unshare_net = self._try_unshare_net()
 
     def _try_bwrap(self) -> tuple[bool, str]:
-        """A probe run with the namespaces and capability settings a kernel gets: it must import ipykernel."""
+        """A probe run with the namespaces and capability settings a kernel gets, through the launcher and
+        (as root) as an unprivileged uid, as a kernel: it must import ipykernel."""
+        uid = self.uid_base + UID_RANGE if self.is_root else None
+        cfg = self._launcher_config(uid, Path("/"), [self.python, "-c", "import ipykernel"], {})
+        cfg["limits"], cfg["parent"] = {}, None
         argv = [self.bwrap or "bwrap", *self._system_binds(), *self._isolation_args()]
-        argv += [self.python, "-c", "import ipykernel"]
+        argv += [self.python, "-c", LAUNCHER, json.dumps(cfg)]
         return _run_ok(argv)
 
     def _uid_can_run_python(self) -> bool:
