@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from tests.support import DEFAULT_MODEL, KEY_A, ServerProcess
 
-pytestmark = pytest.mark.contract
+pytestmark = [pytest.mark.contract, pytest.mark.model]  # one real run, for its run and step ids
 
 MAX_EXAMPLES = 4
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
