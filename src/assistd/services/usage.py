@@ -1,12 +1,20 @@
 """Usage figures per project, in the shape of OpenAI's organization usage API: completion tokens of runs
-and code interpreter sessions (the hosted API billed per session), in time buckets."""
+and code interpreter sessions (the hosted API billed per session), in time buckets.
+
+The query is validated as the hosted API does (`bucket_width` 1m/1h/1d with at most 1440/168/31 buckets a
+page) and each page is counted by ONE grouped query, so a request costs the same whatever its range."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from assistd.errors import InvalidRequest
 from assistd.ids import now
@@ -15,8 +23,100 @@ from assistd.storage.runs import RunRow
 from assistd.storage.usage import UsageEventRow
 
 CODE_SESSION = "code_interpreter_session"
-BUCKETS = {"1m": 60, "1h": 3600, "1d": 86400}
-DEFAULT_LIMITS = {"1m": 60, "1h": 24, "1d": 7}
+BUCKET_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
+# Buckets a page holds per bucket_width: (default, maximum), as the hosted API documents them.
+BUCKET_LIMITS = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
+TIMESTAMP = re.compile(r"\d{1,12}")  # Unix seconds; 12 digits reach far past any real date
+CURSOR = "page_"
+
+
+@dataclass(frozen=True)
+class UsageWindow:
+    """One page of buckets: `first` (a bucket boundary) up to `stop`; events counted from `start`."""
+
+    start: int
+    end: int
+    width: int
+    first: int
+    stop: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.stop < self.end
+
+    def bucket_starts(self) -> range:
+        return range(self.first, self.stop, self.width)
+
+    def next_page(self) -> str | None:
+        if not self.has_more:
+            return None
+        return CURSOR + base64.urlsafe_b64encode(str(self.stop).encode()).decode()
+
+
+def parse_window(query: Mapping[str, Any], current_time: int) -> UsageWindow:
+    """The page a usage query asks for; a 400 naming the parameter for anything the hosted API refuses."""
+    width_name = query.get("bucket_width") or "1d"
+    if width_name not in BUCKET_SECONDS:
+        raise InvalidRequest(
+            f"Invalid value for 'bucket_width': '{width_name}'. Supported values are: '1m', '1h' and '1d'.",
+            param="bucket_width",
+            code="invalid_value",
+        )
+    width = BUCKET_SECONDS[width_name]
+    if query.get("start_time") in (None, ""):
+        raise InvalidRequest("Missing required parameter: 'start_time'.", param="start_time")
+    start = _timestamp(query, "start_time")
+    end = _timestamp(query, "end_time") if query.get("end_time") not in (None, "") else current_time + 1
+    if end <= start:
+        raise InvalidRequest(
+            f"Invalid 'end_time': {end} is not after 'start_time' ({start}).", param="end_time"
+        )
+    limit = _limit(query.get("limit"), width_name)
+    first = start - start % width
+    if query.get("page"):
+        first = _cursor(str(query["page"]), first, end, width)
+    stop = min(end, first + limit * width)
+    return UsageWindow(start=max(start, first), end=end, width=width, first=first, stop=stop)
+
+
+def _timestamp(query: Mapping[str, Any], name: str) -> int:
+    value = str(query[name])
+    if not TIMESTAMP.fullmatch(value):
+        raise InvalidRequest(
+            f"Invalid '{name}': expected a Unix timestamp in seconds (a non-negative integer), "
+            f"got '{value[:40]}'.",
+            param=name,
+            code="invalid_value",
+        )
+    return int(value)
+
+
+def _limit(value: Any, width_name: str) -> int:
+    default, maximum = BUCKET_LIMITS[width_name]
+    if value in (None, ""):
+        return default
+    text = str(value)
+    if not re.fullmatch(r"\d{1,9}", text) or not 1 <= int(text) <= maximum:
+        raise InvalidRequest(
+            f"Invalid 'limit': expected an integer from 1 to {maximum} for bucket_width={width_name}, "
+            f"got '{text[:40]}'.",
+            param="limit",
+            code="invalid_value",
+        )
+    return int(text)
+
+
+def _cursor(page: str, first: int, end: int, width: int) -> int:
+    """The bucket a `next_page` cursor points at; it must lie in the query's range."""
+    try:
+        value = int(base64.urlsafe_b64decode(page.removeprefix(CURSOR).encode()).decode())
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        value = -1
+    if not page.startswith(CURSOR) or value < first or value >= end or (value - first) % width:
+        raise InvalidRequest(
+            "Invalid 'page': not a next_page cursor of this query.", param="page", code="invalid_value"
+        )
+    return value
 
 
 class UsageService:
@@ -27,87 +127,78 @@ class UsageService:
         with self.db.session() as s:
             s.add(UsageEventRow(project=project, kind=CODE_SESSION, created_at=now(), ref=thread_id))
 
-    def code_interpreter_sessions(self, project: str, query: dict[str, Any]) -> dict[str, Any]:
-        def count(start: int, end: int) -> dict[str, Any] | None:
-            with self.db.session() as s:
-                n = s.exec(
-                    select(func.count())
-                    .select_from(UsageEventRow)
-                    .where(
-                        UsageEventRow.project == project,
-                        UsageEventRow.kind == CODE_SESSION,
-                        UsageEventRow.created_at >= start,
-                        UsageEventRow.created_at < end,
-                    )
-                ).one()
-            return (
-                {
-                    "object": "organization.usage.code_interpreter_sessions.result",
-                    "num_sessions": n,
-                    "project_id": project,
-                }
-                if n
-                else None
+    def code_interpreter_sessions(self, project: str, query: Mapping[str, Any]) -> dict[str, Any]:
+        window = parse_window(query, now())
+        bucket = _bucket_of(UsageEventRow.created_at, window)
+        statement = (
+            select(bucket, func.count())
+            .where(
+                UsageEventRow.project == project,
+                UsageEventRow.kind == CODE_SESSION,
+                UsageEventRow.created_at >= window.start,
+                UsageEventRow.created_at < window.stop,
             )
+            .group_by(bucket)
+        )
 
-        return _page(query, count)
-
-    def completions(self, project: str, query: dict[str, Any]) -> dict[str, Any]:
-        def count(start: int, end: int) -> dict[str, Any] | None:
-            with self.db.session() as s:
-                rows = s.exec(
-                    select(RunRow.usage).where(
-                        RunRow.project == project,
-                        RunRow.usage != None,  # noqa: E711
-                        RunRow.created_at >= start,
-                        RunRow.created_at < end,
-                    )
-                ).all()
-            if not rows:
-                return None
+        def result(row: Any) -> dict[str, Any]:
             return {
-                "object": "organization.usage.completions.result",
-                "input_tokens": sum(u.get("prompt_tokens", 0) for u in rows),
-                "output_tokens": sum(u.get("completion_tokens", 0) for u in rows),
-                "input_cached_tokens": 0,
-                "num_model_requests": len(rows),
+                "object": "organization.usage.code_interpreter_sessions.result",
+                "num_sessions": row[1],
                 "project_id": project,
             }
 
-        return _page(query, count)
+        return self._page(window, statement, result)
 
-
-def _page(query: dict[str, Any], count: Any) -> dict[str, Any]:
-    start, end, width, limit = _window(query)
-    buckets = []
-    t = start - start % width
-    while t < end and len(buckets) < limit:
-        result = count(max(t, start), min(t + width, end))
-        buckets.append(
-            {
-                "object": "bucket",
-                "start_time": t,
-                "end_time": t + width,
-                "results": [result] if result else [],
-            }
+    def completions(self, project: str, query: Mapping[str, Any]) -> dict[str, Any]:
+        window = parse_window(query, now())
+        bucket = _bucket_of(RunRow.created_at, window)
+        prompt = col(RunRow.usage)["prompt_tokens"].as_integer()
+        completion = col(RunRow.usage)["completion_tokens"].as_integer()
+        statement = (
+            select(bucket, func.count(prompt), func.sum(prompt), func.sum(completion))
+            .where(
+                RunRow.project == project,
+                prompt.is_not(None),  # runs with usage: terminal ones
+                RunRow.created_at >= window.start,
+                RunRow.created_at < window.stop,
+            )
+            .group_by(bucket)
         )
-        t += width
-    return {"object": "page", "data": buckets, "has_more": t < end, "next_page": None}
+
+        def result(row: Any) -> dict[str, Any]:
+            return {
+                "object": "organization.usage.completions.result",
+                "input_tokens": int(row[2] or 0),
+                "output_tokens": int(row[3] or 0),
+                "input_cached_tokens": 0,
+                "num_model_requests": row[1],
+                "project_id": project,
+            }
+
+        return self._page(window, statement, result)
+
+    def _page(
+        self, window: UsageWindow, statement: Any, result: Callable[[Any], dict[str, Any]]
+    ) -> dict[str, Any]:
+        with self.db.session() as s:
+            counted = {int(row[0]): row for row in s.exec(statement).all()}
+        buckets = []
+        for index, start in enumerate(window.bucket_starts()):
+            row = counted.get(index)
+            buckets.append(
+                {
+                    "object": "bucket",
+                    "start_time": start,
+                    "end_time": start + window.width,
+                    "results": [result(row)] if row is not None and row[1] else [],
+                }
+            )
+        more = window.has_more
+        return {"object": "page", "data": buckets, "has_more": more, "next_page": window.next_page()}
 
 
-def _window(query: dict[str, Any]) -> tuple[int, int, int, int]:
-    width_name = query.get("bucket_width") or "1d"
-    if width_name not in BUCKETS:
-        raise InvalidRequest("Invalid 'bucket_width': expected '1m', '1h' or '1d'.", param="bucket_width")
-    width = BUCKETS[width_name]
-    try:
-        start = int(query["start_time"])
-        end = int(query.get("end_time") or now() + 1)
-        limit = int(query.get("limit") or DEFAULT_LIMITS[width_name])
-    except KeyError:
-        raise InvalidRequest("Missing required parameter: 'start_time'.", param="start_time") from None
-    except ValueError:
-        raise InvalidRequest("start_time, end_time and limit are integers.", param="start_time") from None
-    if end <= start:
-        raise InvalidRequest("'end_time' must be after 'start_time'.", param="end_time")
-    return start, end, width, max(1, limit)
+def _bucket_of(created_at: Any, window: UsageWindow) -> Any:
+    """The bucket index of a row, computed by the database: (created_at - first) / width, an integer
+    division (every counted row has created_at >= first)."""
+    return ((col(created_at) - window.first) // window.width).label("bucket")
