@@ -14,6 +14,7 @@ from litestar.di import Provide
 from assistd import __version__
 from assistd.api.assistants import AssistantController
 from assistd.api.auth import KeyRing, provide_project
+from assistd.api.body import JSONRequest
 from assistd.api.errors import EXCEPTION_HANDLERS
 from assistd.api.files import FileController
 from assistd.api.messages import MessageController
@@ -21,6 +22,7 @@ from assistd.api.models import ModelController
 from assistd.api.openapi import document, openapi_config
 from assistd.api.params import page_query
 from assistd.api.playground import PLAYGROUND_HANDLERS
+from assistd.api.raw_target import check_raw_target
 from assistd.api.runs import RunController
 from assistd.api.threads import ThreadController
 from assistd.api.usage import UsageController
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[v1, health, *PLAYGROUND_HANDLERS],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_class=JSONRequest,  # a body too deeply nested to decode is a 400, not a RecursionError
+        middleware=[check_raw_target],  # %2F / %00 in the raw path: 404 (ids hold neither)
         openapi_config=openapi_config(__version__),
         request_max_body_size=settings.max_upload_bytes + 1024 * 1024,
         state=State({"keyring": KeyRing(settings.api_keys)}),

@@ -41,7 +41,9 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     if isinstance(exc.__cause__, SerializationException):
         return _respond(400, _body(_unparsable(str(exc.detail)), "invalid_request_error"))
     if status == 404:
-        message = f"Invalid URL ({request.method} {request.url.path})"
+        raw_path = request.scope.get("raw_path")  # as sent: `%2F` stays visible
+        shown = raw_path.partition(b"?")[0].decode("latin-1") if raw_path else request.url.path
+        message = f"Invalid URL ({request.method} {shown})"
         return _respond(404, _body(message, "invalid_request_error"))
     if status == 405:
         message = f"Invalid method for URL ({request.method} {request.url.path})"

@@ -44,6 +44,11 @@ class FileController(Controller):
             raise InvalidRequest("Missing required parameter: 'file'.", param="file")
         if not purpose or not isinstance(purpose, str):
             raise InvalidRequest("Missing required parameter: 'purpose'.", param="purpose")
+        if "\x00" in (upload.filename or "") or "\x00" in purpose:
+            param = "purpose" if "\x00" in purpose else "file"
+            raise InvalidRequest(
+                f"Invalid '{param}': names must not contain NUL characters (\\u0000).", param=param
+            )
         seconds = _expiry(form.get("expires_after[anchor]"), form.get("expires_after[seconds]"))
         filename = PurePosixPath(upload.filename.replace("\\", "/")).name if upload.filename else ""
         filename = filename or "upload"  # the base name only, never a client's path

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from assistd.protocol.base import Metadata, RequestModel, Temperature, TopP, max_len
+from assistd.protocol.base import Metadata, ReasoningEffort, RequestModel, Temperature, TopP, max_len
 from assistd.protocol.tools import ResponseFormat, Tool, ToolResources
 
 MAX_TOOLS = 128
@@ -21,6 +21,7 @@ class AssistantCreate(RequestModel):
     temperature: Temperature = None
     top_p: TopP = None
     response_format: ResponseFormat | None = None
+    reasoning_effort: ReasoningEffort = None  # accepted, no effect (protocol.base)
 
 
 class AssistantUpdate(AssistantCreate):

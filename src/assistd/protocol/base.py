@@ -2,13 +2,21 @@
 
 Requests are validated here, not by the web framework, so that every mistake becomes one OpenAI-shaped
 400 naming the `param`, and unknown fields (newer SDKs send new ones) are ignored with a logged warning.
+
+Validation is strict, as the hosted API is: a JSON string is never taken for a number or a boolean
+(`"max_completion_tokens": "10"` is a 400). Before any recursive work (pydantic, grammar compilation,
+JSON Schema validation, storage), one iterative pass over the body refuses bodies nested deeper than
+MAX_JSON_DEPTH and strings holding NUL characters (PostgreSQL text and jsonb cannot store them, so they
+are refused on every database alike).
 """
 
 from __future__ import annotations
 
 import logging
+import types
+import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -32,6 +40,17 @@ M = TypeVar("M", bound="RequestModel")
 METADATA_MAX_KEYS = 16
 METADATA_MAX_KEY = 64
 METADATA_MAX_VALUE = 512
+# Levels of objects and arrays in a request body (the body itself is level 1). A function's `parameters`
+# four levels down still gets about 30 levels of JSON Schema objects (properties + name: 2 levels each).
+MAX_JSON_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class TooDeep:
+    """A body the JSON decoder refused for its nesting (see api/body.py): `path` leads to where it passed
+    MAX_JSON_DEPTH. RequestModel.parse turns it into a 400 naming the parameter."""
+
+    path: tuple[str | int, ...]
 
 
 class WireModel(BaseModel):
@@ -49,10 +68,13 @@ class RequestModel(BaseModel):
     def parse(cls: type[M], data: Any, *, where: str = "") -> M:
         if data is None:
             data = {}
+        if isinstance(data, TooDeep) and data.path[:1] != (0,):  # (a top-level array is no object)
+            raise _too_deep(cls, data.path)
         if not isinstance(data, dict):
             raise InvalidRequest("The request body must be a JSON object.")
+        _check_body(cls, data)
         try:
-            model = cls.model_validate(data)
+            model = cls.model_validate(data, strict=True)
         except ValidationError as exc:
             raise _to_invalid_request(exc, data) from None
         if model.model_extra:
@@ -62,6 +84,82 @@ class RequestModel(BaseModel):
     def provided(self) -> set[str]:
         """The known fields the client sent (partial updates use this)."""
         return self.model_fields_set - set(self.model_extra or ())
+
+
+def _check_body(cls: type[BaseModel], data: dict[str, Any]) -> None:
+    """One iterative pass over the body: nesting within MAX_JSON_DEPTH, no NUL in any string or key."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise _has_nul(path)
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if len(path) >= MAX_JSON_DEPTH:
+            raise _too_deep(cls, path)
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(key, str) and "\x00" in key:
+                raise _has_nul(path or (key,))
+            stack.append((item, (*path, key)))
+
+
+def _has_nul(path: tuple[str | int, ...]) -> InvalidRequest:
+    param = render_path(path) or None
+    return InvalidRequest(
+        f"Invalid '{param}': strings must not contain NUL characters (\\u0000).",
+        param=param,
+        code="invalid_value",
+    )
+
+
+def _too_deep(cls: type[BaseModel], path: tuple[str | int, ...]) -> InvalidRequest:
+    param = render_path(declared_prefix(cls, path)) or None
+    where = f"'{param}'" if param else "The request body"
+    return InvalidRequest(
+        f"Invalid {where}: JSON nested more than {MAX_JSON_DEPTH} levels deep.",
+        param=param,
+        code="invalid_value",
+    )
+
+
+def render_path(steps: tuple[str | int, ...] | list[str | int]) -> str:
+    path = ""
+    for step in steps:
+        path = f"{path}[{step}]" if isinstance(step, int) else (f"{path}.{step}" if path else str(step))
+    return path
+
+
+def declared_prefix(cls: type[BaseModel], steps: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The part of a body path that the request model declares: `tools[0].function.parameters` for a path
+    that goes on inside the free-form JSON Schema; an undeclared top-level key names itself."""
+    annotations: list[Any] = [cls]
+    for i, step in enumerate(steps):
+        found = []
+        for annotation in _members(annotations):
+            if isinstance(step, str) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                found += [f.annotation for n, f in annotation.model_fields.items() if (f.alias or n) == step]
+            elif isinstance(step, int) and typing.get_origin(annotation) is list:
+                found.append(typing.get_args(annotation)[0])
+        if not found:
+            return steps[: max(i, 1)]
+        annotations = found
+    return steps
+
+
+def _members(annotations: list[Any]) -> list[Any]:
+    """The concrete types behind Annotated[...] and unions."""
+    out: list[Any] = []
+    for annotation in annotations:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            out += _members([typing.get_args(annotation)[0]])
+        elif origin in (typing.Union, types.UnionType):
+            out += _members(list(typing.get_args(annotation)))
+        else:
+            out.append(annotation)
+    return out
 
 
 def param_path(loc: tuple[Any, ...], data: Any = None) -> str:
@@ -155,6 +253,9 @@ METADATA_SCHEMA = {
 Metadata = Annotated[
     dict[str, str] | None, AfterValidator(_check_metadata), WithJsonSchema(METADATA_SCHEMA, mode="validation")
 ]
+# Accepted on assistants and runs as the SDK sends it (Agency Swarm sends null); the local models take no
+# reasoning effort, so it changes nothing, and the SDK's Assistant and Run objects do not echo it.
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None
 # Sampling numbers: JSON numbers only (strict: no "0.5" strings, no booleans), in the OpenAI ranges.
 Temperature = Annotated[float | None, Field(ge=0, le=2, strict=True)]
 TopP = Annotated[float | None, Field(ge=0, le=1, strict=True)]

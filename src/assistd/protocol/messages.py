@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from assistd.protocol.base import Metadata, RequestModel, WireModel
 
@@ -22,9 +24,33 @@ class ImageFilePart(WireModel):
     image_file: ImageFileRef
 
 
+DATA_IMAGE_URL = re.compile(r"data:image/[\w.+-]+(;[\w.+-]+=[\w.+-]+)*(;base64)?,", re.IGNORECASE)
+
+
 class ImageUrlRef(WireModel):
     url: str
     detail: Literal["auto", "low", "high"] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not is_image_url(value):
+            shown = value if len(value) <= 60 else value[:60] + "…"
+            raise ValueError(f"expected an http(s) URL or a data:image/... URL, got '{shown}'")
+        return value
+
+
+def is_image_url(value: str) -> bool:
+    """An absolute http(s) URL with a host, or a data: URL of an image (as the hosted API accepts)."""
+    if any(ch.isspace() for ch in value):
+        return False
+    if value[:5].lower() == "data:":
+        return DATA_IMAGE_URL.match(value) is not None
+    try:
+        parts = urlsplit(value)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a malformed port or IPv6 host
+        return False
 
 
 class ImageUrlPart(WireModel):

@@ -4,7 +4,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from assistd.protocol.base import Metadata, RequestModel, Temperature, TopP, WireModel, max_len
+from assistd.protocol.base import (
+    Metadata,
+    ReasoningEffort,
+    RequestModel,
+    Temperature,
+    TopP,
+    WireModel,
+    max_len,
+)
 from assistd.protocol.messages import MessageCreate
 from assistd.protocol.threads import ThreadCreate
 from assistd.protocol.tools import ResponseFormat, Tool, ToolResources
@@ -61,6 +69,7 @@ class RunOptions(RequestModel):
 class RunCreate(RunOptions):
     additional_instructions: str | None = None
     additional_messages: list[MessageCreate] | None = None
+    reasoning_effort: ReasoningEffort = None  # accepted, no effect (protocol.base)
 
 
 class ThreadAndRunCreate(RunOptions):
