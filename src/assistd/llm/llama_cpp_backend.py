@@ -1,6 +1,7 @@
 """LLMBackend on llama-cpp-python: one loaded GGUF model, its chat template, and a RAM cache of KV states so
 that turn N of a thread only processes the tokens that are new since turn N-1, even when other threads
-ran in between."""
+ran in between. The cache's whole footprint stays within `kv_cache_bytes` (llm/kv_cache.py); llama.cpp logs
+through Python logging (llm/llama_log.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from assistd.config import ModelEntry
 from assistd.llm.backend import GenerationParams, GenerationResult
+from assistd.llm.llama_log import diverted_output, route_llama_log
 
 log = logging.getLogger("assistd.llm")
 
@@ -27,19 +29,26 @@ class LlamaCppBackend:
             raise ModelLoadError(
                 f"model file {entry.path} for '{entry.name}' does not exist (run `make install`)"
             )
+        from assistd.llm.kv_cache import KVStateCache
+
         self.name = entry.name
         self._llama_cpp = llama_cpp
-        self.llm = llama_cpp.Llama(
-            model_path=str(entry.path),
-            n_ctx=entry.n_ctx,
-            n_gpu_layers=entry.n_gpu_layers,
-            n_threads=entry.n_threads,
-            n_batch=512,
-            verbose=False,
-        )
+        # verbose=False would point fds 1 and 2 of the whole process at /dev/null during the load
+        route_llama_log()
+        with diverted_output():
+            self.llm = llama_cpp.Llama(
+                model_path=str(entry.path),
+                n_ctx=entry.n_ctx,
+                n_gpu_layers=entry.n_gpu_layers,
+                n_threads=entry.n_threads,
+                n_batch=512,
+                logits_all=False,  # KVStateCache keeps one logits row per state: all reuse needs then
+                verbose=True,
+            )
+        self.llm.verbose = False  # no prints per generation; llama.cpp's own log goes to "assistd.llama"
         self.n_ctx = self.llm.n_ctx()
         if cache_bytes > 0:
-            self.llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=cache_bytes))
+            self.llm.set_cache(KVStateCache(capacity_bytes=cache_bytes))
         self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
         if entry.chat_format:
             self._formatter: Any = llama_chat_format.get_chat_completion_handler(entry.chat_format)
@@ -77,7 +86,8 @@ class LlamaCppBackend:
         if cache is not None:
             try:
                 item = cache[tokens]
-                best = max(best, self._llama_cpp.Llama.longest_token_prefix(item.input_ids.tolist(), tokens))
+                saved = item.input_ids[: item.n_tokens].tolist()  # past n_tokens: stale ids of other runs
+                best = max(best, self._llama_cpp.Llama.longest_token_prefix(saved, tokens))
             except KeyError:
                 pass
         return best
