@@ -12,6 +12,11 @@ install:
 	$(BIN)/pip install --quiet --upgrade pip wheel setuptools
 	# The CPU build of torch first, so sentence-transformers does not pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
+	# llama.cpp for portable x86-64 (AVX2), not -march=native: on hosts with AMX, ggml's AMX kernels crash
+	# (SIGSEGV in ggml_backend_amx_mul_mat) at the first decode; a native wheel in pip's cache would come back.
+	$(BIN)/python -c "import llama_cpp, sys; sys.exit(b'AMX' in llama_cpp.llama_print_system_info())" 2>/dev/null || \
+		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet --no-cache-dir --force-reinstall --no-deps \
+		'llama-cpp-python>=0.3.2'
 	$(BIN)/pip install --quiet torch==2.13.0 -e '.[dev]'
 	$(BIN)/python scripts/fetch_model.py --models-dir models
 	@if [ -f tests/browser/package.json ] && command -v npm >/dev/null 2>&1; then \
