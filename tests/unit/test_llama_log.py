@@ -12,10 +12,16 @@ from pathlib import Path
 import pytest
 
 from assistd.config import DEFAULT_MODEL_FILE, DEFAULT_MODEL_NAME, ModelEntry
-from assistd.llm.llama_log import GGML_LOG_LEVEL_CONT, GGML_LOG_LEVEL_ERROR, LlamaLogRouter, diverted_output
+from assistd.llm.llama_log import (
+    GGML_LOG_LEVEL_CONT,
+    GGML_LOG_LEVEL_ERROR,
+    GGML_LOG_LEVEL_WARN,
+    LlamaLogRouter,
+    diverted_output,
+)
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_FILE
-GGML_LOG_LEVEL_INFO, GGML_LOG_LEVEL_WARN = 2, 3
+GGML_LOG_LEVEL_INFO = 2
 
 
 def test_pieces_become_one_record_per_line_with_the_level_of_their_message(caplog):
@@ -31,7 +37,7 @@ def test_pieces_become_one_record_per_line_with_the_level_of_their_message(caplo
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (logging.DEBUG, "loading model ... done"),
         (logging.DEBUG, "second line"),
-        (logging.DEBUG, "a warning"),
+        (logging.WARNING, "a warning"),
         (logging.ERROR, "failed to load"),
     ]
 

@@ -3,8 +3,8 @@
 llama-cpp-python with `verbose=False` points file descriptors 1 and 2 at /dev/null while a model loads,
 which silences every other thread of the process (access logs of other requests vanished). So models load
 with `verbose=True`, and:
-- llama.cpp's own log (its C log callback) goes to the logger "assistd.llama": errors at ERROR, everything
-  else at DEBUG, so a normal log stays quiet;
+- llama.cpp's own log (its C log callback) goes to the logger "assistd.llama": warnings and errors at their
+  level (loading the default model logs none), everything else at DEBUG, so a normal log stays quiet;
 - what llama-cpp-python prints to `sys.stderr`/`sys.stdout` from the loading thread (model metadata, the chat
   template) goes to the same logger at DEBUG, while every other thread's writes pass through unchanged."""
 
@@ -17,14 +17,15 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TextIO
 
 log = logging.getLogger("assistd.llama")
 
-# enum ggml_log_level in ggml.h
+# enum ggml_log_level in ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the last one)
+GGML_LOG_LEVEL_WARN = 3
 GGML_LOG_LEVEL_ERROR = 4
 GGML_LOG_LEVEL_CONT = 5
+LEVELS = {GGML_LOG_LEVEL_WARN: logging.WARNING, GGML_LOG_LEVEL_ERROR: logging.ERROR}  # the rest: DEBUG
 
 
 class LlamaLogRouter:
@@ -46,7 +47,7 @@ class LlamaLogRouter:
             if level != GGML_LOG_LEVEL_CONT:
                 self._emit(self._partial)
                 self._partial = ""
-                self._level = logging.ERROR if level >= GGML_LOG_LEVEL_ERROR else logging.DEBUG
+                self._level = LEVELS.get(level, logging.DEBUG)
             if not self._logger.isEnabledFor(self._level):
                 return
             *lines, self._partial = (self._partial + text).split("\n")
@@ -108,7 +109,7 @@ class _ThreadDivertedStream:
 _DIVERT_LOCK = threading.Lock()
 
 
-@contextmanager
+@contextlib.contextmanager
 def diverted_output() -> Iterator[None]:
     """While it is open, this thread's writes to sys.stderr and sys.stdout go to "assistd.llama" at DEBUG;
     no file descriptor changes, and other threads' output is untouched."""
