@@ -12,6 +12,7 @@ from typing import Any
 from assistd.config import ModelEntry
 from assistd.llm.backend import GenerationParams, GenerationResult
 from assistd.llm.llama_log import diverted_output, route_llama_log
+from assistd.llm.malloc import release_large_frees
 
 log = logging.getLogger("assistd.llm")
 
@@ -48,6 +49,7 @@ class LlamaCppBackend:
         self.llm.verbose = False  # no prints per generation; llama.cpp's own log goes to "assistd.llama"
         self.n_ctx = self.llm.n_ctx()
         if cache_bytes > 0:
+            release_large_frees()  # or evicted states leave holes in the run threads' heaps
             self.llm.set_cache(KVStateCache(capacity_bytes=cache_bytes))
         self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
         if entry.chat_format:
