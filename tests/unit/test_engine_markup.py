@@ -72,7 +72,7 @@ def test_without_tools_the_call_markers_are_stop_strings(tmp_path):
     assert _texts(rig, thread_id, run_id) == ["It is 42."]
     assert _streamed(recorder).strip() == "It is 42."
     assert rig.backend.grammars[-1] is None  # the last request offered no tools
-    assert "<tool_call>" in rig.backend.stops[-1] and '{"name"' in rig.backend.stops[-1]
+    assert "<tool_call>" in rig.backend.stops[-1] and '{"name": "lookup"' in rig.backend.stops[-1]
 
 
 def test_without_tools_earlier_calls_are_not_shown_in_tool_syntax(tmp_path):
@@ -137,13 +137,26 @@ def test_an_unfinished_call_with_no_text_fails_the_run_clearly(tmp_path):
     assert _texts(rig, thread_id, run.id) == []
 
 
-def test_a_plain_run_stops_at_tool_syntax_too(tmp_path):
+def test_with_tool_choice_none_a_call_s_json_ends_the_reply(tmp_path):
     rig = build_rig(tmp_path, ['Paris. [{"name": "lookup", "arguments": {}}]'])
-    thread_id, assistant_id = rig.thread(), rig.assistant()
-    run = rig.create_run(thread_id, assistant_id)
+    thread_id, assistant_id = rig.thread(), rig.assistant(tools=[LOOKUP])
+    run = rig.create_run(thread_id, assistant_id, tool_choice="none")
     rig.executor.execute(run.id, threading.Event())
     assert _texts(rig, thread_id, run.id) == ["Paris."]
-    assert '{"name"' in rig.backend.stops[0]
+    assert '[{"name": "lookup"' in rig.backend.stops[0] and "<tool_call>" in rig.backend.stops[0]
+
+
+def test_json_that_calls_no_tool_of_the_run_is_an_answer(tmp_path):
+    answer = '{"name": "Ada", "born": 1815}'
+    rig = build_rig(tmp_path, [answer, answer])
+    thread_id = rig.thread("Give me JSON about Ada Lovelace.")
+    plain = rig.create_run(thread_id, rig.assistant())
+    rig.executor.execute(plain.id, threading.Event())
+    assert _texts(rig, thread_id, plain.id) == [answer]
+    with_tools = rig.create_run(thread_id, rig.assistant(tools=[LOOKUP]))
+    rig.executor.execute(with_tools.id, threading.Event())
+    done = rig.runs.get(PROJECT, thread_id, with_tools.id)
+    assert done.status == "completed" and _texts(rig, thread_id, with_tools.id) == [answer]
 
 
 def test_a_call_written_without_its_tags_is_still_a_call(tmp_path):

@@ -146,6 +146,7 @@ def test_a_clean_shutdown_gives_runs_that_never_started_back_to_the_queue(tmp_pa
     assert rig.backend.started.wait(10)
     rig.engine.launch(second.id)
     _until(lambda: rig.executor.registry._locks[MODEL].waiting == 1)
+    _until(lambda: bool(rig.store.steps(first.id)))  # the first run has begun its answer
     rig.engine.shutdown()
     cut = rig.runs.get(PROJECT, t1, first.id)
     assert cut.status == "failed" and "shut down" in cut.last_error["message"]

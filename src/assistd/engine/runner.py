@@ -139,9 +139,9 @@ class RunExecutor:
     def _begin(self, run: RunRow, cancel: threading.Event) -> None:
         """The run is being worked on now (it has the model, or a tool step opens): `queued` becomes
         `in_progress` (once; later calls change nothing). A cancel that came while it waited ends it."""
+        self._check(run, cancel)
         if self.store.start(run.id).status == "cancelling":
             raise RunStopped("cancelled")
-        self._check(run, cancel)
 
     def _check(self, run: RunRow, cancel: threading.Event) -> None:
         if cancel.is_set():
@@ -248,7 +248,7 @@ class RunExecutor:
             params.grammar = grammar
             return self._text(backend, None, prompt.text, params, run, stop)
         if not functions:  # tools are off: any tool markup ends the reply
-            params.stop = [*params.stop, *fmt.stop_markers]
+            params.stop = [*params.stop, *fmt.stop_markers(_tool_names(run))]
             return self._text(backend, fmt, prompt.text, params, run, stop)
         return self._auto(backend, fmt, prompt.text, params, functions, run, stop)
 
@@ -259,7 +259,7 @@ class RunExecutor:
         result = backend.generate(prompt, params, sink.write, stop)
         self._after_generation(run, result)
         if fmt is not None:
-            _drop_markup(sink, fmt)
+            _drop_markup(sink, fmt, _tool_names(run))
         return Reply(text=sink.text, calls=[], result=result, sink=sink)
 
     def _auto(
@@ -277,8 +277,11 @@ class RunExecutor:
         under the grammar, in the format's own syntax. Other tool markup (a stray closing tag) ends the
         reply."""
         sink = MessageSink(self.store, run)
-        watch = MarkerWatch(fmt.call_markers)
-        others = [m for m in fmt.stop_markers if m not in fmt.call_markers]
+        names = _tool_names(run)
+        opening = fmt.call_markers(names)
+        watch = MarkerWatch(opening)
+        # Other markup ends the reply; not markup that contains an opening (the stop would hide it).
+        others = [m for m in fmt.stop_markers(names) if not any(o in m for o in opening)]
         first = dataclasses.replace(params, stop=[*params.stop, *others])
         result = backend.generate(
             prompt, first, lambda piece: sink.write(watch.feed(piece)), lambda: stop() or watch.triggered
@@ -286,7 +289,7 @@ class RunExecutor:
         if not watch.triggered:
             sink.write(watch.flush())
             self._after_generation(run, result)
-            _drop_markup(sink, fmt)
+            _drop_markup(sink, fmt, names)
             return Reply(text=sink.text, calls=[], result=result, sink=sink)
         # The reply opened a tool call: finish it under the grammar so that it parses.
         head = watch.before + fmt.start_marker
@@ -305,7 +308,7 @@ class RunExecutor:
             log.warning(
                 "run %s: the model opened a tool call that did not parse: %r", run.id, rest.text[:200]
             )
-        _drop_markup(sink, fmt)
+        _drop_markup(sink, fmt, names)
         return Reply(
             text=sink.text,
             calls=calls,
@@ -596,10 +599,10 @@ class RunExecutor:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def _drop_markup(sink: MessageSink, fmt: Any) -> None:
+def _drop_markup(sink: MessageSink, fmt: Any, names: list[str]) -> None:
     """The last guard: tool markup that reached the text (a backend that ignores stop strings) is dropped
     from the message."""
-    clean = fmt.visible_text(sink.text)
+    clean = fmt.visible_text(sink.text, names)
     if clean != sink.text.strip():
         log.warning("tool markup dropped from a reply: %r", sink.text[-200:])
     if clean != sink.text:
@@ -625,6 +628,11 @@ def _no_answer(reply: Reply, call_tokens: int) -> str:
             f"{call_tokens}) and wrote no answer."
         )
     return "The model gave no answer: its reply was empty once tool-call syntax was left out."
+
+
+def _tool_names(run: RunRow) -> list[str]:
+    """The names the model calls this run's tools by (its functions, code_interpreter, file_search)."""
+    return [t["function"]["name"] if t["type"] == "function" else t["type"] for t in run.tools]
 
 
 def _has(run: RunRow, kind: str) -> bool:

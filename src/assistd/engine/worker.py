@@ -47,11 +47,15 @@ class RunEngine:
         self._stop.set()
         with self._lock:
             active = dict(self.active)
-        for run_id, flag in active.items():
+        started = []
+        for run_id, flag in active.items():  # first the runs that never started: the next server runs them
             if self.store.requeue_unstarted(run_id):
-                flag.release = True  # never started: the next server (or another worker) runs it
+                flag.release = True
+                flag.set()
             else:
-                self.store.finish(run_id, "failed", {"code": "server_error", "message": SHUTDOWN})
+                started.append((run_id, flag))
+        for run_id, flag in started:  # then the others end (which frees the model for nobody)
+            self.store.finish(run_id, "failed", {"code": "server_error", "message": SHUTDOWN})
             flag.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
         if self._thread is not None:

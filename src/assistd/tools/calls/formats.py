@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any
 
 from assistd.tools.calls import jsonscan
@@ -22,7 +23,6 @@ from assistd.tools.calls.types import ParsedCall, ParsedReply
 
 CALL_OPEN = '{"name":'  # every call object starts exactly so: it lets a grammar resume after a marker
 TAG_MARKERS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
-JSON_MARKERS = ('[{"name"', '{"name"')  # a call written without its tags (longest first: see stop_markers)
 RESULTS_NUDGE = "Now answer the user in plain words, using these results."
 
 
@@ -31,16 +31,19 @@ class BaseFormat(ABC):
     start_marker = ""
     arguments_key = "arguments"
     native_template_tools = True  # pass `tools` to a template that takes them (the model was trained so)
-    # Text that opens tool markup in this format. When a generation offers no tools these are its stop
-    # strings: a call there could not run, and tool syntax never belongs in message text. Where one marker
-    # contains another, the longer comes first (llama-cpp-python stops at the first listed one it finds).
-    stop_markers: tuple[str, ...] = (*TAG_MARKERS, *JSON_MARKERS)
+    tag_markers: tuple[str, ...] = TAG_MARKERS  # the format's own tool markup
 
-    @property
-    def call_markers(self) -> tuple[str, ...]:
+    def stop_markers(self, names: Iterable[str]) -> tuple[str, ...]:
+        """Text that opens tool markup, for a run whose tools have these names: the format's tags, and the
+        JSON of a call to one of them. When a generation offers no tools these are its stop strings: a call
+        there could not run, and tool syntax never belongs in message text. (JSON that calls nothing the
+        run has, such as an answer with a "name" key, is text.)"""
+        return (*self.tag_markers, *json_markers(names))
+
+    def call_markers(self, names: Iterable[str]) -> tuple[str, ...]:
         """Text that opens a call when tools are offered: the format's own marker, and a call's JSON written
         without it (the engine then finishes it in the format's own syntax, under the grammar)."""
-        return tuple(dict.fromkeys((self.start_marker, *JSON_MARKERS)))
+        return tuple(dict.fromkeys((self.start_marker, *json_markers(names))))
 
     # ----------------------------------------------------------------------------------- prompt side
     def prepare(
@@ -107,12 +110,11 @@ class BaseFormat(ABC):
     @abstractmethod
     def parse(self, text: str) -> ParsedReply: ...
 
-    def visible_text(self, text: str) -> str:
-        """`text` as message text: calls parsed out, and everything from any other tool markup on dropped
-        (an unparsable call, a stray closing tag)."""
-        rest = self.parse(text).text
-        cuts = [at for at in (rest.find(m) for m in self.stop_markers) if at >= 0]
-        return (rest[: min(cuts)] if cuts else rest).strip()
+    def visible_text(self, text: str, names: Iterable[str]) -> str:
+        """`text` as message text: it ends where any tool markup begins, as a generation with these markers
+        as stop strings would have ended."""
+        cuts = [at for at in (text.find(m) for m in self.stop_markers(names)) if at >= 0]
+        return (text[: min(cuts)] if cuts else text).strip()
 
     def through_marker(self, text: str) -> str:
         """`text` cut just after the first start_marker: what to append to the prompt before generating under
@@ -225,11 +227,10 @@ class Llama3Format(BaseFormat):
     name = "llama3"
     start_marker = '{"name"'
     arguments_key = "parameters"
-    stop_markers = ("<|python_tag|>", *JSON_MARKERS)
+    tag_markers = ("<|python_tag|>",)
 
-    @property
-    def call_markers(self) -> tuple[str, ...]:
-        return (*JSON_MARKERS, "<|python_tag|>")
+    def call_markers(self, names: Iterable[str]) -> tuple[str, ...]:
+        return (self.start_marker, "<|python_tag|>")  # its calls are bare JSON: any one opens a call
 
     def instruction(self, functions: list[dict]) -> str:
         sigs = "\n\n".join(json.dumps({"type": "function", "function": f}, indent=4) for f in functions)
@@ -391,6 +392,16 @@ def _after_prefix(b: GrammarBuilder, rule: str, prefix: str) -> str:
         assert call_body.startswith(head), call_body
         rests.append(f"{literal(CALL_OPEN[len(prefix) :])} {call_body[len(head) :].strip()}")
     return b.add(f"{rule}-rest", " | ".join(rests))
+
+
+def json_markers(names: Iterable[str]) -> tuple[str, ...]:
+    """The opening of a call's JSON to each of `names`, as models write it without the format's tags; where
+    one contains another the longer comes first (llama-cpp-python stops at the first listed stop it finds)."""
+    out: list[str] = []
+    for name in dict.fromkeys(names):
+        quoted = json.dumps(name)
+        out += [f'[{{"name": {quoted}', f'[{{"name":{quoted}', f'{{"name": {quoted}', f'{{"name":{quoted}']
+    return tuple(out)
 
 
 def _plain_results(results: list[tuple[str, str]]) -> str:

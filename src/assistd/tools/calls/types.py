@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,10 +22,6 @@ class ParsedReply:
 class ToolFormat(Protocol):
     name: str  # "hermes" | "llama3" | "generic"
     start_marker: str  # the text that opens a tool call in this format
-    stop_markers: tuple[str, ...]  # text that opens any tool markup: stop strings when tools are off
-
-    @property
-    def call_markers(self) -> tuple[str, ...]: ...  # text that opens a call when tools are offered
 
     def prepare(
         self, messages: list[dict], tools: list[dict], template_takes_tools: bool
@@ -32,7 +29,13 @@ class ToolFormat(Protocol):
 
     def parse(self, text: str) -> ParsedReply: ...
 
-    def visible_text(self, text: str) -> str: ...
+    def stop_markers(self, names: Iterable[str]) -> tuple[str, ...]: ...  # stop strings when tools are off
+
+    def call_markers(
+        self, names: Iterable[str]
+    ) -> tuple[str, ...]: ...  # what opens a call when tools are on
+
+    def visible_text(self, text: str, names: Iterable[str]) -> str: ...
 
     def through_marker(self, text: str) -> str: ...
 
