@@ -5,9 +5,9 @@ own question), through a real `assistd serve` process (official SDK, streaming, 
 the server's RSS every --every runs, after 20 runs and after N, and its peak, and checks the goal: RSS after
 N <= 1.5 x RSS after 20, and the peak never above model file + KV-cache cap + 1 GB. Exit status 1 when the
 goal is missed. Each run leaves a ~26 MB KV state in the cache (SmolLM2, ~1.2k tokens), so RSS grows until
-the cache reaches its cap (~75 runs at the default 2 GiB) and must stay flat after that.
+the cache reaches its cap (~40 runs at the default 1 GiB) and must stay flat after that.
 
-Usage: .venv/bin/python scripts/bench_soak.py [--n 500] [--kv-cache-bytes 2147483648] [--tokens 8]
+Usage: .venv/bin/python scripts/bench_soak.py [--n 500] [--kv-cache-bytes 1073741824] [--tokens 8]
 """
 
 from __future__ import annotations

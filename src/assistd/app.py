@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import anyio
@@ -58,6 +60,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Synchronous routes run in the loop's default executor; asyncio sizes it min(32, CPUs + 4), only 6
+        # threads on a 2-core server, too few for a team's concurrent clients.
+        api_pool = ThreadPoolExecutor(max_workers=settings.api_threads, thread_name_prefix="api")
+        asyncio.get_running_loop().set_default_executor(api_pool)
         container = Container.build(settings)
         app.state.container = container
         await anyio.to_thread.run_sync(container.start)
@@ -65,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await anyio.to_thread.run_sync(container.close)
+            api_pool.shutdown(wait=False, cancel_futures=True)
 
     v1 = Router(
         path="/v1",

@@ -28,7 +28,7 @@ def is_loopback(host: str) -> bool:
 FLAG_GROUPS = [
     ("models and generation", ("model", "default_model", "n_", "load_models", "kv_cache", "max_reply")),
     ("runs", ("run_", "max_tool")),
-    ("file_search", ("chroma", "embedding", "file_search", "ingest")),
+    ("file_search", ("chroma", "embedding", "file_search", "ingest", "extract")),
     ("code_interpreter", ("code_", "kernel")),
     ("storage", ("data_dir", "database", "files_dir", "max_upload")),
 ]

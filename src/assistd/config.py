@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
     files_dir: Path | None = Field(None, description="blob store for uploaded files; default data_dir/files")
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="largest accepted file upload, in bytes")
+    api_threads: int = Field(
+        64,
+        ge=4,
+        description="threads that serve the synchronous API routes (database work); a burst of slow "
+        "requests waits for one of them while the event loop keeps answering",
+    )
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="API keys and their projects, as 'key=project,key2=project2'; "
@@ -60,7 +66,9 @@ class Settings(BaseSettings):
     n_gpu_layers: int = Field(0, description="layers of the default model offloaded to a GPU (-1: all)")
     load_models_at_start: bool = Field(False, description="load models at start instead of on first use")
     kv_cache_bytes: int = Field(
-        2 * 1024**3, description="RAM for saved KV states, reused across thread turns"
+        1024**3,
+        description="RAM for saved KV states (KV cells, one logits row, token ids), reused across thread "
+        "turns; 0 turns reuse off",
     )
     run_expiry_seconds: int = Field(600, description="a run not finished this long after creation expires")
     run_lease_seconds: int = Field(30, description="a worker that stops renewing its lease loses the run")
