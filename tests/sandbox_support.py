@@ -26,3 +26,15 @@ def lacking(what: str) -> None:
 def require_mechanism(present: bool, what: str) -> None:
     if not present:
         lacking(what)
+
+
+def require_isolation() -> None:
+    """Kernels run only in the sandbox: without it the interpreter refuses (see test_code_fail_closed)."""
+    from assistd.config import Settings
+    from assistd.tools.code_interpreter.interpreter import CodeInterpreter
+
+    probe = CodeInterpreter(Settings(kernel_pool_size=0))
+    reason = probe.unavailable_reason()
+    probe.shutdown()
+    if reason is not None:
+        lacking(reason)

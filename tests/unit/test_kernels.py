@@ -12,7 +12,7 @@ from assistd.config import Settings
 from assistd.tools.code_interpreter import CodeInterpreter, ExecutionResult
 from assistd.tools.code_interpreter.kernel import LogBuffer
 from assistd.tools.code_interpreter.sandbox import MOUNT_DATA
-from tests.sandbox_support import lacking
+from tests.sandbox_support import lacking, require_isolation
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CSV = b"city,temp\nParis,21\nOslo,12\nRome,27\n"
@@ -21,11 +21,7 @@ CSV = b"city,temp\nParis,21\nOslo,12\nRome,27\n"
 @pytest.fixture(scope="module", autouse=True)
 def isolation():
     """These tests run kernels in the sandbox: without it, the interpreter refuses (test_code_fail_closed)."""
-    probe = CodeInterpreter(Settings(kernel_pool_size=0))
-    reason = probe.unavailable_reason()
-    probe.shutdown()
-    if reason is not None:
-        lacking(reason)
+    require_isolation()
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 from assistd.config import Settings
 from assistd.tools.code_interpreter import CodeInterpreter
 from assistd.tools.code_interpreter.interpreter import CodeInterpreterUnavailable
-from tests.sandbox_support import lacking
+from tests.sandbox_support import lacking, require_isolation
 
 SECRET_ENV = "ASSISTD_TEST_SANDBOX_SECRET"
 SECRET_VALUE = "env-secret-" + uuid.uuid4().hex
@@ -32,11 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def isolation():
     """These tests run kernels in the sandbox: without it, the interpreter refuses (test_code_fail_closed)."""
-    probe = CodeInterpreter(Settings(kernel_pool_size=0))
-    reason = probe.unavailable_reason()
-    probe.shutdown()
-    if reason is not None:
-        lacking(reason)
+    require_isolation()
 
 
 @pytest.fixture(scope="module")

@@ -253,7 +253,7 @@ class Kernel:
     def _find_kernel_pid(self) -> int | None:
         if self.proc is None:
             return None
-        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
+        for pid in [self.proc.pid, *reaper.descendants(self.proc.pid)]:
             try:
                 if b"\0-m\0ipykernel_launcher\0" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     return pid
@@ -267,7 +267,7 @@ class Kernel:
         if self.host_pid is None:
             return []
         if self.plan.uid is None:
-            return [pid for pid in _descendants(self.host_pid) if not _is_zombie(str(pid))]
+            return [pid for pid in reaper.descendants(self.host_pid) if not _is_zombie(str(pid))]
         found = []
         with os.scandir("/proc") as entries:
             for entry in entries:
@@ -434,7 +434,7 @@ def _is_zombie(pid: str) -> bool:
 
 
 def _children(parent: int) -> list[int]:
-    return [pid for pid in _descendants(parent) if _ppid(pid) == parent]
+    return [pid for pid in reaper.descendants(parent) if _ppid(pid) == parent]
 
 
 def _ppid(pid: int) -> int | None:
@@ -442,26 +442,6 @@ def _ppid(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return None
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def uid_has_processes(uid: int) -> bool:
