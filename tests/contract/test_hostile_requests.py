@@ -221,6 +221,7 @@ def test_encoded_slashes_name_no_route(http):
 
 
 def test_reasoning_effort_is_a_known_field(client, server):
+    seen = len(server.log())  # the server is shared: other tests send it to objects that lack it (threads)
     assistant = client.beta.assistants.create(model=MODEL, reasoning_effort=None)
     client.beta.assistants.update(assistant.id, reasoning_effort="low")
     thread = client.beta.threads.create()
@@ -230,7 +231,7 @@ def test_reasoning_effort_is_a_known_field(client, server):
         client.beta.assistants.create(model=MODEL, extra_body={"reasoning_effort": "extreme"})
     unknown = [
         line
-        for line in server.log().splitlines()
+        for line in server.log()[seen:].splitlines()
         if "ignoring unknown fields" in line and "reasoning_effort" in line
     ]
     assert unknown == []
