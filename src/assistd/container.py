@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistd.config import Settings
+from assistd.config import ModelEntry, Settings
 from assistd.engine.events import EventBus
 from assistd.engine.runner import RunExecutor
 from assistd.engine.store import RunStore
@@ -16,7 +16,8 @@ from assistd.engine.worker import RunEngine
 from assistd.ids import now
 from assistd.leases import make_worker_id
 from assistd.llm.catalog import ModelCatalog
-from assistd.llm.llama_cpp_backend import LlamaCppBackend
+from assistd.llm.embedded import default_slots
+from assistd.llm.engines import open_backend
 from assistd.llm.registry import ModelRegistry
 from assistd.services.assistants import AssistantService
 from assistd.services.files import FileService
@@ -79,9 +80,7 @@ class Container:
         )
         messages.active_run = active_run_id
         bus = EventBus()
-        registry = ModelRegistry(
-            catalog, lambda name: LlamaCppBackend(catalog.require(name), settings.kv_cache_bytes)
-        )
+        registry = ModelRegistry(catalog, lambda name: open_backend(*_engine_args(settings, catalog, name)))
         extras: dict[str, Any] = {}
         usage = UsageService(db)
         code_interpreter = CodeInterpreter(settings)  # kernels start in start(), in the background
@@ -93,7 +92,9 @@ class Container:
         file_search.install(resources, files, messages, threads)
         extras["file_search"] = file_search
         executor = RunExecutor(RunStore(db, bus), registry, catalog, Toolbox(extras, files, blobs), settings)
-        engine = RunEngine(RunStore(db, bus), executor, worker_id, settings.run_lease_seconds)
+        engine = RunEngine(
+            RunStore(db, bus), executor, worker_id, settings.run_lease_seconds, _run_threads(settings)
+        )
         return cls(
             settings=settings,
             db=db,
@@ -125,8 +126,25 @@ class Container:
 
     def close(self) -> None:
         self.engine.shutdown()
+        self.registry.close()
         if "file_search" in self.extras:
             self.extras["file_search"].close()
         if "code_interpreter" in self.extras:
             self.extras["code_interpreter"].shutdown()
         self.db.dispose()
+
+
+def slots_of(settings: Settings, entry: ModelEntry) -> int:
+    return entry.parallel or settings.parallel or default_slots(entry)
+
+
+def _engine_args(settings: Settings, catalog: ModelCatalog, name: str) -> tuple[ModelEntry, int, int]:
+    entry = catalog.require(name)
+    return entry, slots_of(settings, entry), settings.kv_cache_bytes
+
+
+def _run_threads(settings: Settings) -> int:
+    """Threads that execute runs: enough for every slot of every model to be busy while as many runs wait
+    for a tool (code, file search) or in the queue."""
+    slots = sum(slots_of(settings, entry) for entry in settings.model_entries())
+    return max(8, 2 * slots)

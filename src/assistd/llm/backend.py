@@ -31,8 +31,9 @@ class GenerationResult:
 
 class LLMBackend(Protocol):
     name: str
-    n_ctx: int
+    n_ctx: int  # the context one generation may use
     chat_template: str | None
+    slots: int  # generations its engine runs at once (batched); the registry queues the others
 
     def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
         """The prompt text for `messages` (OpenAI chat form) through the model's chat template, ending with
@@ -52,5 +53,6 @@ class LLMBackend(Protocol):
     ) -> GenerationResult:
         """Generates a continuation of `prompt`, calling `on_text` with each new piece of text as it comes.
         Stops at `params.max_tokens`, a stop string, the end of the turn, or when `cancelled()` is true.
-        Blocking: call it from a worker thread."""
+        Blocking: call it from a worker thread; up to `slots` threads may call it at once. An engine that
+        cannot be reached or fails raises EngineError (llm/errors.py)."""
         ...

@@ -15,6 +15,7 @@ class ScriptedBackend:
         self, replies: list[str] | None = None, name: str = "fake", n_ctx: int = 4096, delay: float = 0.0
     ) -> None:
         self.name = name
+        self.slots = 1
         self.n_ctx = n_ctx
         self.chat_template = None
         self.replies = list(replies or [])

@@ -1,4 +1,5 @@
-"""LLMBackend on llama-cpp-python: one loaded GGUF model, its chat template, and a RAM cache of KV states so
+"""LLMBackend on llama-cpp-python (the fallback engine `llama-cpp-python`: one generation at a time, in
+this process): one loaded GGUF model, its chat template, and a RAM cache of KV states so
 that turn N of a thread only processes the tokens that are new since turn N-1, even when other threads
 ran in between. The cache's whole footprint stays within `kv_cache_bytes` (llm/kv_cache.py); llama.cpp logs
 through Python logging (llm/llama_log.py)."""
@@ -11,14 +12,11 @@ from typing import Any
 
 from assistd.config import ModelEntry
 from assistd.llm.backend import GenerationParams, GenerationResult
+from assistd.llm.errors import ModelLoadError
 from assistd.llm.llama_log import diverted_output, route_llama_log
 from assistd.llm.malloc import release_large_frees
 
 log = logging.getLogger("assistd.llm")
-
-
-class ModelLoadError(Exception):
-    pass
 
 
 class LlamaCppBackend:
@@ -26,13 +24,14 @@ class LlamaCppBackend:
         import llama_cpp
         from llama_cpp import llama_chat_format
 
-        if not entry.path.exists():
+        if entry.path is None or not entry.path.exists():
             raise ModelLoadError(
                 f"model file {entry.path} for '{entry.name}' does not exist (run `make install`)"
             )
         from assistd.llm.kv_cache import KVStateCache
 
         self.name = entry.name
+        self.slots = 1  # one llama context: one generation at a time
         self._llama_cpp = llama_cpp
         # verbose=False would point fds 1 and 2 of the whole process at /dev/null during the load
         route_llama_log()

@@ -1,0 +1,116 @@
+"""LLMBackend on llama.cpp's server engine, over its HTTP API: the embedded engine (llm/embedded.py) and an
+operator-run `llama-server` alike. The engine batches the generations of its slots (continuous batching),
+keeps each slot's KV cells for the next turn and a host-memory prompt cache across threads, constrains
+decoding to a GBNF grammar, and counts tokens; a closed stream frees the slot. Prompts are rendered and
+counted here (llm/vocab.py) so that truncation happens before a prompt is sent."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from assistd.llm.backend import GenerationParams, GenerationResult
+from assistd.llm.errors import EngineError, ModelLoadError
+from assistd.llm.http import EngineHTTP
+from assistd.llm.vocab import ChatRenderer, Vocab
+
+log = logging.getLogger("assistd.llm")
+
+STOP_TYPES = {"limit": "length", "eos": "stop", "word": "stop"}
+
+
+class LlamaServerBackend:
+    def __init__(self, name: str, http: EngineHTTP, vocab: Vocab, props: dict[str, Any], engine: str) -> None:
+        self.name = name
+        self.engine = engine  # "embedded llama.cpp server" or the remote URL, for logs and doctor
+        self._http = http
+        self._vocab = vocab
+        self.owned_engine: Any = None  # the embedded engine this backend started, closed with it
+        settings = props.get("default_generation_settings") or {}
+        self.n_ctx = int(settings.get("n_ctx") or 0)  # per slot: what one run may use
+        self.slots = max(1, int(props.get("total_slots") or 1))
+        if not self.n_ctx:
+            raise ModelLoadError(f"{http.label}: /props does not tell the context size")
+        self.chat_template = vocab.chat_template
+        if not self.chat_template:
+            raise ModelLoadError(
+                f"{http.label}: the model has no chat template (GGUF metadata or the engine's /props); "
+                "set `chat_template` for it in the models file"
+            )
+        self._renderer = ChatRenderer(self.chat_template, vocab.bos_text, vocab.eos_text)
+
+    @property
+    def label(self) -> str:
+        return self._http.label
+
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        return self._renderer.render(messages, tools)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._vocab.tokenize(text)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def busy_slots(self) -> int:
+        """How many of the engine's slots are generating now (its /slots endpoint)."""
+        return sum(1 for slot in self._http.get_json("/slots", timeout=10) if slot.get("is_processing"))
+
+    def close(self) -> None:
+        self._http.close()
+        if self.owned_engine is not None:
+            self.owned_engine.close()
+            self.owned_engine = None
+
+    def generate(
+        self,
+        prompt: str,
+        params: GenerationParams,
+        on_text: Callable[[str], None],
+        cancelled: Callable[[], bool],
+    ) -> GenerationResult:
+        prompt_tokens = self.count_tokens(prompt)
+        body: dict[str, Any] = {
+            "prompt": prompt,
+            "n_predict": max(1, min(params.max_tokens, self.n_ctx - prompt_tokens)),
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "repeat_penalty": params.repeat_penalty,
+            "stop": params.stop,
+            "stream": True,
+            "cache_prompt": True,  # the slot's KV cells (and the host cache) serve the next turn
+            "return_tokens": False,
+        }
+        if params.grammar:
+            body["grammar"] = params.grammar
+        if params.seed is not None:
+            body["seed"] = params.seed
+        pieces: list[str] = []
+        final: dict[str, Any] = {}
+        completion_tokens = 0
+        for event in self._http.events("/completion", body, cancelled):
+            text = event.get("content") or ""
+            if text:
+                pieces.append(text)
+                on_text(text)
+            if event.get("stop"):
+                final = event
+            else:
+                completion_tokens += 1
+        if not final:
+            if not cancelled():
+                raise EngineError(f"{self.label} ended its reply without its final event")
+            finish = "cancelled"
+        else:
+            finish = STOP_TYPES.get(final.get("stop_type", ""), "stop")
+            if final.get("truncated"):
+                finish = "length"
+        timings = final.get("timings") or {}
+        return GenerationResult(
+            text="".join(pieces),
+            prompt_tokens=int(final.get("tokens_evaluated") or prompt_tokens),
+            completion_tokens=int(final.get("tokens_predicted", completion_tokens)),
+            finish_reason=finish,  # type: ignore[arg-type]
+            cached_tokens=int(timings.get("cache_n") or 0),
+        )

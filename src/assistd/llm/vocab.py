@@ -1,0 +1,81 @@
+"""What the engine needs from a model besides generation: its tokenizer (truncation and counts before a
+prompt is sent) and its chat template (rendering). From the GGUF file through llama-cpp-python with
+`vocab_only` (no weights: a few MB and a fraction of a second), or from a llama.cpp server's own
+`/tokenize` and `/props` when the model lives only there."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+from assistd.llm.errors import EngineError, ModelLoadError
+from assistd.llm.http import EngineHTTP
+
+log = logging.getLogger("assistd.llm")
+
+
+class Vocab(Protocol):
+    chat_template: str | None
+    bos_text: str
+    eos_text: str
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+
+class GGUFVocab:
+    """The tokenizer and chat template of a GGUF file, read without its weights."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        if not path.exists():
+            raise ModelLoadError(f"model file {path} for '{name}' does not exist (run `make install`)")
+        import llama_cpp
+
+        from assistd.llm.llama_log import route_llama_log
+
+        route_llama_log()
+        self._llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        model = self._llm._model
+        self.chat_template: str | None = self._llm.metadata.get("tokenizer.chat_template")
+        self.bos_text = model.token_get_text(self._llm.token_bos())
+        self.eos_text = model.token_get_text(self._llm.token_eos())
+        self.n_ctx_train = int(self._llm.metadata.get(f"{self._arch()}.context_length", 0) or 0)
+
+    def _arch(self) -> str:
+        return str(self._llm.metadata.get("general.architecture", ""))
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+
+class ServerVocab:
+    """The tokenizer and chat template of the model a llama.cpp server serves (`/tokenize`, `/props`)."""
+
+    def __init__(self, http: EngineHTTP, props: dict[str, Any]) -> None:
+        self._http = http
+        self.chat_template = props.get("chat_template") or None
+        self.bos_text = props.get("bos_token") or ""
+        self.eos_text = props.get("eos_token") or ""
+
+    def tokenize(self, text: str) -> list[int]:
+        request = {"content": text, "add_special": False, "parse_special": True}
+        body = self._http.post_json("/tokenize", request)
+        tokens = body.get("tokens")
+        if not isinstance(tokens, list):
+            raise EngineError(f"{self._http.label}: /tokenize answered without tokens")
+        return [t if isinstance(t, int) else t.get("id", 0) for t in tokens]
+
+
+class ChatRenderer:
+    """A chat template (Jinja, as in the GGUF metadata) rendered with llama-cpp-python's formatter, ending
+    with the opening of an assistant turn."""
+
+    def __init__(self, template: str, bos_text: str, eos_text: str) -> None:
+        from llama_cpp import llama_chat_format
+
+        self._formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=eos_text, bos_token=bos_text
+        )
+
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        return self._formatter(messages=messages, tools=tools or None).prompt
