@@ -95,6 +95,33 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def run_engine(args: argparse.Namespace) -> int:
+    import os
+
+    from assistd.config import ModelEntry
+    from assistd.llm.embedded import EmbeddedEngine, default_slots
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    entry = ModelEntry(
+        name=Path(args.model_path).stem,
+        path=Path(args.model_path),
+        n_ctx=args.n_ctx,
+        n_threads=args.n_threads,
+        n_gpu_layers=args.n_gpu_layers,
+    )
+    key = args.api_key or os.environ.get("ASSISTD_ENGINE_KEY") or ""
+    if not key and not is_loopback(args.host):
+        print("assistd engine: set --api-key (ASSISTD_ENGINE_KEY) to listen beyond loopback", file=sys.stderr)
+        return 2
+    engine = EmbeddedEngine(
+        entry, args.parallel or default_slots(entry), args.kv_cache_bytes, args.host, args.port, key
+    )
+    print(f"assistd engine: llama.cpp server for {entry.path} at {engine.url}", flush=True)
+    engine.wait()
+    engine.close()
+    return 0
+
+
 def models_list(settings: Settings) -> int:
     for entry in settings.model_entries():
         state = "ok" if Path(entry.path).exists() else "MISSING"
@@ -167,6 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_p.add_argument("name", help="the name clients pass as `model`")
     add_p.add_argument("path", help="path of the .gguf file")
     add_p.add_argument("--n-ctx", type=int, default=None, help="context size (default 8192)")
+    engine_p = sub.add_parser(
+        "engine",
+        help="run llama.cpp's server engine alone (for a models.toml `url`)",
+        description="Serve one GGUF model with llama.cpp's server engine (the embedded engine of `serve`, "
+        "from the xllamacpp wheel) on HOST:PORT, for assistd processes that name it by `url` in their "
+        "models file. Its API is llama.cpp's server API (/completion, /v1/completions, /slots, /props).",
+    )
+    engine_p.add_argument("model_path", metavar="MODEL", help="the .gguf file")
+    engine_p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    engine_p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free one)")
+    engine_p.add_argument("--parallel", type=int, default=None, help="slots (default: 2 per core, 4-16)")
+    engine_p.add_argument("--n-ctx", type=int, default=8192, help="context of each slot (default 8192)")
+    engine_p.add_argument("--n-threads", type=int, default=None, help="CPU threads (default: llama.cpp's)")
+    engine_p.add_argument("--n-gpu-layers", type=int, default=0, help="layers on the GPU (-1: all)")
+    engine_p.add_argument("--kv-cache-bytes", type=int, default=1024**3, help="host prompt cache (1 GiB)")
+    engine_p.add_argument(
+        "--api-key", default=None, help="key clients must send (default: env ASSISTD_ENGINE_KEY, else none)"
+    )
     doctor_p = sub.add_parser(
         "doctor",
         help="check models, sandbox, Chroma, database and embeddings; say what to do",
@@ -214,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         return models_list(settings)
     if args.command == "models" and args.models_command == "add":
         return models_add(settings, args.name, args.path, args.n_ctx)
+    if args.command == "engine":
+        return run_engine(args)
     if args.command == "doctor":
         from assistd import doctor
 

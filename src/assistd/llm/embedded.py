@@ -30,7 +30,15 @@ def default_slots(entry: ModelEntry) -> int:
 class EmbeddedEngine:
     """A running llama.cpp server for one model; `url` and `api_key` reach it."""
 
-    def __init__(self, entry: ModelEntry, slots: int, cache_bytes: int) -> None:
+    def __init__(
+        self,
+        entry: ModelEntry,
+        slots: int,
+        cache_bytes: int,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+    ) -> None:
         try:
             import xllamacpp
         except ImportError as exc:  # pragma: no cover - a dependency of the package
@@ -40,7 +48,8 @@ class EmbeddedEngine:
             raise ModelLoadError(
                 f"model file {entry.path} for '{entry.name}' does not exist (run `make install`)"
             )
-        self.api_key = secrets.token_urlsafe(24)
+        # None: a key only this process knows; "": none (`assistd engine` on loopback)
+        self.api_key = secrets.token_urlsafe(24) if api_key is None else api_key
         params: Any = xllamacpp.CommonParams()
         params.model.path = str(entry.path)
         params.n_parallel = slots
@@ -53,9 +62,9 @@ class EmbeddedEngine:
             params.cpuparams_batch.n_threads = entry.n_threads
         params.cache_ram_mib = cache_bytes // MIB  # host-memory prompt cache across threads; 0: off
         params.cache_prompt = True
-        params.hostnames = ["127.0.0.1"]
-        params.port = 0  # a free port, chosen by the engine
-        params.api_keys = [self.api_key]
+        params.hostnames = [host]
+        params.port = port  # 0: a free port, chosen by the engine
+        params.api_keys = [self.api_key] if self.api_key else []
         params.endpoint_slots = True
         params.endpoint_metrics = True
         params.verbosity = 0
@@ -73,6 +82,17 @@ class EmbeddedEngine:
             entry.n_ctx,
             cache_bytes // MIB,
         )
+
+    def wait(self) -> None:
+        """Blocks until the process is stopped (a signal): `assistd engine` serves until then."""
+        import signal
+        import threading
+
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.wait(1.0):
+            pass
 
     def close(self) -> None:
         server, self._server = self._server, None
