@@ -13,7 +13,6 @@ from assistd.engine.context import Conversation, fit
 from assistd.engine.events import Event
 from assistd.engine.worker import LOST
 from assistd.errors import ActiveRunConflict, InvalidRequest
-from assistd.llm.registry import FairLock
 from assistd.protocol.messages import MessageCreate
 from assistd.storage.runs import RunRow
 from tests.unit.engine_support import PROJECT, Recorder, build_rig
@@ -233,34 +232,6 @@ def test_truncation_drops_the_oldest_messages(tmp_path):
     run.truncation_strategy = {"type": "last_messages", "last_messages": 2}
     prompt = fit(rig.backend, conversation, run, reserve=50, render=rig.backend.render)
     assert "message 18" in prompt.text and "message 17" not in prompt.text and prompt.dropped == 18
-
-
-def test_fair_lock_serves_in_arrival_order():
-    lock, order = FairLock(), []
-    holder_ready, release = threading.Event(), threading.Event()
-
-    def holder():
-        with lock.hold():
-            holder_ready.set()
-            release.wait()
-
-    def waiter(i):
-        with lock.hold():
-            order.append(i)
-
-    threads = [threading.Thread(target=holder)]
-    threads[0].start()
-    holder_ready.wait()
-    for i in range(5):
-        t = threading.Thread(target=waiter, args=(i,))
-        t.start()
-        threads.append(t)
-        while lock.waiting < i + 1:
-            time.sleep(0.001)
-    release.set()
-    for t in threads:
-        t.join()
-    assert order == [0, 1, 2, 3, 4]
 
 
 def test_event_payload_serialises_protocol_objects():
