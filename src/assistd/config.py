@@ -23,6 +23,8 @@ DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #   "openai"           an OpenAI-compatible completions engine at `url` (vLLM, SGLang), raw prompts;
 #   "llama-cpp-python" the former in-process path, one generation at a time (a fallback).
 EngineKind = Literal["llama.cpp", "openai", "llama-cpp-python"]
+GrammarParam = Literal["grammar", "structured_outputs.grammar", "guided_grammar", "ebnf"]
+PenaltyParam = Literal["repeat_penalty", "repetition_penalty"]
 
 
 class ModelEntry(BaseModel):
@@ -38,6 +40,13 @@ class ModelEntry(BaseModel):
     remote_model: str | None = None  # the `model` an OpenAI-compatible engine serves it under
     chat_template: str | None = None  # a Jinja chat template, where neither the GGUF nor the engine has one
     parallel: int | None = None  # generation slots of the embedded engine; default: the server's --parallel
+    # engine "openai": the request keys its engine reads (llm/openai_completions.py). The GBNF grammar of
+    # tool calls and json_schema replies: llama.cpp "grammar", vLLM "structured_outputs.grammar" (0.10.2 on)
+    # or "guided_grammar" (before 0.12), SGLang "ebnf"; an engine ignores a key it does not know, and its
+    # decoding is then unconstrained. The repetition penalty: llama.cpp "repeat_penalty", vLLM and SGLang
+    # "repetition_penalty".
+    grammar_param: GrammarParam = "grammar"
+    penalty_param: PenaltyParam = "repeat_penalty"
     n_ctx: int = 8192
     n_gpu_layers: int = 0
     n_threads: int | None = None
