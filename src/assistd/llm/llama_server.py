@@ -13,7 +13,7 @@ from typing import Any
 from assistd.llm.backend import GenerationParams, GenerationResult
 from assistd.llm.errors import EngineError, ModelLoadError
 from assistd.llm.http import EngineHTTP
-from assistd.llm.vocab import ChatRenderer, Vocab
+from assistd.llm.vocab import ChatRenderer, Vocab, prompt_tokens
 
 log = logging.getLogger("assistd.llm")
 
@@ -70,10 +70,10 @@ class LlamaServerBackend:
         on_text: Callable[[str], None],
         cancelled: Callable[[], bool],
     ) -> GenerationResult:
-        prompt_tokens = self.count_tokens(prompt)
+        tokens = prompt_tokens(self._vocab, prompt)  # sent as ids: counted as the engine sees them
         body: dict[str, Any] = {
-            "prompt": prompt,
-            "n_predict": max(1, min(params.max_tokens, self.n_ctx - prompt_tokens)),
+            "prompt": tokens,
+            "n_predict": max(1, min(params.max_tokens, self.n_ctx - len(tokens))),
             "temperature": params.temperature,
             "top_p": params.top_p,
             "repeat_penalty": params.repeat_penalty,
@@ -98,6 +98,8 @@ class LlamaServerBackend:
                 final = event
             else:
                 completion_tokens += 1
+                if cancelled():  # leaving the stream closes it: the engine frees the slot
+                    break
         if not final:
             if not cancelled():
                 raise EngineError(f"{self.label} ended its reply without its final event")
@@ -109,7 +111,7 @@ class LlamaServerBackend:
         timings = final.get("timings") or {}
         return GenerationResult(
             text="".join(pieces),
-            prompt_tokens=int(final.get("tokens_evaluated") or prompt_tokens),
+            prompt_tokens=int(final.get("tokens_evaluated") or len(tokens)),
             completion_tokens=int(final.get("tokens_predicted", completion_tokens)),
             finish_reason=finish,  # type: ignore[arg-type]
             cached_tokens=int(timings.get("cache_n") or 0),

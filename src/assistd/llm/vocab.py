@@ -19,8 +19,18 @@ class Vocab(Protocol):
     chat_template: str | None
     bos_text: str
     eos_text: str
+    bos_id: int | None  # the BOS token the model wants first in a prompt; None: none
 
     def tokenize(self, text: str) -> list[int]: ...
+
+
+def prompt_tokens(vocab: Vocab, text: str) -> list[int]:
+    """The tokens of a rendered prompt as the model is fed them: special tokens parsed, a BOS first when
+    the model wants one and the template did not write it already."""
+    tokens = vocab.tokenize(text)
+    if vocab.bos_id is not None and (not tokens or tokens[0] != vocab.bos_id):
+        tokens = [vocab.bos_id, *tokens]
+    return tokens
 
 
 class GGUFVocab:
@@ -39,6 +49,8 @@ class GGUFVocab:
         self.chat_template: str | None = self._llm.metadata.get("tokenizer.chat_template")
         self.bos_text = model.token_get_text(self._llm.token_bos())
         self.eos_text = model.token_get_text(self._llm.token_eos())
+        wants_bos = self._llm.metadata.get("tokenizer.ggml.add_bos_token") == "true"
+        self.bos_id: int | None = self._llm.token_bos() if wants_bos else None
         self.n_ctx_train = int(self._llm.metadata.get(f"{self._arch()}.context_length", 0) or 0)
 
     def _arch(self) -> str:
@@ -56,9 +68,14 @@ class ServerVocab:
         self.chat_template = props.get("chat_template") or None
         self.bos_text = props.get("bos_token") or ""
         self.eos_text = props.get("eos_token") or ""
+        with_special = self._tokens("", add_special=True)  # what the engine puts before any text
+        self.bos_id: int | None = with_special[0] if with_special else None
 
     def tokenize(self, text: str) -> list[int]:
-        request = {"content": text, "add_special": False, "parse_special": True}
+        return self._tokens(text, add_special=False)
+
+    def _tokens(self, text: str, add_special: bool) -> list[int]:
+        request = {"content": text, "add_special": add_special, "parse_special": True}
         body = self._http.post_json("/tokenize", request)
         tokens = body.get("tokens")
         if not isinstance(tokens, list):
