@@ -104,8 +104,8 @@ class Settings(BaseSettings):
     n_ctx: int = Field(8192, description="context size of the default model")
     n_threads: int | None = Field(
         None,
-        description="CPU threads for generation; default: llama.cpp's own choice (the physical cores; "
-        "cores/2 on the llama-cpp-python engine)",
+        description="CPU threads for generation; default: half the logical CPUs (at least 1), leaving the "
+        "rest to the API, streams and indexing",
     )
     n_gpu_layers: int = Field(0, description="layers of the default model offloaded to a GPU (-1: all)")
     engine: EngineKind = Field(
