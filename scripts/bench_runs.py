@@ -1,13 +1,18 @@
-"""Benchmark: an assistd run vs. raw llama-cpp-python, in one process, on the default model.
+"""Benchmark: one assistd run at a time vs llama.cpp's server engine driven raw, and KV reuse across turns.
 
-1. The same prompt and max tokens through `Llama.create_chat_completion` and through an assistd run
-   (HTTP + official SDK streaming): total time, time per token, time to first token; the ratio is the
-   server's overhead.
-2. Turn 20 of a long thread (~3.5k tokens of history) after other threads ran in between: time to first
-   token (prompt processing) with assistd's KV-state cache and without it, next to raw llama-cpp-python
-   with and without its RAM cache.
+1. The same prompt and max tokens (a new question each time, temperature 0), interleaved, median of
+   --repeat: raw = the engine's own streamed /completion on an `assistd engine` process, with the exact
+   prompt assistd renders and the body its backend sends; assistd = an SDK-streamed run on an `assistd
+   serve` process whose model is served by that same engine (models file `url`), and on the default path
+   (the engine embedded in the server). Total time, time per token, time to first token; the ratio is
+   assistd's overhead (goal <= 1.03).
+2. Turn 20 of a long thread (~2.9k tokens of history) after 3 other threads ran in between: time to first
+   token with KV reuse (the default server: the thread's slot keeps its KV cells; with --parallel 1 the
+   other threads take the one slot and llama.cpp's host-memory prompt cache, --kv-cache-bytes, brings the
+   thread's state back) and without (--parallel 1 --kv-cache-bytes 0; and the raw engine with
+   cache_prompt off on the same prompt). Goal: with reuse <= 0.05 of without.
 
-Usage: .venv/bin/python scripts/bench_runs.py [--tokens 64] [--repeat 3]
+Usage: .venv/bin/python scripts/bench_runs.py [--tokens 64] [--repeat 5] [--turns 20]
 """
 
 from __future__ import annotations
@@ -15,24 +20,24 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+from bench_support import (
+    DEFAULT_MODEL_NAME,
+    MODEL_PATH,
+    REMOTE_NAME,
+    EngineProcess,
+    Renderer,
+    Timed,
+    assistd_run,
+    assistd_server,
+    load,
+    raw_completion,
+    sdk_client,
+)
 
-import llama_cpp  # noqa: E402
-import openai  # noqa: E402
-import uvicorn  # noqa: E402
-
-from assistd.app import create_app  # noqa: E402
-from assistd.config import DEFAULT_MODEL_FILE, DEFAULT_MODEL_NAME, Settings  # noqa: E402
-
-MODEL_PATH = ROOT / "models" / DEFAULT_MODEL_FILE
 QUESTION = "Explain in a few sentences why the sky is blue."
 SYSTEM = "You are a helpful assistant."
 FILLER = (
@@ -41,105 +46,67 @@ FILLER = (
 )
 
 
-def free_port() -> int:
-    import socket
+def overhead(
+    engine: EngineProcess, renderer: Renderer, servers: dict[str, Any], tokens: int, repeat: int
+) -> None:
+    assistants = {
+        label: (client, client.beta.assistants.create(model=model, instructions=SYSTEM))
+        for label, (client, model) in servers.items()
+    }
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    def ours(label: str, text: str) -> Timed:
+        client, assistant = assistants[label]
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": text}])
+        return assistd_run(client, assistant.id, thread.id, tokens)
 
-
-class InProcessServer:
-    def __init__(self, data_dir: Path, **settings: object) -> None:
-        self.port = free_port()
-        app = create_app(Settings(data_dir=data_dir, port=self.port, models_dir=ROOT / "models", **settings))
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.05)
-        self.client = openai.OpenAI(
-            base_url=f"http://127.0.0.1:{self.port}/v1", api_key="bench", max_retries=0
+    def raw(text: str) -> Timed:
+        return raw_completion(
+            engine.client, renderer.prompt(SYSTEM, [{"role": "user", "content": text}]), tokens
         )
 
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-def raw_chat(llm: llama_cpp.Llama, messages: list[dict], tokens: int) -> tuple[float, float, int]:
-    start = time.perf_counter()
-    first, count = None, 0
-    for chunk in llm.create_chat_completion(
-        messages=messages, max_tokens=tokens, temperature=0.0, stream=True
-    ):
-        if chunk["choices"][0]["delta"].get("content"):
-            first = first or time.perf_counter()
-            count += 1
-    end = time.perf_counter()
-    return end - start, (first or end) - start, count
-
-
-def assistd_run(
-    client: openai.OpenAI, assistant_id: str, thread_id: str, tokens: int
-) -> tuple[float, float, int]:
-    start = time.perf_counter()
-    first = None
-    with client.beta.threads.runs.stream(
-        thread_id=thread_id, assistant_id=assistant_id, max_completion_tokens=tokens, temperature=0.0
-    ) as stream:
-        for event in stream:
-            if event.event == "thread.message.delta" and first is None:
-                first = time.perf_counter()
-        run = stream.get_final_run()
-    end = time.perf_counter()
-    return end - start, (first or end) - start, run.usage.completion_tokens
-
-
-def overhead(server: InProcessServer, llm: llama_cpp.Llama, tokens: int, repeat: int) -> None:
-    client = server.client
-    assistant = client.beta.assistants.create(model=DEFAULT_MODEL_NAME, instructions=SYSTEM)
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
-    raw_chat(llm, messages, tokens)  # warm-up
-    warm = client.beta.threads.create(messages=[{"role": "user", "content": QUESTION}])
-    assistd_run(client, assistant.id, warm.id, tokens)
-    raw, ours = [], []
-    for i in range(repeat):  # a new question each time: neither side may reuse more than the system prompt
-        question = f"Question {i + 1}. {QUESTION}"
-        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
-        raw.append(raw_chat(llm, messages, tokens))
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": question}])
-        ours.append(assistd_run(client, assistant.id, thread.id, tokens))
-    r_total = statistics.median(t for t, _, _ in raw)
-    o_total = statistics.median(t for t, _, _ in ours)
-    r_tok = statistics.median(t / max(n, 1) for t, _, n in raw)
-    o_tok = statistics.median(t / max(n, 1) for t, _, n in ours)
-    r_ttft = statistics.median(f for _, f, _ in raw)
-    o_ttft = statistics.median(f for _, f, _ in ours)
-    print(f"\n1. one answer, max {tokens} tokens, median of {repeat} (temperature 0)")
-    print(f"   {'':28}{'raw llama-cpp':>16}{'assistd run':>16}{'ratio':>8}")
-    print(f"   {'total time (s)':28}{r_total:16.3f}{o_total:16.3f}{o_total / r_total:8.2f}")
-    print(f"   {'time per token (ms)':28}{r_tok * 1000:16.1f}{o_tok * 1000:16.1f}{o_tok / r_tok:8.2f}")
-    print(
-        f"   {'time to first token (ms)':28}{r_ttft * 1000:16.1f}{o_ttft * 1000:16.1f}{o_ttft / r_ttft:8.2f}"
-    )
-
-
-def long_thread_turn(server: InProcessServer, turns: int = 20, others: int = 3) -> tuple[float, int]:
-    """Runs turns 1..N-1 of a long thread (with other threads in between), then measures turn N."""
-    client = server.client
-    assistant = client.beta.assistants.create(model=DEFAULT_MODEL_NAME, instructions=SYSTEM)
-    thread = client.beta.threads.create()
-    distractors = [
-        client.beta.assistants.create(model=DEFAULT_MODEL_NAME, instructions=f"Agent {i}.")
-        for i in range(others)
+    raw(QUESTION)  # warm-up: engines loaded, pools primed
+    for label in assistants:
+        ours(label, QUESTION)
+    results: dict[str, list[Timed]] = {"raw": [], **{label: [] for label in assistants}}
+    for i in range(repeat):  # a new question each time: nothing reused beyond the system prompt
+        sides = ["raw", *assistants]
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            text = f"Question {i + 1:03d} ({side}). {QUESTION}"
+            results[side].append(raw(text) if side == "raw" else ours(side, text))
+    base = results["raw"]
+    print(f"\n1. one answer, max {tokens} tokens, median of {repeat} (temperature 0); {load()}")
+    header = f"   {'':28}{'raw engine':>14}"
+    for label in assistants:
+        header += f"{label:>24}{'ratio':>7}"
+    print(header)
+    rows = [
+        ("total time (s)", lambda t: t.total, 1, 3),
+        ("time per token (ms)", lambda t: t.total / max(t.tokens, 1), 1000, 1),
+        ("time to first token (ms)", lambda t: t.ttft, 1000, 1),
     ]
+    for name, metric, scale, digits in rows:
+        r = statistics.median(metric(t) for t in base)
+        line = f"   {name:28}{r * scale:14.{digits}f}"
+        for label in assistants:
+            o = statistics.median(metric(t) for t in results[label])
+            line += f"{o * scale:24.{digits}f}{o / r:7.2f}"
+        print(line)
+    tokens_seen = {side: sorted({t.tokens for t in ts}) for side, ts in results.items()}
+    print(f"   completion tokens per reply: {tokens_seen}")
+
+
+def long_thread_turn(
+    client: Any, model: str, turns: int, others: int = 3
+) -> tuple[Timed, list[dict[str, str]]]:
+    """Runs turns 1..N-1 of a long thread, then other threads, then measures turn N; (its timing, the
+    thread's messages as the prompt shows them)."""
+    assistant = client.beta.assistants.create(model=model, instructions=SYSTEM)
+    thread = client.beta.threads.create()
     for turn in range(1, turns):
         client.beta.threads.messages.create(thread.id, role="user", content=f"Turn {turn}. {FILLER * 3}")
         assistd_run(client, assistant.id, thread.id, 16)
-    for i, other in enumerate(distractors):  # other threads use the model in between
+    for i in range(others):  # other threads (other assistants) use the model in between
+        other = client.beta.assistants.create(model=model, instructions=f"Agent {i}.")
         t = client.beta.threads.create(
             messages=[{"role": "user", "content": f"Unrelated question {i}. {FILLER}"}]
         )
@@ -147,61 +114,86 @@ def long_thread_turn(server: InProcessServer, turns: int = 20, others: int = 3) 
     client.beta.threads.messages.create(
         thread.id, role="user", content=f"Turn {turns}. Summarise the thread."
     )
-    _, ttft, _ = assistd_run(client, assistant.id, thread.id, 8)
-    run = client.beta.threads.runs.list(thread.id, limit=1).data[0]
-    return ttft, run.usage.prompt_tokens
+    timed = assistd_run(client, assistant.id, thread.id, 8)
+    messages = client.beta.threads.messages.list(thread.id, order="asc", limit=100).data
+    shown = [
+        {"role": m.role, "content": "".join(c.text.value for c in m.content if c.type == "text")}
+        for m in messages
+    ]
+    return timed, shown[:-1]  # without the reply of turn N
 
 
-def raw_long_turn(use_cache: bool, turns: int = 20, others: int = 3) -> float:
-    llm = llama_cpp.Llama(model_path=str(MODEL_PATH), n_ctx=8192, verbose=False)
-    if use_cache:
-        llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=2 << 30))
-    history = [{"role": "system", "content": SYSTEM}]
-    for turn in range(1, turns):
-        history.append({"role": "user", "content": f"Turn {turn}. {FILLER * 3}"})
-        out = llm.create_chat_completion(messages=history, max_tokens=16, temperature=0.0)
-        history.append({"role": "assistant", "content": out["choices"][0]["message"]["content"]})
-    for i in range(others):
-        llm.create_chat_completion(
-            messages=[{"role": "user", "content": f"Unrelated question {i}. {FILLER}"}],
-            max_tokens=16,
-            temperature=0.0,
-        )
-    history.append({"role": "user", "content": f"Turn {turns}. Summarise the thread."})
-    _, ttft, _ = raw_chat(llm, history, 8)
-    return ttft
+def kv_reuse(tmp: Path, engine: EngineProcess, renderer: Renderer, default_server: Any, turns: int) -> None:
+    cases: list[tuple[str, Timed]] = []
+    timed, shown = long_thread_turn(sdk_client(default_server), DEFAULT_MODEL_NAME, turns)
+    cases.append(("assistd, default (slot kept)", timed))
+    for label, args in (
+        ("assistd --parallel 1 (host cache)", ["--parallel", "1"]),
+        ("assistd --parallel 1, no cache", ["--parallel", "1", "--kv-cache-bytes", "0"]),
+    ):
+        server = assistd_server(tmp / label.split(",")[-1].strip().replace(" ", "-"), args=args)
+        try:
+            cases.append((label, long_thread_turn(sdk_client(server), DEFAULT_MODEL_NAME, turns)[0]))
+        finally:
+            server.stop()
+    prompt = renderer.prompt(SYSTEM, shown)
+    cases.append(
+        ("raw engine, cache_prompt off", raw_completion(engine.client, prompt, 8, cache_prompt=False))
+    )
+    print(
+        f"\n2. turn {turns} of a long thread ({timed.prompt_tokens} prompt tokens; raw prompt "
+        f"{renderer.count(prompt)} tokens), 3 other threads ran in between; {load()}"
+    )
+    print(f"   {'':36}{'time to first token (s)':>24}")
+    for label, t in cases:
+        print(f"   {label:36}{t.ttft:24.3f}")
+    without = cases[2][1].ttft
+    for label, t in cases[:2]:
+        ratio = t.ttft / without
+        met = "met" if ratio <= 0.05 else "MISSED"
+        print(f"   {label}: {ratio:.3f} of the time without reuse (goal <= 0.05: {met})")
 
 
 def main() -> int:
-    import logging
+    import xllamacpp
 
-    logging.getLogger().setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--skip-reuse", action="store_true", help="only part 1")
     args = parser.parse_args()
     print(
-        f"machine: {os.cpu_count()} cores, model {MODEL_PATH.name}, llama-cpp-python {llama_cpp.__version__}"
+        f"machine: {os.cpu_count()} cores, model {MODEL_PATH.name}, xllamacpp "
+        f"{getattr(xllamacpp, '__version__', '?')}, default settings; {load()}",
+        flush=True,
     )
+    renderer = Renderer()
+    from assistd.config import ModelEntry
+    from assistd.llm.embedded import default_slots
+
+    slots = default_slots(ModelEntry(name=DEFAULT_MODEL_NAME, path=MODEL_PATH))
+    engine = EngineProcess(slots, 8192)  # the embedded engine's defaults, as its own process
     with tempfile.TemporaryDirectory() as tmp:
-        server = InProcessServer(Path(tmp) / "cached")
-        llm = llama_cpp.Llama(model_path=str(MODEL_PATH), n_ctx=8192, verbose=False)
-        overhead(server, llm, args.tokens, args.repeat)
-        del llm
-        cached_ttft, prompt_tokens = long_thread_turn(server, args.turns)
-        server.stop()
-        plain = InProcessServer(Path(tmp) / "plain", kv_cache_bytes=0)
-        plain_ttft, _ = long_thread_turn(plain, args.turns)
-        plain.stop()
-    raw_cached, raw_plain = raw_long_turn(True, args.turns), raw_long_turn(False, args.turns)
-    print(
-        f"\n2. turn {args.turns} of a long thread ({prompt_tokens} prompt tokens), "
-        "3 other threads ran in between"
-    )
-    print(f"   {'time to first token (s)':28}{'with KV reuse':>16}{'without':>16}")
-    print(f"   {'assistd run':28}{cached_ttft:16.3f}{plain_ttft:16.3f}")
-    print(f"   {'raw llama-cpp-python':28}{raw_cached:16.3f}{raw_plain:16.3f}")
+        started = []
+        try:
+            remote = assistd_server(Path(tmp) / "remote", url=engine.url)
+            started.append(remote)
+            embedded = assistd_server(Path(tmp) / "embedded")
+            started.append(embedded)
+            servers = {
+                "assistd, engine by url": (sdk_client(remote), REMOTE_NAME),
+                "assistd embedded": (sdk_client(embedded), DEFAULT_MODEL_NAME),
+            }
+            overhead(engine, renderer, servers, args.tokens, args.repeat)
+            remote.stop()
+            started.remove(remote)
+            if not args.skip_reuse:
+                kv_reuse(Path(tmp), engine, renderer, embedded, args.turns)
+        finally:
+            for server in started:
+                server.stop()
+            engine.stop()
     return 0
 
 
