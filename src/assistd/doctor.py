@@ -1,6 +1,7 @@
 """`assistd doctor`: checks what the server needs on this machine and says what to do about what is off.
 
-Each check is small and independent: the model files (exist, GGUF magic, size), the generation backend, the
+Each check is small and independent: each model's engine (its GGUF file: exists, GGUF magic, size; the
+embedded engine importable, or a remote engine answering), llama-cpp-python (tokenizers, templates), the
 code interpreter's sandbox (bubblewrap present and working), Chroma (importable, or the server reachable),
 the database (connect, schema) and the embedding model. Nothing is created or changed."""
 
@@ -13,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistd.config import Settings
+from assistd.config import ModelEntry, Settings
 
 GGUF_MAGIC = b"GGUF"
+ENGINE_SECONDS = 5.0  # a remote engine that does not answer /health in this long counts as unreachable
 
 
 @dataclass
@@ -39,6 +41,7 @@ def human_size(size: int) -> str:
 
 # ------------------------------------------------------------------------------------------------ checks
 def check_model_file(name: str, path: Path, is_default: bool) -> Check:
+    """The GGUF file exists, starts with the GGUF magic and is not truncated."""
     label = f"model {name}" + (" (default)" if is_default else "")
     fix = "run `make install` (scripts/fetch_model.py) or `assistd models add NAME PATH`"
     if not path.exists():
@@ -54,10 +57,72 @@ def check_model_file(name: str, path: Path, is_default: bool) -> Check:
 
 
 def check_models(settings: Settings) -> list[Check]:
-    return [
-        check_model_file(entry.name, Path(entry.path), entry.name == settings.default_model)
-        for entry in settings.model_entries()
-    ]
+    """One check per configured model, of the engine that serves it."""
+    return [check_model(entry, entry.name == settings.default_model) for entry in settings.model_entries()]
+
+
+def check_model(entry: ModelEntry, is_default: bool) -> Check:
+    """The model's file where its engine needs one (embedded, llama-cpp-python; or the tokenizer of a
+    remote model), and the engine itself: xllamacpp importable, or the engine at `url` answering."""
+    from assistd.llm.engines import engine_name
+
+    file = check_model_file(entry.name, entry.path, is_default) if entry.path is not None else None
+    if file is not None and not file.ok:
+        return file
+    label = f"model {entry.name}" + (" (default)" if is_default else "")
+    if entry.engine == "llama-cpp-python":
+        assert file is not None
+        return Check(label, True, f"{file.detail}; engine {engine_name(entry)}")
+    if entry.url is None:
+        try:
+            import xllamacpp
+        except Exception as exc:
+            return Check(label, False, f"cannot import xllamacpp: {exc}", "pip install -e . (xllamacpp)")
+        version = getattr(xllamacpp, "__version__", "?")
+        assert file is not None
+        return Check(label, True, f"{file.detail}; embedded llama.cpp server engine (xllamacpp {version})")
+    where = f"; tokenizer and template from {entry.path}" if entry.path is not None else ""
+    try:
+        found = check_openai_engine(entry) if entry.engine == "openai" else check_llama_server(entry)
+    except Exception as exc:  # EngineError names the model and the engine
+        fix = (
+            f"start the engine at {entry.url} (for llama.cpp: `assistd engine MODEL.gguf --port PORT`), "
+            "or correct its `url` in the models file"
+        )
+        return Check(label, False, f"engine unreachable: {exc}", fix)
+    return Check(label, True, found + where)
+
+
+def check_llama_server(entry: ModelEntry) -> str:
+    """GET /health and /props of a llama.cpp server: it answers, and with what context and slots."""
+    from assistd.llm.http import EngineHTTP
+
+    http = EngineHTTP(entry.url or "", entry.api_key, entry.name, "llama.cpp server", connections=1)
+    try:
+        http.get_json("/health", timeout=ENGINE_SECONDS)
+        props = http.get_json("/props", timeout=ENGINE_SECONDS)
+    finally:
+        http.close()
+    n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx", "?")
+    slots = props.get("total_slots", "?")
+    return f"llama.cpp server at {entry.url}: healthy, {slots} slots of {n_ctx} tokens of context"
+
+
+def check_openai_engine(entry: ModelEntry) -> str:
+    """GET /v1/models of an OpenAI-compatible engine lists the model it serves this entry under."""
+    from assistd.llm.errors import EngineError
+    from assistd.llm.http import EngineHTTP
+
+    served_as = entry.remote_model or entry.name
+    http = EngineHTTP(entry.url or "", entry.api_key, entry.name, "OpenAI-compatible engine", connections=1)
+    try:
+        listed = http.get_json("/v1/models", timeout=ENGINE_SECONDS)
+    finally:
+        http.close()
+    ids = [m.get("id") for m in (listed.get("data") or []) if isinstance(m, dict)]
+    if served_as not in ids:
+        raise EngineError(f"{http.label} does not serve '{served_as}' (it lists {', '.join(map(str, ids))})")
+    return f"OpenAI-compatible engine at {entry.url} serves '{served_as}'"
 
 
 def check_backend(settings: Settings) -> Check:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+import pytest
+
 from assistd import doctor
 from assistd.cli import build_parser, main
 from assistd.config import Settings
+from tests.remote_engine import EngineProcess
+from tests.support import free_port
 
 
 def settings_in(tmp_path: Path, **extra) -> Settings:
@@ -106,3 +111,82 @@ def test_cli_doctor_and_chat_are_commands(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ASSISTD_DATA_DIR", str(tmp_path / "data"))
     assert main(["doctor"]) == 1
     assert "missing" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- engines of the models
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """llama.cpp's server engine as its own process (`assistd engine`), as a models file `url` names it."""
+    proc = EngineProcess(tmp_path_factory.mktemp("doctor-engine"), parallel=2)
+    yield proc
+    proc.stop()
+
+
+def with_models(tmp_path: Path, lines: list[str]) -> Settings:
+    models = tmp_path / "models.toml"
+    models.write_text("\n".join(lines) + "\n")
+    return settings_in(tmp_path, models_file=models)
+
+
+def entry_check(settings: Settings, name: str) -> doctor.Check:
+    (check,) = [c for c in doctor.check_models(settings) if c.name.startswith(f"model {name}")]
+    return check
+
+
+@pytest.mark.model
+def test_a_reachable_llama_cpp_server_is_ok_with_its_context(tmp_path, engine):
+    settings = with_models(tmp_path, ["[[models]]", 'name = "remote"', f'url = "{engine.url}"'])
+    check = entry_check(settings, "remote")
+    assert check.ok, check.detail
+    assert f"llama.cpp server at {engine.url}: healthy, 2 slots of 2048 tokens" in check.detail
+
+
+def test_an_unreachable_llama_cpp_server_is_off_naming_model_and_url(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = with_models(tmp_path, ["[[models]]", 'name = "gone"', f'url = "{url}"'])
+    check = entry_check(settings, "gone")
+    assert not check.ok
+    assert "engine unreachable" in check.detail and "'gone'" in check.detail and url in check.detail
+    assert "assistd engine" in check.fix and url in check.fix
+
+
+def test_a_remote_model_with_a_missing_tokenizer_file_is_off(tmp_path):
+    settings = with_models(
+        tmp_path,
+        ["[[models]]", 'name = "remote"', 'url = "http://127.0.0.1:9"', f'path = "{tmp_path / "no.gguf"}"'],
+    )
+    check = entry_check(settings, "remote")
+    assert not check.ok and "missing" in check.detail and "no.gguf" in check.detail
+
+
+@pytest.mark.model
+def test_an_openai_compatible_engine_must_list_the_model(tmp_path, engine):
+    served = httpx.get(f"{engine.url}/v1/models", timeout=10).json()["data"][0]["id"]
+    lines = ["[[models]]", 'name = "vllm-like"', 'engine = "openai"', f'url = "{engine.url}"']
+    check = entry_check(with_models(tmp_path, [*lines, f'remote_model = "{served}"']), "vllm-like")
+    assert check.ok and f"serves '{served}'" in check.detail, check.detail
+    check = entry_check(with_models(tmp_path, [*lines, 'remote_model = "not-there"']), "vllm-like")
+    assert not check.ok and "does not serve 'not-there'" in check.detail
+
+
+def test_the_embedded_engine_needs_xllamacpp_and_a_valid_gguf(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"GGUF" + bytes(2 * 1024 * 1024))
+    check = entry_check(settings_in(tmp_path), "SmolLM2-135M-Instruct")
+    assert check.ok and "embedded llama.cpp server engine (xllamacpp" in check.detail
+    assert "GGUF" in check.detail
+    check = entry_check(settings_in(tmp_path, engine="llama-cpp-python"), "SmolLM2-135M-Instruct")
+    assert check.ok and "llama-cpp-python" in check.detail
+
+
+def test_cli_doctor_fails_on_an_unreachable_engine(tmp_path, monkeypatch, capsys):
+    url = f"http://127.0.0.1:{free_port()}"
+    models = tmp_path / "models.toml"
+    models.write_text(f'[[models]]\nname = "gone"\nurl = "{url}"\n')
+    monkeypatch.setenv("ASSISTD_MODELS_FILE", str(models))
+    monkeypatch.setenv("ASSISTD_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("ASSISTD_DATA_DIR", str(tmp_path / "data"))
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "model gone" in out and "engine unreachable" in out and url in out
