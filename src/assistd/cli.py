@@ -123,10 +123,15 @@ def run_engine(args: argparse.Namespace) -> int:
 
 
 def models_list(settings: Settings) -> int:
+    """One line per model: default marker, name, context, whether its GGUF file is there, where it is
+    served from, and by which engine (no engine is contacted: `assistd doctor` does that)."""
+    from assistd.llm.engines import engine_name
+
     for entry in settings.model_entries():
-        state = "ok" if Path(entry.path).exists() else "MISSING"
+        state = "MISSING" if entry.path is not None and not entry.path.exists() else "ok"
         marker = "*" if entry.name == settings.default_model else " "
-        print(f"{marker} {entry.name:32} n_ctx={entry.n_ctx:<6} {state:8} {entry.path}")
+        where = str(entry.path) if entry.url is None else entry.url
+        print(f"{marker} {entry.name:32} n_ctx={entry.n_ctx:<6} {state:8} {where}  [{engine_name(entry)}]")
     return 0
 
 

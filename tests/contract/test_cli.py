@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 
 import pytest
 
-from tests.support import DEFAULT_MODEL, KEY_A
+from tests.support import DEFAULT_MODEL, KEY_A, MODELS_DIR
 
 pytestmark = [pytest.mark.contract, pytest.mark.model]
 
@@ -69,3 +70,44 @@ def test_upload_into_a_new_vector_store_shows_progress(server, client, tmp_path)
 def test_upload_of_a_missing_file_says_so(server, tmp_path):
     done = upload(server, str(tmp_path / "nope.pdf"))
     assert done.returncode == 1 and "no such file" in done.stderr
+
+
+def test_models_list_names_the_engine_of_each_model(tmp_path):
+    models = tmp_path / "models.toml"
+    models.write_text(
+        "\n".join(
+            [
+                "[[models]]",
+                'name = "gpu-box"',
+                'url = "http://10.0.0.7:8080"',
+                "[[models]]",
+                'name = "vllm"',
+                'engine = "openai"',
+                'url = "http://10.0.0.8:8000"',
+                f'path = "{tmp_path / "absent.gguf"}"',
+                "[[models]]",
+                'name = "old-path"',
+                'engine = "llama-cpp-python"',
+                f'path = "{MODELS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf"}"',
+            ]
+        )
+        + "\n"
+    )
+    env = {**os.environ, "ASSISTD_MODELS_FILE": str(models), "ASSISTD_MODELS_DIR": str(MODELS_DIR)}
+    done = subprocess.run(
+        [sys.executable, "-m", "assistd", "models", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = {line[2:].split()[0]: line for line in done.stdout.splitlines()}
+    assert (
+        lines[DEFAULT_MODEL].startswith("*")
+        and "[embedded llama.cpp server engine (xllamacpp)]" in lines[DEFAULT_MODEL]
+    )
+    assert "http://10.0.0.7:8080  [llama.cpp server at http://10.0.0.7:8080]" in lines["gpu-box"]
+    assert "MISSING" in lines["vllm"]  # its tokenizer file is not there
+    assert "[OpenAI-compatible completions engine at http://10.0.0.8:8000]" in lines["vllm"]
+    assert " ok " in lines["old-path"] and "[llama-cpp-python (in-process" in lines["old-path"]
