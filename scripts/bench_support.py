@@ -124,6 +124,9 @@ class Renderer:
         head = [{"role": "system", "content": instructions}] if instructions else []
         return self._renderer.render(head + thread)
 
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        return self._renderer.render(messages, tools)
+
     def count(self, text: str) -> int:
         return len(self.vocab.tokenize(text))
 
@@ -135,13 +138,20 @@ class Timed:
     tokens: int  # completion tokens (the engine's count)
     prompt_tokens: int = 0
     cached_tokens: int = 0
+    text: str = ""
 
 
 def raw_completion(
-    client: httpx.Client, prompt: str, max_tokens: int, temperature: float = 0.0, cache_prompt: bool = True
+    client: httpx.Client,
+    prompt: str,
+    max_tokens: int,
+    temperature: float = 0.0,
+    cache_prompt: bool = True,
+    grammar: str | None = None,
+    seed: int | None = None,
 ) -> Timed:
     """One streamed /completion on the engine, the body assistd's backend sends (llm/llama_server.py)."""
-    body = {
+    body: dict[str, Any] = {
         "prompt": prompt,
         "n_predict": max_tokens,
         "temperature": temperature,
@@ -152,6 +162,11 @@ def raw_completion(
         "cache_prompt": cache_prompt,
         "return_tokens": False,
     }
+    if grammar:
+        body["grammar"] = grammar
+    if seed is not None:
+        body["seed"] = seed
+    pieces: list[str] = []
     start = time.perf_counter()
     first = None
     final: dict[str, Any] = {}
@@ -161,8 +176,9 @@ def raw_completion(
             if not line.startswith("data:"):
                 continue
             event = json.loads(line[5:])
-            if event.get("content") and first is None:
-                first = time.perf_counter()
+            if event.get("content"):
+                pieces.append(event["content"])
+                first = first or time.perf_counter()
             if event.get("stop"):
                 final = event
     end = time.perf_counter()
@@ -173,6 +189,7 @@ def raw_completion(
         tokens=int(final.get("tokens_predicted") or 0),
         prompt_tokens=int(final.get("tokens_evaluated") or 0),
         cached_tokens=int(timings.get("cache_n") or 0),
+        text="".join(pieces),
     )
 
 

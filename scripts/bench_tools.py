@@ -1,29 +1,31 @@
 """Function calling on the default model: grammar-constrained calls (tool_choice required) vs free generation.
 
 For N prompts (varied user requests over three function schemas) the prompt is built with the tool format's
-`prepare` and the model's own chat template (rendered like llama-cpp-python does), then the model answers
-  - constrained: decoding under the format's grammar (one call, any of the functions),
+`prepare` and the model's own chat template (rendered as assistd's backend does), then llama.cpp's server
+engine (an `assistd engine` process, the engine assistd generates with) answers
+  - constrained: decoding under a grammar for one call to any of the functions,
   - free: the same prompt without a grammar,
 and we count the replies whose tool call parses and whose arguments validate against the schema.
 
-    .venv/bin/python scripts/bench_tools.py --n 100
+--grammar chooses who turns the JSON schemas into the grammar (our format's tool-call wrapper around it):
+  assistd     our compiler (tools/calls/gbnf.py), GBNF: what assistd sends;
+  llguidance  llama.cpp's json_schema_to_grammar as the xllamacpp wheel builds it (with LLGUIDANCE: it
+              returns `%json {schema}` for llguidance, not GBNF), the wrapper rewritten in llguidance's Lark;
+  gbnf-port   the Python port of llama.cpp's json_schema_to_grammar in llama-cpp-python (GBNF).
+
+    .venv/bin/python scripts/bench_tools.py --n 100 [--grammar assistd]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
-import sys
-import time
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from assistd.tools.calls import format_for, template_takes_tools, validate_arguments  # noqa: E402
-
-DEFAULT_MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from assistd.tools.calls import format_for, template_takes_tools, validate_arguments
+from bench_support import MODEL_PATH, EngineProcess, Renderer, load, raw_completion
 
 FUNCTIONS = [
     {
@@ -146,53 +148,107 @@ def table(rows: dict[str, list[tuple]]) -> str:
     return "\n".join(lines)
 
 
+def llguidance_grammar(functions: list[dict]) -> str:
+    """The generic format's single-call wrapper in llguidance's Lark, each function's arguments from
+    llama.cpp's json_schema_to_grammar (`%json {...}` in this build)."""
+    import xllamacpp
+
+    from assistd.tools.calls.formats import args_schema
+
+    lines = ["%llguidance {}", 'start: "<tool_call>" "\\n"? "[" "\\n"? call "\\n"? "]</tool_call>"']
+    lines.append("call: " + " | ".join(f"call_{i}" for i in range(len(functions))))
+    for i, fn in enumerate(functions):
+        converted = xllamacpp.json_schema_to_grammar(json.dumps(args_schema(fn["parameters"])))
+        body = converted.split("start:", 1)[1].strip()  # "%json {...}"
+        name = json.dumps(json.dumps(fn["name"]))
+        lines.append(f'call_{i}: "{{\\"name\\":" " "? {name} "," " "? "\\"arguments\\":" " "? args_{i} "}}"')
+        lines.append(f"args_{i}: {body}")
+    return "\n".join(lines) + "\n"
+
+
+def port_grammar(functions: list[dict]) -> str:
+    """The generic format's single-call wrapper in GBNF around llama-cpp-python's port of llama.cpp's
+    json_schema_to_grammar."""
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    from assistd.tools.calls.formats import args_schema
+
+    conv = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    calls = []
+    for fn in functions:
+        schema = conv.resolve_refs(args_schema(fn["parameters"]), fn["name"])
+        args = conv.visit(schema, f"{fn['name'].replace('_', '-')}-args")
+        name = json.dumps(json.dumps(fn["name"]))
+        calls.append(f'"{{\\"name\\":" space {name} "," space "\\"arguments\\":" space {args} "}}"')
+    root = 'root ::= "<tool_call>" "\\n"? "[" "\\n"? call "\\n"? "]</tool_call>"'
+    return f"{root}\ncall ::= {' | '.join(f'( {c} )' for c in calls)}\n{conv.format_grammar()}\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="number of prompts")
-    ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--max-tokens", type=int, default=128, help="cap for grammar-constrained replies")
     ap.add_argument("--free-max-tokens", type=int, default=64, help="cap for free replies (a call needs ~40)")
     ap.add_argument("--temperature", type=float, default=0.7)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="engine CPU threads (default: the engine's)")
+    ap.add_argument("--parallel", type=int, default=4, help="requests at once (engine slots)")
+    ap.add_argument("--grammar", choices=["assistd", "llguidance", "gbnf-port"], default="assistd")
     ap.add_argument("--verbose", action="store_true", help="print every reply")
     args = ap.parse_args()
 
-    import llama_cpp
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    llm = llama_cpp.Llama(model_path=args.model, n_ctx=2048, n_threads=args.threads, seed=1, verbose=False)
-    template = llm.metadata["tokenizer.chat_template"]
-    eos = llm._model.token_get_text(llm.token_eos())
-    bos = llm._model.token_get_text(llm.token_bos())
-    render = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
+    renderer = Renderer()
+    template = renderer.vocab.chat_template
     fmt = format_for(template)
     takes = template_takes_tools(template)
     tools = [{"type": "function", "function": f} for f in FUNCTIONS]
-    grammar = llama_cpp.LlamaGrammar.from_string(fmt.grammar(FUNCTIONS, parallel=False), verbose=False)
-    print(f"model {Path(args.model).name} · format {fmt.name} · template takes tools: {takes} · n={args.n}")
+    if args.grammar == "assistd":
+        grammar = fmt.grammar(FUNCTIONS, parallel=False)
+    else:
+        assert fmt.name == "generic", "the other grammars are written for the generic format's wrapper"
+        grammar = llguidance_grammar(FUNCTIONS) if args.grammar == "llguidance" else port_grammar(FUNCTIONS)
+    if args.verbose:
+        print(grammar)
+    print(
+        f"model {MODEL_PATH.name} · format {fmt.name} · template takes tools: {takes} · n={args.n} · "
+        f"grammar {args.grammar} ({len(grammar)} chars) · llama.cpp server engine, {args.parallel} slots; "
+        f"{load()}"
+    )
 
-    rows = {"constrained": [], "free": []}
-    for i, (question, wanted) in enumerate(prompts(args.n)):
+    engine = EngineProcess(args.parallel, 2048, args.threads)
+    rows: dict[str, list[tuple]] = {"constrained": [], "free": []}
+
+    def ask(i: int, question: str, wanted: str, mode: str) -> tuple:
         messages, tools_arg = fmt.prepare([{"role": "user", "content": question}], tools, takes)
-        prompt = render(messages=messages, tools=tools_arg).prompt
-        for mode in ("constrained", "free"):
-            t0 = time.perf_counter()
-            out = llm.create_completion(
-                prompt,
-                max_tokens=args.max_tokens if mode == "constrained" else args.free_max_tokens,
-                temperature=args.temperature,
-                seed=i,
-                grammar=grammar if mode == "constrained" else None,
-            )
-            dt = time.perf_counter() - t0
-            text = out["choices"][0]["text"]
-            rows[mode].append((*judge(fmt, text, wanted), dt, out["usage"]["completion_tokens"]))
-            if args.verbose:
-                print(f"[{i} {mode}] {question!r} -> {text!r} {rows[mode][-1][:3]}", flush=True)
-        if not args.verbose and (i + 1) % 10 == 0 and i + 1 < args.n:
-            print(f"after {i + 1}/{args.n}:\n{table(rows)}", flush=True)
+        prompt = renderer.render(messages, tools_arg)
+        out = raw_completion(
+            engine.client,
+            prompt,
+            args.max_tokens if mode == "constrained" else args.free_max_tokens,
+            temperature=args.temperature,
+            grammar=grammar if mode == "constrained" else None,
+            seed=i,
+        )
+        row = (*judge(fmt, out.text, wanted), out.total, out.tokens)
+        if args.verbose:
+            print(f"[{i} {mode}] {question!r} -> {out.text!r} {row[:3]}", flush=True)
+        return row
 
-    print()
+    try:
+        with ThreadPoolExecutor(args.parallel) as pool:
+            jobs = [
+                (mode, pool.submit(ask, i, question, wanted, mode))
+                for i, (question, wanted) in enumerate(prompts(args.n))
+                for mode in ("constrained", "free")
+            ]
+            for k, (mode, job) in enumerate(jobs):
+                rows[mode].append(job.result())
+                done = (k + 1) // 2
+                if not args.verbose and k % 2 == 1 and done % 10 == 0 and done < args.n:
+                    print(f"after {done}/{args.n}:\n{table(rows)}", flush=True)
+    finally:
+        engine.stop()
+
+    print(f"\n{load()}")
     print(table(rows))
 
 
