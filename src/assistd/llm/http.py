@@ -67,7 +67,9 @@ class EngineHTTP:
         """The JSON events of a streamed POST, in order, until the engine ends the stream. When
         `cancelled()` turns true the connection is shut and the iteration ends (no exception)."""
         try:
-            with self._client.stream("POST", path, json=body) as response:
+            # A connection of its own: llama.cpp's server closes a connection after a streamed reply while
+            # announcing keep-alive, and the next request sent on it would fail (1 in 7 here).
+            with self._client.stream("POST", path, json=body, headers={"Connection": "close"}) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise EngineError(f"{self.label} answered {path} with {_error_text(response)}")
