@@ -4,8 +4,12 @@ with their own grammar keys (which cannot run here: the request they get is chec
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -173,3 +177,55 @@ def test_an_unreachable_engine_is_a_load_error_naming_it():
     entry = ModelEntry(name="nowhere", engine="openai", url=url, path=MODEL_FILE)
     with pytest.raises(ModelLoadError, match=f"model 'nowhere' on the OpenAI-compatible engine at {url}"):
         OpenAICompletionsBackend(entry)
+
+
+@contextmanager
+def listing_engine(models: list[dict]) -> Iterator[str]:
+    """An HTTP server that answers only `GET /v1/models` with `models` (for the load errors, which happen
+    before anything else is asked of an engine)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"object": "list", "data": models}).encode()
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_model_the_engine_does_not_serve_is_a_load_error_naming_what_it_serves():
+    served = [
+        {"id": "Qwen/Qwen2.5-7B-Instruct", "object": "model", "owned_by": "vllm", "max_model_len": 4096}
+    ]
+    with listing_engine(served) as url:
+        entry = ModelEntry(name="qwen", engine="openai", url=url, path=MODEL_FILE)
+        with pytest.raises(
+            ModelLoadError, match=r"does not serve 'qwen' \(it serves: Qwen/Qwen2.5-7B-Instruct\)"
+        ):
+            OpenAICompletionsBackend(entry)
+        backend = OpenAICompletionsBackend(
+            entry.model_copy(update={"remote_model": "Qwen/Qwen2.5-7B-Instruct"})
+        )
+        assert (
+            backend.n_ctx == 4096 and backend.model == "Qwen/Qwen2.5-7B-Instruct"
+        )  # max_model_len bounds it
+        backend.close()
+
+
+def test_without_a_path_an_engine_that_keeps_its_template_needs_one_in_the_models_file():
+    with listing_engine([{"id": "qwen", "object": "model", "owned_by": "vllm"}]) as url:
+        entry = ModelEntry(name="qwen", engine="openai", url=url)
+        with pytest.raises(ModelLoadError, match="give its GGUF `path` or set `chat_template`"):
+            OpenAICompletionsBackend(entry)

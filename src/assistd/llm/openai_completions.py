@@ -87,8 +87,8 @@ class OpenAICompletionsBackend:
         if not self.chat_template:
             self._http.close()
             raise ModelLoadError(
-                f"{self.label}: no chat template for the model: give its GGUF `path` or set `chat_template` "
-                "in the models file (this engine does not publish its template)"
+                f"{self.label}: the model has no chat template (GGUF metadata or the engine's /props); "
+                "set `chat_template` for it in the models file"
             )
         self._renderer = ChatRenderer(self.chat_template, self._vocab.bos_text, self._vocab.eos_text)
 
@@ -97,7 +97,7 @@ class OpenAICompletionsBackend:
         return self._http.label
 
     def _listed(self) -> dict[str, Any]:
-        """The engine's `/v1/models` entry for this model ({} where the engine serves any name)."""
+        """The engine's `/v1/models` entry for this model (llama.cpp: its one model, under any name)."""
         body = self._http.get_json("/v1/models", timeout=LOAD_SECONDS)
         models = (
             [m for m in (body.get("data") or []) if isinstance(m, dict)] if isinstance(body, dict) else []
@@ -118,6 +118,11 @@ class OpenAICompletionsBackend:
             return GGUFVocab(entry.path, entry.name)
         if listed.get("owned_by") == "llamacpp":
             return ServerVocab(self._http, self._http.get_json("/props", timeout=LOAD_SECONDS))
+        if not entry.chat_template:
+            raise ModelLoadError(
+                f"{self.label}: no chat template for the model: give its GGUF `path` or set `chat_template` "
+                "in the models file (this engine does not publish its template)"
+            )
         return CompletionsVocab(self._http, self.model, entry.chat_template)
 
     def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
