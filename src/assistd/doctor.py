@@ -130,12 +130,16 @@ def check_backend(settings: Settings) -> Check:
         import llama_cpp
     except Exception as exc:
         return Check(
-            "generation (llama-cpp-python)",
+            "llama-cpp-python (tokenizers, chat templates)",
             False,
             f"cannot import llama_cpp: {exc}",
             "pip install llama-cpp-python (make install builds it)",
         )
-    return Check("generation (llama-cpp-python)", True, f"llama_cpp {getattr(llama_cpp, '__version__', '?')}")
+    return Check(
+        "llama-cpp-python (tokenizers, chat templates)",
+        True,
+        f"llama_cpp {getattr(llama_cpp, '__version__', '?')}",
+    )
 
 
 def check_sandbox(settings: Settings) -> Check:
@@ -288,7 +292,7 @@ def check_auth(settings: Settings) -> Check:
 
 CHECKS: list[tuple[str, Callable[[Settings], Check | list[Check]]]] = [
     ("model files", check_models),
-    ("generation backend", check_backend),
+    ("llama-cpp-python", check_backend),
     ("sandbox", check_sandbox),
     ("Chroma", check_chroma),
     ("database", check_database),
