@@ -1,0 +1,213 @@
+"""Asking the model for one reply and reading it: text, tool calls, or text then calls.
+
+The strategy follows the turn: a tool_choice that requires code has the model write it in a ```python
+fence; one that requires another call constrains the reply to the format's call syntax by a grammar; a JSON
+response_format constrains it to JSON; with no tools the format's markup ends the reply; otherwise the model
+answers or calls tools as it likes (`auto`). Text streams into the run's message as it comes; tool-call
+syntax never reaches it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from assistd.config import Settings
+from assistd.engine.prompt import Turn
+from assistd.engine.stopping import after_generation
+from assistd.engine.store import RunStore
+from assistd.engine.streaming import MarkerWatch, MessageSink
+from assistd.engine.tool_rules import tool_names
+from assistd.llm.backend import GenerationParams, GenerationResult, LLMBackend
+from assistd.storage.runs import RunRow
+from assistd.tools.calls import ParsedCall, ToolFormat, json_schema_grammar
+
+log = logging.getLogger("assistd.engine")
+
+CODE_FENCE, CODE_FENCE_END = "```python\n", "```"
+
+Stop = Callable[[], bool]
+
+
+@dataclass
+class Call:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class Reply:
+    text: str
+    calls: list[Call]
+    result: GenerationResult
+    sink: MessageSink | None  # the streamed message, when the reply was text (or text before its calls)
+    unfinished_call: bool = False  # the reply opened a tool call that did not parse
+
+
+def new_call_id() -> str:
+    return "call_" + secrets.token_urlsafe(18).replace("-", "A").replace("_", "b")
+
+
+class ReplyReader:
+    """Generates the reply to a turn's prompt with the strategy the turn calls for, and parses it."""
+
+    def __init__(self, store: RunStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def ask(
+        self, backend: LLMBackend, turn: Turn, run: RunRow, functions: list[dict[str, Any]], stop: Stop
+    ) -> Reply:
+        params = turn.params
+        if turn.code_only:
+            return self._forced_code(backend, turn.text, params, run, stop)
+        if turn.forced is not None:
+            return self._forced_calls(backend, turn.fmt, turn.text, params, functions, turn.forced, run, stop)
+        grammar = response_grammar(run.response_format)
+        if grammar is not None:  # the grammar admits JSON only: no tool markup can start
+            params.grammar = grammar
+            return self._text(backend, None, turn.text, params, run, stop)
+        if not functions:  # tools are off: any tool markup ends the reply
+            params.stop = [*params.stop, *turn.fmt.stop_markers(tool_names(run))]
+            return self._text(backend, turn.fmt, turn.text, params, run, stop)
+        return self._auto(backend, turn.fmt, turn.text, params, functions, run, stop)
+
+    def _text(
+        self,
+        backend: LLMBackend,
+        fmt: ToolFormat | None,
+        prompt: str,
+        params: GenerationParams,
+        run: RunRow,
+        stop: Stop,
+    ) -> Reply:
+        sink = MessageSink(self.store, run)
+        result = backend.generate(prompt, params, sink.write, stop)
+        after_generation(run, result)
+        if fmt is not None:
+            _drop_markup(sink, fmt, tool_names(run))
+        return Reply(text=sink.text, calls=[], result=result, sink=sink)
+
+    def _auto(
+        self,
+        backend: LLMBackend,
+        fmt: ToolFormat,
+        prompt: str,
+        params: GenerationParams,
+        functions: list[dict[str, Any]],
+        run: RunRow,
+        stop: Stop,
+    ) -> Reply:
+        """The model answers or calls tools, as it likes. Text streams as message text until a call opens
+        (the format's marker, or a call's JSON without it, wherever it comes); the call is then finished
+        under the grammar, in the format's own syntax. Other tool markup (a stray closing tag) ends the
+        reply."""
+        sink = MessageSink(self.store, run)
+        names = tool_names(run)
+        opening = fmt.call_markers(names)
+        watch = MarkerWatch(opening)
+        # Other markup ends the reply; not markup that contains an opening (the stop would hide it).
+        others = [m for m in fmt.stop_markers(names) if not any(o in m for o in opening)]
+        first = dataclasses.replace(params, stop=[*params.stop, *others])
+        result = backend.generate(
+            prompt, first, lambda piece: sink.write(watch.feed(piece)), lambda: stop() or watch.triggered
+        )
+        if not watch.triggered:
+            sink.write(watch.flush())
+            after_generation(run, result)
+            _drop_markup(sink, fmt, names)
+            return Reply(text=sink.text, calls=[], result=result, sink=sink)
+        # The reply opened a tool call: finish it under the grammar so that it parses.
+        head = watch.before + fmt.start_marker
+        params.grammar = fmt.grammar(functions, parallel=run.parallel_tool_calls, continuation=True)
+        params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
+        rest = backend.generate(prompt + head, params, lambda _piece: None, stop)
+        after_generation(run, rest)
+        calls = _named_calls(fmt.parse(head + rest.text).calls)
+        combined = GenerationResult(
+            text=head + rest.text,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens + rest.completion_tokens,
+            finish_reason=rest.finish_reason,
+        )
+        if not calls:
+            log.warning(
+                "run %s: the model opened a tool call that did not parse: %r", run.id, rest.text[:200]
+            )
+        _drop_markup(sink, fmt, names)
+        return Reply(
+            text=sink.text,
+            calls=calls,
+            result=combined,
+            sink=sink if sink.message is not None or not calls else None,
+            unfinished_call=not calls,
+        )
+
+    def _forced_calls(
+        self,
+        backend: LLMBackend,
+        fmt: ToolFormat,
+        prompt: str,
+        params: GenerationParams,
+        functions: list[dict[str, Any]],
+        forced: dict[str, Any],
+        run: RunRow,
+        stop: Stop,
+    ) -> Reply:
+        params.grammar = fmt.grammar(functions, **forced)
+        params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
+        result = backend.generate(prompt, params, lambda _piece: None, stop)
+        after_generation(run, result)
+        calls = _named_calls(fmt.parse(result.text).calls)
+        if not calls:
+            raise RuntimeError(
+                f"the model's reply held no tool call although one was required: {result.text[:200]!r}"
+            )
+        return Reply(text="", calls=calls, result=result, sink=None)
+
+    def _forced_code(
+        self, backend: LLMBackend, prompt: str, params: GenerationParams, run: RunRow, stop: Stop
+    ) -> Reply:
+        """The model must run code: it writes it the way it was trained to, in a ```python fence that the
+        prompt opens, rather than as an escaped JSON string, which small models garble."""
+        params.stop = [*params.stop, CODE_FENCE_END]
+        params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
+        result = backend.generate(prompt + CODE_FENCE, params, lambda _piece: None, stop)
+        after_generation(run, result)
+        code = result.text.split(CODE_FENCE_END)[0].strip("\n")
+        call = Call(new_call_id(), "code_interpreter", json.dumps({"code": code}))
+        return Reply(text="", calls=[call], result=result, sink=None)
+
+
+def response_grammar(response_format: Any) -> str | None:
+    """The grammar a JSON response_format constrains the reply to (None for plain text)."""
+    if not isinstance(response_format, dict) or response_format.get("type") not in (
+        "json_object",
+        "json_schema",
+    ):
+        return None
+    schema = (
+        (response_format.get("json_schema") or {}).get("schema")
+        if response_format["type"] == "json_schema"
+        else None
+    )
+    return json_schema_grammar(schema)
+
+
+def _drop_markup(sink: MessageSink, fmt: ToolFormat, names: list[str]) -> None:
+    """The last guard: tool markup that reached the text (a backend that ignores stop strings) is dropped
+    from the message."""
+    clean = fmt.visible_text(sink.text, names)
+    if clean != sink.text.strip():
+        log.warning("tool markup dropped from a reply: %r", sink.text[-200:])
+    if clean != sink.text:
+        sink.replace_text(clean)
+
+
+def _named_calls(parsed: list[ParsedCall]) -> list[Call]:
+    return [Call(new_call_id(), c.name, c.arguments) for c in parsed]
