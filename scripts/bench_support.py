@@ -170,7 +170,9 @@ def raw_completion(
     start = time.perf_counter()
     first = None
     final: dict[str, Any] = {}
-    with client.stream("POST", "/completion", json=body) as response:
+    # a connection of its own, as assistd's backend does: llama.cpp's server may close a connection after a
+    # streamed reply while announcing keep-alive (llm/http.py)
+    with client.stream("POST", "/completion", json=body, headers={"Connection": "close"}) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data:"):

@@ -193,6 +193,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="engine CPU threads (default: the engine's)")
     ap.add_argument("--parallel", type=int, default=4, help="requests at once (engine slots)")
     ap.add_argument("--grammar", choices=["assistd", "llguidance", "gbnf-port"], default="assistd")
+    ap.add_argument("--no-free", action="store_true", help="only the grammar-constrained replies")
     ap.add_argument("--verbose", action="store_true", help="print every reply")
     args = ap.parse_args()
 
@@ -215,7 +216,8 @@ def main() -> None:
     )
 
     engine = EngineProcess(args.parallel, 2048, args.threads)
-    rows: dict[str, list[tuple]] = {"constrained": [], "free": []}
+    modes = ("constrained",) if args.no_free else ("constrained", "free")
+    rows: dict[str, list[tuple]] = {mode: [] for mode in modes}
 
     def ask(i: int, question: str, wanted: str, mode: str) -> tuple:
         messages, tools_arg = fmt.prepare([{"role": "user", "content": question}], tools, takes)
@@ -238,12 +240,12 @@ def main() -> None:
             jobs = [
                 (mode, pool.submit(ask, i, question, wanted, mode))
                 for i, (question, wanted) in enumerate(prompts(args.n))
-                for mode in ("constrained", "free")
+                for mode in modes
             ]
             for k, (mode, job) in enumerate(jobs):
                 rows[mode].append(job.result())
-                done = (k + 1) // 2
-                if not args.verbose and k % 2 == 1 and done % 10 == 0 and done < args.n:
+                done, last = divmod(k + 1, len(modes))
+                if not args.verbose and not last and done % 10 == 0 and done < args.n:
                     print(f"after {done}/{args.n}:\n{table(rows)}", flush=True)
     finally:
         engine.stop()
