@@ -116,11 +116,18 @@ def assert_failed_naming(run, model: str, url: str) -> str:
     return message
 
 
-def test_an_engine_url_where_nothing_listens_fails_the_run_naming_model_and_url(client, closed_url):
+def test_an_engine_url_where_nothing_listens_fails_the_run_naming_model_and_url(client, closed_url, tmp_path):
     for _ in range(2):  # every run tries the engine again, and fails the same clear way
         run = ended(client, start_run(client, "nowhere"))
         message = assert_failed_naming(run, "nowhere", closed_url)
         assert "could not be reached" in message
+    # Once an engine listens there, the next run is served: a failed load is not remembered.
+    late = EngineProcess(tmp_path, parallel=1, port=int(closed_url.rsplit(":", 1)[1]))
+    try:
+        run = ended(client, start_run(client, "nowhere"))
+        assert run.status == "completed", run.last_error
+    finally:
+        late.stop()
 
 
 def test_an_engine_that_answers_errors_fails_the_run_with_its_message(client, failing_engine):
