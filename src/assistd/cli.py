@@ -86,7 +86,7 @@ def serve(settings: Settings) -> int:
     if not settings.auth_enabled:
         print("assistd: no API keys configured: authentication is off and only loopback is served.")
     default = next((e for e in settings.model_entries() if e.name == settings.default_model), None)
-    model_note = f"{default.name} ({default.path})" if default else settings.default_model
+    model_note = f"{default.name} ({default.location})" if default else settings.default_model
     print(
         f"assistd: listening on http://{settings.host}:{settings.port}/v1 ; default model {model_note}",
         flush=True,
