@@ -206,7 +206,9 @@ def main() -> int:
     )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    threads = str(args.n_threads or "default")
+    from assistd.llm.embedded import default_threads
+
+    threads = str(args.n_threads or default_threads())  # the engine's default, as `assistd engine` picks it
     print(
         f"machine: {__import__('os').cpu_count()} cores, model {MODEL_PATH.name}, "
         f"xllamacpp {getattr(xllamacpp, '__version__', '?')}, engine --parallel {args.parallel}, "
