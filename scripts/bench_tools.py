@@ -5,7 +5,8 @@ For N prompts (varied user requests over three function schemas) the prompt is b
 engine (an `assistd engine` process, the engine assistd generates with) answers
   - constrained: decoding under a grammar for one call to any of the functions,
   - free: the same prompt without a grammar,
-and we count the replies whose tool call parses and whose arguments validate against the schema.
+and we count the replies whose tool call parses and whose arguments validate against the schema, and those
+that hit the token cap (a grammar bounds the form, not the length of a string: a rambling model is cut off).
 
 --grammar chooses who turns the JSON schemas into the grammar (our format's tool-call wrapper around it):
   assistd     our compiler (tools/calls/gbnf.py), GBNF: what assistd sends;
@@ -135,12 +136,13 @@ def judge(fmt, text: str, wanted: str) -> tuple[bool, bool, bool]:
 
 def table(rows: dict[str, list[tuple]]) -> str:
     lines = [
-        "| decoding | replies | call parses | arguments validate | right function | s per reply | tokens |",
-        "|---|---|---|---|---|---|---|",
+        "| decoding | replies | call parses | arguments validate | right function | cut at the cap "
+        "| s per reply | tokens |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for mode, rs in rows.items():
         n = len(rs)
-        shares = [f"{100 * sum(r[k] for r in rs) / n:.0f}%" for k in range(3)]
+        shares = [f"{100 * sum(r[k] for r in rs) / n:.0f}%" for k in (0, 1, 2, 5)]
         mean_t = statistics.mean(r[3] for r in rs)
         mean_tok = statistics.mean(r[4] for r in rs)
         label = "grammar (tool_choice required)" if mode == "constrained" else "free (no grammar)"
@@ -222,15 +224,12 @@ def main() -> None:
     def ask(i: int, question: str, wanted: str, mode: str) -> tuple:
         messages, tools_arg = fmt.prepare([{"role": "user", "content": question}], tools, takes)
         prompt = renderer.render(messages, tools_arg)
+        cap = args.max_tokens if mode == "constrained" else args.free_max_tokens
+        grammar_of_mode = grammar if mode == "constrained" else None
         out = raw_completion(
-            engine.client,
-            prompt,
-            args.max_tokens if mode == "constrained" else args.free_max_tokens,
-            temperature=args.temperature,
-            grammar=grammar if mode == "constrained" else None,
-            seed=i,
+            engine.client, prompt, cap, temperature=args.temperature, grammar=grammar_of_mode, seed=i
         )
-        row = (*judge(fmt, out.text, wanted), out.total, out.tokens)
+        row = (*judge(fmt, out.text, wanted), out.total, out.tokens, out.tokens >= cap)
         if args.verbose:
             print(f"[{i} {mode}] {question!r} -> {out.text!r} {row[:3]}", flush=True)
         return row
