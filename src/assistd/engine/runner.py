@@ -19,6 +19,7 @@ from assistd.engine.tool_rules import RoundLimit, check_rounds, repeats
 from assistd.engine.tool_step import ToolStep
 from assistd.engine.toolbox import Toolbox, ToolUnavailable, offered_functions
 from assistd.llm.catalog import ModelCatalog
+from assistd.llm.errors import EngineError, ModelLoadError
 from assistd.llm.registry import LockAbandoned, ModelRegistry
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
@@ -74,6 +75,9 @@ class RunExecutor:
             self.store.finish(run_id, "failed", {"code": "server_error", "message": f"{exc}."})
         except NoAnswer as exc:
             self.store.finish(run_id, "failed", {"code": "server_error", "message": str(exc)})
+        except (EngineError, ModelLoadError) as exc:  # an outage, not a bug: the message says where
+            log.warning("run %s failed: %s", run_id, exc)
+            self.store.finish(run_id, "failed", {"code": "server_error", "message": f"{exc}."})
         except Exception as exc:
             log.exception("run %s failed", run_id)
             self.store.finish(run_id, "failed", {"code": "server_error", "message": f"The run failed: {exc}"})
