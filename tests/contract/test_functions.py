@@ -231,14 +231,17 @@ def test_unsupported_schema_is_refused_at_assistant_creation(client):
 
 def test_requires_action_expires(tmp_path_factory):
     server = ServerProcess(
-        tmp_path_factory.mktemp("expiry"), args=["--run-expiry-seconds", "20", "--load-models-at-start"]
+        # Long enough to reach requires_action on a loaded 2-core box (the forced call's ~45 tokens took more
+        # than 20 s there), short enough to wait for.
+        tmp_path_factory.mktemp("expiry"),
+        args=["--run-expiry-seconds", "60", "--load-models-at-start"],
     )
     try:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
         assistant = client.beta.assistants.create(model=MODEL, tools=TOOLS)
         run = parked(client, assistant)
         assert run.status == "requires_action"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while run.status == "requires_action" and time.monotonic() < deadline:
             time.sleep(0.2)
             run = client.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)
