@@ -7,10 +7,11 @@
    (the engine embedded in the server). Total time, time per token, time to first token; the ratio is
    assistd's overhead (goal <= 1.03).
 2. Turn 20 of a long thread (~2.9k tokens of history) after 3 other threads ran in between: time to first
-   token with KV reuse (the default server: the thread's slot keeps its KV cells; with --parallel 1 the
-   other threads take the one slot and llama.cpp's host-memory prompt cache, --kv-cache-bytes, brings the
-   thread's state back) and without (--parallel 1 --kv-cache-bytes 0; and the raw engine with
-   cache_prompt off on the same prompt). Goal: with reuse <= 0.05 of without.
+   token with KV reuse (default settings: llama.cpp's per-slot prompt cache and its host-memory prompt cache,
+   --kv-cache-bytes, which also takes idle slots' states; with --parallel 1 the other threads take the one
+   slot, so the thread's state can only come back from the host cache) and without (--parallel 1
+   --kv-cache-bytes 0; and the raw engine with cache_prompt off on the same prompt). Goal: with reuse
+   <= 0.05 of without.
 
 Usage: .venv/bin/python scripts/bench_runs.py [--tokens 64] [--repeat 5] [--turns 20]
 """
@@ -126,7 +127,7 @@ def long_thread_turn(
 def kv_reuse(tmp: Path, engine: EngineProcess, renderer: Renderer, default_server: Any, turns: int) -> None:
     cases: list[tuple[str, Timed]] = []
     timed, shown = long_thread_turn(sdk_client(default_server), DEFAULT_MODEL_NAME, turns)
-    cases.append(("assistd, default (slot kept)", timed))
+    cases.append(("assistd, default settings", timed))
     for label, args in (
         ("assistd --parallel 1 (host cache)", ["--parallel", "1"]),
         ("assistd --parallel 1, no cache", ["--parallel", "1", "--kv-cache-bytes", "0"]),
