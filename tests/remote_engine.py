@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support import MODELS_DIR, ServerProcess, free_port
+from tests.support import MODELS_DIR, ServerProcess, free_port, wait_healthy
 
 MODEL_FILE = MODELS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -52,17 +51,7 @@ class EngineProcess:
         env.pop("ASSISTD_ENGINE_KEY", None)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"engine exited early:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"engine did not become ready:\n{self.log()}")
+        wait_healthy(self.proc, self.url, self.log, "engine", timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -13,14 +13,14 @@ from typing import Any
 from assistd.llm.backend import GenerationParams, GenerationResult
 from assistd.llm.errors import EngineError, ModelLoadError
 from assistd.llm.http import EngineHTTP
-from assistd.llm.vocab import ChatRenderer, Vocab, prompt_tokens
+from assistd.llm.vocab import ChatRenderer, RemotePrompting, Vocab
 
 log = logging.getLogger("assistd.llm")
 
 STOP_TYPES = {"limit": "length", "eos": "stop", "word": "stop"}
 
 
-class LlamaServerBackend:
+class LlamaServerBackend(RemotePrompting):
     def __init__(self, name: str, http: EngineHTTP, vocab: Vocab, props: dict[str, Any], engine: str) -> None:
         self.name = name
         self.engine = engine  # "embedded llama.cpp server" or the remote URL, for logs and doctor
@@ -40,19 +40,6 @@ class LlamaServerBackend:
             )
         self._renderer = ChatRenderer(self.chat_template, vocab.bos_text, vocab.eos_text)
 
-    @property
-    def label(self) -> str:
-        return self._http.label
-
-    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
-        return self._renderer.render(messages, tools)
-
-    def tokenize(self, text: str) -> list[int]:
-        return self._vocab.tokenize(text)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenize(text))
-
     def busy_slots(self) -> int:
         """How many of the engine's slots are generating now (its /slots endpoint)."""
         return sum(1 for slot in self._http.get_json("/slots", timeout=10) if slot.get("is_processing"))
@@ -70,7 +57,7 @@ class LlamaServerBackend:
         on_text: Callable[[str], None],
         cancelled: Callable[[], bool],
     ) -> GenerationResult:
-        tokens = prompt_tokens(self._vocab, prompt)  # sent as ids: counted as the engine sees them
+        tokens = self.prompt_tokens(prompt)  # sent as ids: counted as the engine sees them
         body: dict[str, Any] = {
             "prompt": tokens,
             "n_predict": max(1, min(params.max_tokens, self.n_ctx - len(tokens))),

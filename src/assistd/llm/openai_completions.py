@@ -20,7 +20,7 @@ from assistd.config import ModelEntry
 from assistd.llm.backend import GenerationParams, GenerationResult
 from assistd.llm.errors import EngineError, ModelLoadError
 from assistd.llm.http import EngineHTTP
-from assistd.llm.vocab import ChatRenderer, GGUFVocab, ServerVocab, Vocab, prompt_tokens
+from assistd.llm.vocab import ChatRenderer, GGUFVocab, RemotePrompting, ServerVocab, Vocab
 
 log = logging.getLogger("assistd.llm")
 
@@ -61,7 +61,7 @@ def grammar_fields(param: str, grammar: str) -> dict[str, Any]:
     return {head: grammar_fields(rest, grammar) if rest else grammar}
 
 
-class OpenAICompletionsBackend:
+class OpenAICompletionsBackend(RemotePrompting):
     def __init__(self, entry: ModelEntry) -> None:
         assert entry.url is not None  # ModelEntry requires it for engine "openai"
         self.name = entry.name
@@ -92,10 +92,6 @@ class OpenAICompletionsBackend:
             )
         self._renderer = ChatRenderer(self.chat_template, self._vocab.bos_text, self._vocab.eos_text)
 
-    @property
-    def label(self) -> str:
-        return self._http.label
-
     def _listed(self) -> dict[str, Any]:
         """The engine's `/v1/models` entry for this model (llama.cpp: its one model, under any name)."""
         body = self._http.get_json("/v1/models", timeout=LOAD_SECONDS)
@@ -124,15 +120,6 @@ class OpenAICompletionsBackend:
                 "in the models file (this engine does not publish its template)"
             )
         return CompletionsVocab(self._http, self.model, entry.chat_template)
-
-    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
-        return self._renderer.render(messages, tools)
-
-    def tokenize(self, text: str) -> list[int]:
-        return self._vocab.tokenize(text)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenize(text))
 
     def close(self) -> None:
         self._http.close()
@@ -164,7 +151,7 @@ class OpenAICompletionsBackend:
         on_text: Callable[[str], None],
         cancelled: Callable[[], bool],
     ) -> GenerationResult:
-        tokens = prompt_tokens(self._vocab, prompt)
+        tokens = self.prompt_tokens(prompt)
         pieces: list[str] = []
         finish: str | None = None
         usage: dict[str, Any] = {}

@@ -96,3 +96,28 @@ class ChatRenderer:
 
     def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
         return self._formatter(messages=messages, tools=tools or None).prompt
+
+
+class RemotePrompting:
+    """The prompt side shared by the backends that talk to an engine over HTTP: rendering with the chat
+    template, counting with the tokenizer; `_http`, `_vocab` and `_renderer` are set by the backend."""
+
+    _http: EngineHTTP
+    _vocab: Vocab
+    _renderer: ChatRenderer
+
+    @property
+    def label(self) -> str:
+        return self._http.label
+
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        return self._renderer.render(messages, tools)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._vocab.tokenize(text)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def prompt_tokens(self, text: str) -> list[int]:
+        return prompt_tokens(self._vocab, text)
