@@ -22,16 +22,21 @@ The former goal "RSS after N <= 1.5 x RSS after 20" (issue 10) is printed but no
 the prompt cache is half full (it fills over ~40 runs at 1 GiB), so that ratio measures how the cache cap
 compares to the model and slots, not whether memory is bounded; a cap of 2 GiB would "fail" it with no leak.
 
-Two prompt shapes (--prompt). llama.cpp saves a slot's state into the prompt cache only when the slot is
-taken over by a prompt that would lose more than half of it (an unrelated prompt), so:
-- unrelated (default): each thread's prompt opens with its own question, then a document: every run lands
-  on the least recently used slot and, once all slots hold a state, saves the state it takes over
-  (~27 MB). This fills the cache, but every run evaluates its whole prompt: the cache fills at the engine's
-  prompt speed (F runs of ~1.2k tokens, whatever the prompt size), 10-20 s a run on a busy 2-core box.
-- shared: each thread opens with the same document and asks its own question last: the slot that holds the
-  document is reused, only the question is new, nothing is saved and the cache stays empty (check 3 then
-  fails by design). Hundreds of runs in minutes: it soaks our own code (API, run loop, event bus, database,
-  HTTP client to the engine) with the engine's memory held constant.
+Two prompt shapes (--prompt). llama.cpp copies a slot's state into the prompt cache when a task starts on
+another slot while this one is idle (cache_idle_slots, on by default; "saving idle slot to prompt cache"),
+or when a prompt takes the slot over and would lose more than half of it; a state the cache holds already
+is not copied again, and the oldest states are dropped beyond the cap. So:
+- unrelated (default): each thread's prompt opens with its own question, then a document: no slot shares
+  more than the chat template's first tokens with it, so every run lands on the least recently used slot
+  and the previous run's slot, now idle, is copied into the cache (~27 MB a run from run 2; F counts
+  from the number of slots, the latest the cache can be full). This fills the cache, but every run
+  evaluates its whole prompt: the cache fills at the engine's prompt speed whatever the prompt size,
+  10-20 s a run on a busy 2-core box.
+- shared: each thread opens with the same document and asks its own question last: every run reuses the
+  slot that holds the document (only the question is new), that slot is never idle when a task starts,
+  so nothing is copied and the cache stays empty (check 3 then fails by design). Hundreds of runs in
+  minutes: it soaks our own code (API, run loop, event bus, database, HTTP client to the engine) with the
+  engine's memory held constant.
 Check 3 makes sure a soak did fill the cache (RSS at F at least 80% of the cap above RSS after the first
 run): a soak that never fills the cache proves nothing about its cap. --kv-cache-bytes 0 turns the cache
 off and shows its share.
