@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from tests.support import KEY_A, ServerProcess, free_port  # noqa: E402
+from tests.support import KEY_A, ServerProcess, free_port, wait_healthy  # noqa: E402
 
 from assistd.config import DEFAULT_MODEL_FILE, DEFAULT_MODEL_NAME, ModelEntry  # noqa: E402
 
@@ -63,20 +63,10 @@ class EngineProcess:
         cmd += ["--n-gpu-layers", str(n_gpu_layers)]
         if n_threads:
             cmd += ["--n-threads", str(n_threads)]
-        self.proc = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT, cwd=ROOT)
+        env = {k: v for k, v in os.environ.items() if k != "ASSISTD_ENGINE_KEY"}  # no key: loopback only
+        self.proc = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         os.close(fd)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"engine exited early:\n{self._log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"engine did not become ready:\n{self._log.read_text()}")
+        wait_healthy(self.proc, self.url, self._log.read_text, "engine")
         self.client = httpx.Client(base_url=self.url, timeout=600, limits=httpx.Limits(max_connections=64))
 
     def stop(self) -> None:
