@@ -114,7 +114,8 @@ def percentile(values: list[float], q: float) -> float:
 def raw_side(engine: EngineProcess, renderer: Renderer, tokens: int) -> Side:
     def jobs(c: int) -> list[Callable[[], Timed]]:
         prompts = [renderer.prompt(SYSTEM, [{"role": "user", "content": question()}]) for _ in range(c)]
-        return [lambda p=p: raw_completion(engine.client, p, tokens) for p in prompts]
+        stop = renderer.plain_stop
+        return [lambda p=p: raw_completion(engine.client, p, tokens, stop=stop) for p in prompts]
 
     return Side("llama.cpp engine, raw", jobs)
 
@@ -137,7 +138,8 @@ def check_prompts(engine: EngineProcess, renderer: Renderer, client: Any, tokens
     text = question()
     thread = client.beta.threads.create(messages=[{"role": "user", "content": text}])
     ours = assistd_run(client, assistant.id, thread.id, tokens)
-    raw = raw_completion(engine.client, renderer.prompt(SYSTEM, [{"role": "user", "content": text}]), tokens)
+    prompt = renderer.prompt(SYSTEM, [{"role": "user", "content": text}])
+    raw = raw_completion(engine.client, prompt, tokens, stop=renderer.plain_stop)
     same = "same" if ours.prompt_tokens == raw.prompt_tokens else "DIFFERENT"
     print(
         f"prompt check: assistd {ours.prompt_tokens} prompt tokens, raw {raw.prompt_tokens} ({same}); "

@@ -61,9 +61,8 @@ def overhead(
         return assistd_run(client, assistant.id, thread.id, tokens)
 
     def raw(text: str) -> Timed:
-        return raw_completion(
-            engine.client, renderer.prompt(SYSTEM, [{"role": "user", "content": text}]), tokens
-        )
+        prompt = renderer.prompt(SYSTEM, [{"role": "user", "content": text}])
+        return raw_completion(engine.client, prompt, tokens, stop=renderer.plain_stop)
 
     raw(QUESTION)  # warm-up: engines loaded, pools primed
     for label in assistants:
@@ -139,7 +138,10 @@ def kv_reuse(tmp: Path, engine: EngineProcess, renderer: Renderer, default_serve
             server.stop()
     prompt = renderer.prompt(SYSTEM, shown)
     cases.append(
-        ("raw engine, cache_prompt off", raw_completion(engine.client, prompt, 8, cache_prompt=False))
+        (
+            "raw engine, cache_prompt off",
+            raw_completion(engine.client, prompt, 8, cache_prompt=False, stop=renderer.plain_stop),
+        )
     )
     print(
         f"\n2. turn {turns} of a long thread ({timed.prompt_tokens} prompt tokens; raw prompt "

@@ -114,6 +114,13 @@ class Renderer:
         head = [{"role": "system", "content": instructions}] if instructions else []
         return self._renderer.render(head + thread)
 
+    @property
+    def plain_stop(self) -> list[str]:
+        """The stop strings assistd sends with a run that offers no tools (its tool markup ends a reply)."""
+        from assistd.tools.calls import format_for
+
+        return list(format_for(self.vocab.chat_template).stop_markers([]))
+
     def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
         return self._renderer.render(messages, tools)
 
@@ -139,6 +146,7 @@ def raw_completion(
     cache_prompt: bool = True,
     grammar: str | None = None,
     seed: int | None = None,
+    stop: list[str] | None = None,
 ) -> Timed:
     """One streamed /completion on the engine, the body assistd's backend sends (llm/llama_server.py)."""
     body: dict[str, Any] = {
@@ -147,7 +155,7 @@ def raw_completion(
         "temperature": temperature,
         "top_p": ENTRY.top_p,
         "repeat_penalty": ENTRY.repeat_penalty,
-        "stop": [],
+        "stop": stop or [],
         "stream": True,
         "cache_prompt": cache_prompt,
         "return_tokens": False,
