@@ -65,11 +65,13 @@ class ReplyReader:
     ) -> Reply:
         params = turn.params
         if turn.code_only:
-            return self._forced_code(backend, turn.text, params, run, stop)
+            return self._forced_code(backend, turn.text, verbatim(params), run, stop)
         if turn.forced is not None:
-            return self._forced_calls(backend, turn.fmt, turn.text, params, functions, turn.forced, run, stop)
+            exact = verbatim(params)
+            return self._forced_calls(backend, turn.fmt, turn.text, exact, functions, turn.forced, run, stop)
         grammar = response_grammar(run.response_format)
         if grammar is not None:  # the grammar admits JSON only: no tool markup can start
+            params = verbatim(params)
             params.grammar = grammar
             return self._text(backend, None, turn.text, params, run, stop)
         if not functions:  # tools are off: any tool markup ends the reply
@@ -124,6 +126,7 @@ class ReplyReader:
             return Reply(text=sink.text, calls=[], result=result, sink=sink)
         # The reply opened a tool call: finish it under the grammar so that it parses.
         head = watch.before + fmt.start_marker
+        params = verbatim(params)
         params.grammar = fmt.grammar(functions, parallel=run.parallel_tool_calls, continuation=True)
         params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
         rest = backend.generate(prompt + head, params, lambda _piece: None, stop)
@@ -182,6 +185,14 @@ class ReplyReader:
         code = result.text.split(CODE_FENCE_END)[0].strip("\n")
         call = Call(new_call_id(), "code_interpreter", json.dumps({"code": code}))
         return Reply(text="", calls=[call], result=result, sink=None)
+
+
+def verbatim(params: GenerationParams) -> GenerationParams:
+    """The params for output that must repeat what the prompt says: code, tool-call arguments, JSON. The
+    repetition penalty (against prose that loops) is off there: llama.cpp's server counts the prompt's last
+    tokens in it, so the model would avoid copying the user's code or values (greedy `print(6*7)` became
+    `print(6 * 7)`, and `x = 41` grew a print line)."""
+    return dataclasses.replace(params, repeat_penalty=1.0)
 
 
 def response_grammar(response_format: Any) -> str | None:

@@ -23,6 +23,7 @@ class ScriptedBackend:
         self.prompts: list[str] = []
         self.grammars: list[str | None] = []
         self.stops: list[list[str]] = []
+        self.penalties: list[float] = []
         self.started = threading.Event()
 
     def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
@@ -45,6 +46,7 @@ class ScriptedBackend:
         self.prompts.append(prompt)
         self.grammars.append(params.grammar)
         self.stops.append(list(params.stop))
+        self.penalties.append(params.repeat_penalty)
         self.started.set()
         reply = _cut_at_stop(self.replies.pop(0) if self.replies else "OK.", params.stop)
         words = reply.split(" ")
