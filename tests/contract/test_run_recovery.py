@@ -28,7 +28,7 @@ def _until_terminal(c: openai.OpenAI, run, timeout: float = 300):
 
 def test_runs_queued_behind_a_crash_are_executed_after_restart(tmp_path_factory):
     data = tmp_path_factory.mktemp("crash")
-    first = ServerProcess(data)
+    first = ServerProcess(data, args=["--parallel", "1"])  # one slot: the other runs wait queued behind it
     c = openai.OpenAI(base_url=f"{first.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
     assistant = c.beta.assistants.create(model=MODEL, instructions="Write at great length.")
 
