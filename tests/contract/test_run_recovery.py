@@ -29,22 +29,26 @@ def _until_terminal(c: openai.OpenAI, run, timeout: float = 300):
 def test_runs_queued_behind_a_crash_are_executed_after_restart(tmp_path_factory):
     data = tmp_path_factory.mktemp("crash")
     first = ServerProcess(data, args=["--parallel", "1"])  # one slot: the other runs wait queued behind it
-    c = openai.OpenAI(base_url=f"{first.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
-    assistant = c.beta.assistants.create(model=MODEL, instructions="Write at great length.")
+    try:
+        c = openai.OpenAI(base_url=f"{first.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
+        assistant = c.beta.assistants.create(model=MODEL, instructions="Write at great length.")
 
-    def start(max_tokens: int | None):
-        thread = c.beta.threads.create(messages=[{"role": "user", "content": "Tell a very long story."}])
-        return c.beta.threads.runs.create(
-            thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=max_tokens
-        )
+        def start(max_tokens: int | None):
+            thread = c.beta.threads.create(messages=[{"role": "user", "content": "Tell a very long story."}])
+            return c.beta.threads.runs.create(
+                thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=max_tokens
+            )
 
-    generating = start(None)
-    waiting = [start(24) for _ in range(WAITING)]
-    while not c.beta.threads.runs.steps.list(generating.id, thread_id=generating.thread_id).data:
-        time.sleep(0.02)
-    for run in waiting:  # they wait for the model: queued, not started
-        seen = c.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)
-        assert seen.status == "queued" and seen.started_at is None, seen.status
+        generating = start(None)
+        waiting = [start(24) for _ in range(WAITING)]
+        while not c.beta.threads.runs.steps.list(generating.id, thread_id=generating.thread_id).data:
+            time.sleep(0.02)
+        for run in waiting:  # they wait for the model: queued, not started
+            seen = c.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)
+            assert seen.status == "queued" and seen.started_at is None, seen.status
+    except BaseException:  # a failure before the crash must not leave the server running
+        first.stop()
+        raise
     first.proc.kill()  # a crash: no shutdown handler runs
     first.proc.wait()
     second = ServerProcess(data)
