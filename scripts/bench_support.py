@@ -147,6 +147,7 @@ def raw_completion(
     grammar: str | None = None,
     seed: int | None = None,
     stop: list[str] | None = None,
+    repeat_penalty: float = ENTRY.repeat_penalty,
 ) -> Timed:
     """One streamed /completion on the engine, the body assistd's backend sends (llm/llama_server.py)."""
     body: dict[str, Any] = {
@@ -154,7 +155,7 @@ def raw_completion(
         "n_predict": max_tokens,
         "temperature": temperature,
         "top_p": ENTRY.top_p,
-        "repeat_penalty": ENTRY.repeat_penalty,
+        "repeat_penalty": repeat_penalty,
         "stop": stop or [],
         "stream": True,
         "cache_prompt": cache_prompt,

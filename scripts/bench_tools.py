@@ -26,7 +26,7 @@ import statistics
 from concurrent.futures import ThreadPoolExecutor
 
 from assistd.tools.calls import format_for, template_takes_tools, validate_arguments
-from bench_support import MODEL_PATH, EngineProcess, Renderer, load, raw_completion
+from bench_support import ENTRY, MODEL_PATH, EngineProcess, Renderer, load, raw_completion
 
 FUNCTIONS = [
     {
@@ -226,8 +226,16 @@ def main() -> None:
         prompt = renderer.render(messages, tools_arg)
         cap = args.max_tokens if mode == "constrained" else args.free_max_tokens
         grammar_of_mode = grammar if mode == "constrained" else None
+        # as a run asks (engine/reply.py `verbatim`): no repetition penalty under a grammar
+        penalty = 1.0 if grammar_of_mode else ENTRY.repeat_penalty
         out = raw_completion(
-            engine.client, prompt, cap, temperature=args.temperature, grammar=grammar_of_mode, seed=i
+            engine.client,
+            prompt,
+            cap,
+            temperature=args.temperature,
+            grammar=grammar_of_mode,
+            seed=i,
+            repeat_penalty=penalty,
         )
         row = (*judge(fmt, out.text, wanted), out.total, out.tokens, out.tokens >= cap)
         if args.verbose:
