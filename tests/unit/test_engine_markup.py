@@ -182,9 +182,9 @@ def test_a_stray_closing_tag_ends_the_reply(tmp_path):
     assert _texts(rig, thread_id, run.id) == ["It is 42."]
 
 
-def test_code_calls_and_json_are_generated_without_the_repetition_penalty(tmp_path):
-    """Prose keeps the model's repetition penalty; output that must copy from the prompt (a call's
-    arguments, code, JSON) gets none: llama.cpp's server counts the prompt's tokens in the penalty."""
+def test_code_and_calls_are_generated_without_the_repetition_penalty(tmp_path):
+    """Prose and JSON answers keep the model's repetition penalty; output that must copy from the prompt
+    (a call's arguments, code) gets none: llama.cpp's server counts the prompt's tokens in the penalty."""
     rig = build_rig(tmp_path, ["Let me check. <tool_call>" + CALL, CALL, '{"a": 1}', "Plain words."])
     assistant_id = rig.assistant(tools=[LOOKUP])
     prose = rig.backend.penalties
@@ -194,4 +194,4 @@ def test_code_calls_and_json_are_generated_without_the_repetition_penalty(tmp_pa
     rig.executor.execute(json_run.id, threading.Event())
     text_run = rig.create_run(rig.thread("Hi?"), rig.assistant())
     rig.executor.execute(text_run.id, threading.Event())
-    assert prose == [1.1, 1.0, 1.0, 1.1]  # free reply, the call finished under the grammar, JSON, prose
+    assert prose == [1.1, 1.0, 1.1, 1.1]  # free reply, the call finished under the grammar, JSON, prose

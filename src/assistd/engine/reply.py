@@ -71,8 +71,7 @@ class ReplyReader:
             return self._forced_calls(backend, turn.fmt, turn.text, exact, functions, turn.forced, run, stop)
         grammar = response_grammar(run.response_format)
         if grammar is not None:  # the grammar admits JSON only: no tool markup can start
-            params = verbatim(params)
-            params.grammar = grammar
+            params.grammar = grammar  # the penalty stays: a JSON answer is composed, and loops without it
             return self._text(backend, None, turn.text, params, run, stop)
         if not functions:  # tools are off: any tool markup ends the reply
             params.stop = [*params.stop, *turn.fmt.stop_markers(tool_names(run))]
@@ -188,10 +187,11 @@ class ReplyReader:
 
 
 def verbatim(params: GenerationParams) -> GenerationParams:
-    """The params for output that must repeat what the prompt says: code, tool-call arguments, JSON. The
-    repetition penalty (against prose that loops) is off there: llama.cpp's server counts the prompt's last
+    """The params for output that must repeat what the prompt says: code and tool-call arguments. The
+    repetition penalty (against output that loops) is off there: llama.cpp's server counts the prompt's last
     tokens in it, so the model would avoid copying the user's code or values (greedy `print(6*7)` became
-    `print(6 * 7)`, and `x = 41` grew a print line)."""
+    `print(6 * 7)`, and `x = 41` grew a print line). A JSON answer keeps it: without it the 135M model
+    repeated one key until the token cap."""
     return dataclasses.replace(params, repeat_penalty=1.0)
 
 
