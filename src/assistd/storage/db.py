@@ -16,6 +16,7 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.is_postgres = parsed.get_backend_name() == "postgresql"
         connect_args: dict = {}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
@@ -29,6 +30,13 @@ class Database:
         from assistd.storage import tables  # noqa: F401  (registers every table)
 
         SQLModel.metadata.create_all(self.engine)
+
+    def now(self) -> float:
+        """The database's current Unix time: leases and expiry use it, never a node's own clock."""
+        from assistd.storage.clock import read_now
+
+        with self.session() as s:
+            return read_now(s)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

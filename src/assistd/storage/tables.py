@@ -2,6 +2,7 @@
 
 from assistd.storage.assistants import AssistantRow
 from assistd.storage.files import FileRow
+from assistd.storage.kernel_homes import KernelHomeRow
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
@@ -10,10 +11,12 @@ from assistd.storage.usage import UsageEventRow
 from assistd.storage.vector_store_batches import VectorStoreFileBatchRow
 from assistd.storage.vector_store_files import VectorStoreFileRow
 from assistd.storage.vector_stores import VectorStoreRow
+from assistd.storage.workers import WorkerRow
 
 __all__ = [
     "AssistantRow",
     "FileRow",
+    "KernelHomeRow",
     "MessageRow",
     "RunRow",
     "StepRow",
@@ -22,4 +25,5 @@ __all__ = [
     "VectorStoreFileBatchRow",
     "VectorStoreFileRow",
     "VectorStoreRow",
+    "WorkerRow",
 ]

@@ -1,0 +1,32 @@
+"""The database's clock: leases and expiry compare against the time of the one database every node shares,
+never against a node's own clock (nodes drift; a paused process's clock means nothing to the others)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Float, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+
+class db_now(FunctionElement):  # a SQL function: lower case, like func.now()
+    """The database's current Unix time in seconds (float), as a SQL expression."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(db_now)
+def _generic(_element: Any, _compiler: Any, **_kw: Any) -> str:
+    return "(julianday('now') - 2440587.5) * 86400.0"
+
+
+@compiles(db_now, "postgresql")
+def _postgres(_element: Any, _compiler: Any, **_kw: Any) -> str:
+    return "extract(epoch from clock_timestamp())::float8"
+
+
+def read_now(session: Any) -> float:
+    """The database's current time, read in `session`."""
+    return float(session.execute(select(db_now())).scalar_one())

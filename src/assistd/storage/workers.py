@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from sqlmodel import Field, SQLModel
+
+
+class WorkerRow(SQLModel, table=True):
+    """A worker process sharing the database. It is alive while `lease_until` (database clock) is ahead: it
+    renews it every few seconds. Nothing trusts hostnames or pids: a worker that stops renewing is dead."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(primary_key=True)
+    role: str = "all"
+    started_at: float
+    lease_until: float
