@@ -5,6 +5,7 @@ import os
 import openai
 import pytest
 
+from tests.postgres import PostgresServer
 from tests.support import KEY_A, KEY_B, MODELS_DIR, ServerProcess
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,3 +42,14 @@ def model_file():
     if not path.exists():
         pytest.fail(f"{path} is missing: run `make install` (scripts/fetch_model.py) first")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster for the session (tests/postgres.py); databases: new_database()."""
+    try:
+        server = PostgresServer()
+    except RuntimeError as exc:
+        pytest.fail(f"the PostgreSQL tests could not start PostgreSQL: {exc}")
+    yield server
+    server.close()

@@ -49,7 +49,12 @@ class ServerProcess:
     """`assistd serve` on a free port with its own data directory."""
 
     def __init__(
-        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        database_url: str | None = None,
+        role: str | None = None,
     ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
@@ -70,6 +75,8 @@ class ServerProcess:
             str(data_dir),
             "--models-dir",
             str(MODELS_DIR),
+            *(["--database-url", database_url] if database_url else []),
+            *(["--role", role] if role else []),
             *(args or []),
         ]
         self._log = self.log_path.open("wb")
