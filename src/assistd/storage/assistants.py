@@ -3,18 +3,18 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Index
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
-from assistd.storage.columns import json_field, metadata_field
+from assistd.storage.columns import big_int_field, id_field, json_field, metadata_field
 
 
 class AssistantRow(SQLModel, table=True):
     __tablename__ = "assistants"
     __table_args__ = (Index("ix_assistants_page", "project", "created_at", "id"),)
 
-    id: str = Field(primary_key=True)
+    id: str = id_field()
     project: str
-    created_at: int
+    created_at: int = big_int_field()
     name: str | None = None
     description: str | None = None
     model: str

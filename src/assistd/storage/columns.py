@@ -1,11 +1,43 @@
-"""Column helpers shared by the tables."""
+"""Column helpers shared by the tables.
+
+Two column types differ by database, and only there: on PostgreSQL integers that can outgrow 2^31 (times,
+bytes, token counts, counters) are BIGINT and ids compare bytewise (`COLLATE "C"`), so that pages order the
+same on any database locale. On SQLite both are what they always were (INTEGER is 64-bit there and text
+compares bytewise): its DDL does not change.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, String
 from sqlmodel import Field
+
+BIG_INT = BigInteger().with_variant(Integer(), "sqlite")
+"""An integer that may exceed 2^31: BIGINT on PostgreSQL, INTEGER (64-bit) on SQLite."""
+
+ID = String().with_variant(String(collation="C"), "postgresql")
+"""An object id: compared and ordered bytewise on every database (ids sort by creation time)."""
+
+
+def id_field() -> Any:
+    """The primary key id."""
+    return Field(primary_key=True, sa_type=ID)
+
+
+def ref_field(index: bool = False) -> Any:
+    """An optional id of another object (`assistant_id`, `run_id`, `worker_id`...)."""
+    return Field(default=None, index=index, sa_type=ID)
+
+
+def required_ref_field(index: bool = False) -> Any:
+    """A required id of another object, without a foreign key."""
+    return Field(index=index, sa_type=ID)
+
+
+def big_int_field(default: Any = ...) -> Any:
+    """An integer that may exceed 2^31 (a Unix time, a byte count, a counter). Nullable when annotated so."""
+    return Field(default=default, sa_type=BIG_INT) if default is not ... else Field(sa_type=BIG_INT)
 
 
 def json_field(default_factory=None, nullable: bool = True) -> Any:
@@ -19,8 +51,14 @@ def metadata_field() -> Any:
     return Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
 
 
-def parent_fk(target: str, index: bool = True) -> Any:
-    """A foreign key whose rows go when the parent row is deleted."""
+def parent_fk(target: str, index: bool = True, primary_key: bool = False) -> Any:
+    """A foreign key (an id) whose rows go when the parent row is deleted."""
     return Field(
-        sa_column=Column(String, ForeignKey(target, ondelete="CASCADE"), nullable=False, index=index)
+        sa_column=Column(
+            ID,
+            ForeignKey(target, ondelete="CASCADE"),
+            nullable=False,
+            index=index and not primary_key,
+            primary_key=primary_key,
+        )
     )

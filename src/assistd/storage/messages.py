@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Index
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
-from assistd.storage.columns import json_field, metadata_field, parent_fk
+from assistd.storage.columns import big_int_field, id_field, json_field, metadata_field, parent_fk, ref_field
 
 
 class MessageRow(SQLModel, table=True):
@@ -18,17 +18,17 @@ class MessageRow(SQLModel, table=True):
         Index("ix_messages_run", "run_id"),
     )
 
-    id: str = Field(primary_key=True)
+    id: str = id_field()
     project: str
     thread_id: str = parent_fk("threads.id", index=False)
-    created_at: int
+    created_at: int = big_int_field()
     role: str
     content: list[dict[str, Any]] = json_field(list, nullable=False)
     status: str = "completed"
     incomplete_details: dict[str, Any] | None = json_field()
-    completed_at: int | None = None
-    incomplete_at: int | None = None
-    assistant_id: str | None = None
-    run_id: str | None = None
+    completed_at: int | None = big_int_field(None)
+    incomplete_at: int | None = big_int_field(None)
+    assistant_id: str | None = ref_field()
+    run_id: str | None = ref_field()
     attachments: list[dict[str, Any]] | None = json_field()
     meta: dict[str, str] = metadata_field()

@@ -3,9 +3,17 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Index
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
-from assistd.storage.columns import json_field, metadata_field, parent_fk
+from assistd.storage.columns import (
+    big_int_field,
+    id_field,
+    json_field,
+    metadata_field,
+    parent_fk,
+    ref_field,
+    required_ref_field,
+)
 
 
 class RunRow(SQLModel, table=True):
@@ -18,19 +26,19 @@ class RunRow(SQLModel, table=True):
         Index("ix_runs_status", "status"),
     )
 
-    id: str = Field(primary_key=True)
+    id: str = id_field()
     project: str
     thread_id: str = parent_fk("threads.id", index=False)
-    assistant_id: str
-    created_at: int
+    assistant_id: str = required_ref_field()
+    created_at: int = big_int_field()
     status: str = "queued"
     required_action: dict[str, Any] | None = json_field()
     last_error: dict[str, Any] | None = json_field()
-    expires_at: int | None = None
-    started_at: int | None = None
-    cancelled_at: int | None = None
-    failed_at: int | None = None
-    completed_at: int | None = None
+    expires_at: int | None = big_int_field(None)
+    started_at: int | None = big_int_field(None)
+    cancelled_at: int | None = big_int_field(None)
+    failed_at: int | None = big_int_field(None)
+    completed_at: int | None = big_int_field(None)
     incomplete_details: dict[str, Any] | None = json_field()
     model: str
     instructions: str = ""
@@ -39,14 +47,14 @@ class RunRow(SQLModel, table=True):
     usage: dict[str, int] | None = json_field()
     temperature: float | None = None
     top_p: float | None = None
-    max_prompt_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    max_prompt_tokens: int | None = big_int_field(None)
+    max_completion_tokens: int | None = big_int_field(None)
     truncation_strategy: dict[str, Any] = json_field(dict, nullable=False)
     tool_choice: Any = json_field()
     parallel_tool_calls: bool = True
     response_format: Any = json_field()
     # engine bookkeeping, never sent to clients
     tool_resources: dict[str, Any] | None = json_field()
-    worker_id: str | None = None
+    worker_id: str | None = ref_field()
     lease_until: float | None = None
-    tool_rounds: int = 0
+    tool_rounds: int = big_int_field(0)

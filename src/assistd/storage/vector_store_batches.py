@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
-from assistd.storage.columns import parent_fk
+from assistd.storage.columns import big_int_field, id_field, parent_fk
 
 
 class VectorStoreFileBatchRow(SQLModel, table=True):
@@ -10,8 +10,8 @@ class VectorStoreFileBatchRow(SQLModel, table=True):
 
     __tablename__ = "vector_store_file_batches"
 
-    id: str = Field(primary_key=True)
+    id: str = id_field()
     project: str
     vector_store_id: str = parent_fk("vector_stores.id")
-    created_at: int
-    cancelled_at: int | None = None
+    created_at: int = big_int_field()
+    cancelled_at: int | None = big_int_field(None)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, String
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Index
+from sqlmodel import SQLModel
 
-from assistd.storage.columns import json_field
+from assistd.storage.columns import big_int_field, id_field, json_field, parent_fk, ref_field
 
 
 class VectorStoreFileRow(SQLModel, table=True):
@@ -19,20 +19,18 @@ class VectorStoreFileRow(SQLModel, table=True):
         Index("ix_vs_files_file", "id"),
     )
 
-    vector_store_id: str = Field(
-        sa_column=Column(String, ForeignKey("vector_stores.id", ondelete="CASCADE"), primary_key=True)
-    )
-    id: str = Field(primary_key=True)
+    vector_store_id: str = parent_fk("vector_stores.id", primary_key=True)
+    id: str = id_field()
     project: str
-    created_at: int
+    created_at: int = big_int_field()
     filename: str = ""
     status: str = "in_progress"
-    usage_bytes: int = 0
-    chunk_count: int = 0
+    usage_bytes: int = big_int_field(0)
+    chunk_count: int = big_int_field(0)
     last_error: dict[str, Any] | None = json_field()
     chunking_strategy: dict[str, Any] | None = json_field()
     attributes: dict[str, Any] | None = json_field()
-    batch_id: str | None = Field(default=None, index=True)
-    worker_id: str | None = None
+    batch_id: str | None = ref_field(index=True)
+    worker_id: str | None = ref_field()
     lease_until: float | None = None
-    attempts: int = 0
+    attempts: int = big_int_field(0)

@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Index
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
-from assistd.storage.columns import json_field, metadata_field
+from assistd.storage.columns import big_int_field, id_field, json_field, metadata_field, ref_field
 
 
 class VectorStoreRow(SQLModel, table=True):
@@ -15,14 +15,14 @@ class VectorStoreRow(SQLModel, table=True):
     __tablename__ = "vector_stores"
     __table_args__ = (Index("ix_vector_stores_page", "project", "created_at", "id"),)
 
-    id: str = Field(primary_key=True)
+    id: str = id_field()
     project: str
-    created_at: int
+    created_at: int = big_int_field()
     name: str = ""
     description: str | None = None
-    last_active_at: int
+    last_active_at: int = big_int_field()
     expires_after: dict[str, Any] | None = json_field()
     meta: dict[str, str] = metadata_field()
-    chunks_version: int = 0
+    chunks_version: int = big_int_field(0)
     # the thread whose message attachments created this store (deleted with the thread)
-    owner_thread_id: str | None = Field(default=None, index=True)
+    owner_thread_id: str | None = ref_field(index=True)
