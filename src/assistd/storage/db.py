@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 
 class Database:
@@ -27,9 +27,10 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def create_schema(self) -> None:
-        from assistd.storage import tables  # noqa: F401  (registers every table)
+        """Upgrades the schema to the newest migration, under a lock (see storage.migrate)."""
+        from assistd.storage import migrate
 
-        SQLModel.metadata.create_all(self.engine)
+        migrate.upgrade(self)
 
     def now(self) -> float:
         """The database's current Unix time: leases and expiry use it, never a node's own clock."""
