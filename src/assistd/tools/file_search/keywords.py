@@ -1,0 +1,219 @@
+"""The keyword half of hybrid search, in the SQL database: every node sees one index, none holds it in RAM.
+
+SQLite: an FTS5 table ranked with its bm25() (k1 = 1.2, b = 0.75; document frequencies over all stores of the
+database). PostgreSQL: a tsvector per chunk with a GIN index; the score of a chunk is a BM25-like sum over
+the query's terms of idf(term) * ts_rank(chunk, term) (ts_rank saturates with repetitions and is normalised
+by the chunk's length), idf from the term's document frequency in the stores searched, counted up to
+COMMON_TERM_ROWS. Terms found in more chunks than that ("common") still score but do not select candidates
+when the query has rarer ones, and at most CANDIDATE_ROWS chunks are ranked: the query's cost stays bounded
+on big stores whatever words it holds.
+
+Query words are split and filtered like bm25.terms (stop words dropped); 'simple' text search configuration
+on PostgreSQL (no stemming), unicode61 without diacritics on SQLite.
+
+Stores indexed before these tables existed are listed in `keyword_backfill`; `ensure_backfilled` copies
+their chunks (from Chroma) once, whichever node searches them first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, text
+
+from assistd.storage.db import Database
+from assistd.storage.retry import retrying
+from assistd.tools.file_search.bm25 import STOPWORDS, terms
+
+COMMON_TERM_ROWS = 5_000
+CANDIDATE_ROWS = 20_000
+INSERT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class KeywordHit:
+    store_id: str
+    chunk_id: str
+    file_id: str
+    score: float  # > 0, higher is better; comparable within one search only
+
+
+def clean(value: str) -> str:
+    """Text as the database may store it: no NUL (PostgreSQL refuses it in text)."""
+    return value.replace("\x00", " ")
+
+
+class KeywordIndex:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.postgres = db.is_postgres
+
+    # ------------------------------------------------------------------------------------------ writes
+    def add(self, store_id: str, file_id: str, chunks: Sequence[tuple[str, str]]) -> None:
+        """Indexes (chunk_id, text) pairs of one file; a chunk id indexed before is replaced."""
+        self._insert(store_id, file_id, chunks, replace=True)
+
+    def _insert(
+        self, store_id: str, file_id: str | None, chunks: Sequence[tuple[str, str]], replace: bool, s=None
+    ) -> None:
+        rows = [
+            {"s": store_id, "c": cid, "f": file_id if file_id is not None else file_of(cid), "t": clean(body)}
+            for cid, body in chunks
+        ]
+        if not rows:
+            return
+        if self.postgres:
+            conflict = (
+                "DO UPDATE SET file_id = excluded.file_id, tsv = excluded.tsv" if replace else "DO NOTHING"
+            )
+            sql = text(
+                "INSERT INTO keyword_chunks (store_id, chunk_id, file_id, tsv) "
+                f"VALUES (:s, :c, :f, to_tsvector('simple', :t)) ON CONFLICT (store_id, chunk_id) {conflict}"
+            )
+        else:
+            conflict = (
+                "DO UPDATE SET file_id = excluded.file_id, body = excluded.body" if replace else "DO NOTHING"
+            )
+            sql = text(
+                "INSERT INTO keyword_chunks (store_id, chunk_id, file_id, body) "
+                f"VALUES (:s, :c, :f, :t) ON CONFLICT (store_id, chunk_id) {conflict}"
+            )
+        if s is not None:
+            for start in range(0, len(rows), INSERT_BATCH):
+                s.execute(sql, rows[start : start + INSERT_BATCH])
+            return
+        with self.db.session() as session:
+            for start in range(0, len(rows), INSERT_BATCH):
+                session.execute(sql, rows[start : start + INSERT_BATCH])
+
+    def delete_file(self, store_id: str, file_id: str) -> None:
+        with self.db.session() as s:
+            s.execute(
+                text("DELETE FROM keyword_chunks WHERE store_id = :s AND file_id = :f"),
+                {"s": store_id, "f": file_id},
+            )
+
+    def drop(self, store_id: str) -> None:
+        with self.db.session() as s:
+            s.execute(text("DELETE FROM keyword_chunks WHERE store_id = :s"), {"s": store_id})
+            s.execute(text("DELETE FROM keyword_backfill WHERE store_id = :s"), {"s": store_id})
+
+    # ---------------------------------------------------------------------------------------- backfill
+    def needs_backfill(self, store_id: str) -> bool:
+        with self.db.session() as s:
+            found = s.execute(text("SELECT 1 FROM keyword_backfill WHERE store_id = :s"), {"s": store_id})
+            return found.first() is not None
+
+    def ensure_backfilled(self, store_id: str, load: Callable[[], Sequence[tuple[str, str, str]]]) -> bool:
+        """Copies a store's chunks ((chunk_id, file_id, text) from `load`) into the index if the store is
+        still listed in keyword_backfill; True when this call did it. Chunks already indexed (files added
+        since) are kept as they are. Two nodes may both load; the database lets one of them write."""
+        if not self.needs_backfill(store_id):
+            return False
+        chunks = load()
+        with self.db.session() as s:
+            claimed = s.execute(text("DELETE FROM keyword_backfill WHERE store_id = :s"), {"s": store_id})
+            if claimed.rowcount == 0:
+                return False  # another node did it meanwhile (its DELETE committed first)
+            by_file: dict[str, list[tuple[str, str]]] = {}
+            for cid, fid, body in chunks:
+                by_file.setdefault(fid, []).append((cid, body))
+            for fid, part in by_file.items():
+                self._insert(store_id, fid, part, replace=False, s=s)
+        return True
+
+    # ------------------------------------------------------------------------------------------ search
+    def search(
+        self, store_ids: Sequence[str], query: str, k: int, file_ids: Sequence[str] | None = None
+    ) -> list[KeywordHit]:
+        """The `k` best chunks of `store_ids` (restricted to `file_ids` unless None) for the query's words."""
+        if not store_ids or k <= 0 or (file_ids is not None and not file_ids):
+            return []
+        run = self._search_postgres if self.postgres else self._search_sqlite
+        return retrying(lambda: run(list(store_ids), query, k, file_ids), what="keyword search", attempts=4)
+
+    def _search_sqlite(
+        self, store_ids: list[str], query: str, k: int, file_ids: Sequence[str] | None
+    ) -> list[KeywordHit]:
+        words = list(dict.fromkeys(terms(query)))
+        if not words:
+            return []
+        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+        where = "c.store_id IN :stores" + (" AND c.file_id IN :files" if file_ids is not None else "")
+        sql = text(
+            "SELECT c.store_id, c.chunk_id, c.file_id, bm25(keyword_fts) AS rank "
+            "FROM keyword_fts JOIN keyword_chunks c ON c.rowid = keyword_fts.rowid "
+            f"WHERE keyword_fts MATCH :match AND {where} ORDER BY rank, c.chunk_id LIMIT :k"
+        ).bindparams(bindparam("stores", expanding=True))
+        params: dict = {"match": match, "stores": store_ids, "k": k}
+        if file_ids is not None:
+            sql = sql.bindparams(bindparam("files", expanding=True))
+            params["files"] = list(file_ids)
+        with self.db.session() as s:
+            rows = s.execute(sql, params).all()
+        # bm25() is negative, lower is better; a chunk can score ~0 when a word is in over half the chunks.
+        return [KeywordHit(r[0], r[1], r[2], max(-float(r[3]), 1e-6)) for r in rows]
+
+    def _search_postgres(
+        self, store_ids: list[str], query: str, k: int, file_ids: Sequence[str] | None
+    ) -> list[KeywordHit]:
+        with self.db.session() as s:
+            lexemes = [
+                lex
+                for lex in s.execute(
+                    text("SELECT unnest(tsvector_to_array(to_tsvector('simple', :q)))"), {"q": clean(query)}
+                ).scalars()
+                if lex not in STOPWORDS
+            ]
+            if not lexemes:
+                return []
+            scope = "store_id = ANY(:stores)" + (" AND file_id = ANY(:files)" if file_ids is not None else "")
+            params: dict = {"stores": store_ids, "files": list(file_ids or []), "cap": COMMON_TERM_ROWS}
+            counts = s.execute(
+                text(
+                    "SELECT t.lex, (SELECT count(*) FROM (SELECT 1 FROM keyword_chunks "
+                    f"WHERE {scope} AND tsv @@ to_tsquery('simple', quote_literal(t.lex)) LIMIT :cap) x) "
+                    "FROM unnest(CAST(:lexes AS text[])) AS t(lex)"
+                ),
+                {**params, "lexes": lexemes},
+            ).all()
+            df = {lex: int(n) for lex, n in counts if n}
+            if not df:
+                return []
+            total = max(
+                int(
+                    s.execute(
+                        text(
+                            f"SELECT count(*) FROM (SELECT 1 FROM keyword_chunks WHERE {scope} LIMIT :most) x"
+                        ),
+                        {**params, "most": 50 * COMMON_TERM_ROWS},
+                    ).scalar_one()
+                ),
+                max(df.values()),
+            )
+            used = sorted(df)
+            rare = [lex for lex in used if df[lex] < COMMON_TERM_ROWS] or used
+            weights = [math.log(1 + (total - df[lex] + 0.5) / (df[lex] + 0.5)) for lex in used]
+            score = " + ".join(
+                f"{w!r} * ts_rank(tsv, to_tsquery('simple', quote_literal(:l{i})), 1)"
+                for i, w in enumerate(weights)
+            )
+            select = " || ".join(f"to_tsquery('simple', quote_literal(:r{i}))" for i in range(len(rare)))
+            sql = text(
+                f"SELECT store_id, chunk_id, file_id, {score} AS score FROM ("
+                f"SELECT store_id, chunk_id, file_id, tsv FROM keyword_chunks WHERE {scope} "
+                f"AND tsv @@ ({select}) LIMIT :candidates) c ORDER BY score DESC, chunk_id LIMIT :k"
+            )
+            for i, lex in enumerate(used):
+                params[f"l{i}"] = lex
+            for i, lex in enumerate(rare):
+                params[f"r{i}"] = lex
+            rows = s.execute(sql, {**params, "candidates": CANDIDATE_ROWS, "k": k}).all()
+        return [KeywordHit(r[0], r[1], r[2], float(r[3])) for r in rows if r[3] > 0]
+
+
+def file_of(chunk_id: str) -> str:
+    """The file of a chunk id made by store.chunk_id (`file_id#index`)."""
+    return chunk_id.rpartition("#")[0] or chunk_id

@@ -1,0 +1,161 @@
+"""KeywordIndex on SQLite (FTS5) and PostgreSQL (tsvector + GIN): ranking, scopes, deletes, NUL, backfill."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import SQLModel
+
+from assistd.storage.db import Database
+from assistd.storage.keywords import create_keyword_tables, drop_keyword_tables, has_keyword_tables
+from assistd.storage.vector_stores import VectorStoreRow
+from assistd.tools.file_search.keywords import KeywordIndex
+
+DOCS = [
+    "The zebra grazes on the savanna grass",
+    "Quarterly revenue grew by twelve percent",
+    "A zebra and a lion at the watering hole",
+    "Revenue forecasts for the next quarter",
+    "Grass seeds need water and sunlight",
+]
+_names = itertools.count()
+
+
+def _tables(db: Database) -> None:
+    """The tables of the models (migration 0004 only needs vector_stores to exist before it)."""
+    from assistd.storage import tables  # noqa: F401  (registers every table)
+
+    SQLModel.metadata.create_all(db.engine)
+
+
+def _database(url: str) -> Database:
+    db = Database(url)
+    _tables(db)
+    with db.engine.begin() as conn:
+        if not has_keyword_tables(conn):
+            create_keyword_tables(conn)
+    return db
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        database = _database(f"sqlite:///{tmp_path}/k.db")
+    else:
+        server = request.getfixturevalue("postgres")
+        database = _database(server.new_database(f"kw{next(_names)}"))
+    yield database
+    database.dispose()
+
+
+def _fill(index: KeywordIndex, store: str = "vs_a") -> None:
+    for i, doc in enumerate(DOCS):
+        index.add(store, f"file-{i}", [(f"file-{i}#0", doc)])
+
+
+def test_ranks_rare_words_first_and_filters_files(db):
+    index = KeywordIndex(db)
+    _fill(index)
+    hits = index.search(["vs_a"], "zebra", 10)
+    assert {h.chunk_id for h in hits} == {"file-0#0", "file-2#0"}
+    assert all(h.score > 0 for h in hits)
+    # "lion" is rarer than "zebra": the chunk with both comes first
+    assert index.search(["vs_a"], "lion zebra", 10)[0].chunk_id == "file-2#0"
+    assert [h.chunk_id for h in index.search(["vs_a"], "zebra", 10, ["file-2", "file-1"])] == ["file-2#0"]
+    assert index.search(["vs_a"], "zebra", 10, []) == []
+    assert index.search(["vs_a"], "unrelated words", 10) == []
+    assert index.search(["vs_a"], "the and of", 10) == []  # stop words only
+    assert len(index.search(["vs_a"], "revenue grass zebra", 2)) == 2
+    assert index.search(["vs_b"], "zebra", 10) == []  # another store
+    assert index.search(["vs_a"], "", 10) == []
+    hit = index.search(["vs_a"], "Quarterly", 10)[0]
+    assert (hit.store_id, hit.chunk_id, hit.file_id) == ("vs_a", "file-1#0", "file-1")
+
+
+def test_query_syntax_is_not_interpreted(db):
+    index = KeywordIndex(db)
+    index.add("vs_a", "f", [("f#0", "error code E-1234 in module foo_bar (see NOT AND OR)")])
+    for query in ('"E-1234', "foo_bar", "NOT OR AND e", "code:*", "'; DROP TABLE x; --", "e & 1234 | !x"):
+        index.search(["vs_a"], query, 5)  # no syntax error whatever the user types
+    assert [h.chunk_id for h in index.search(["vs_a"], "E-1234", 5)] == ["f#0"]
+    assert [h.chunk_id for h in index.search(["vs_a"], "module", 5)] == ["f#0"]
+
+
+def test_nul_is_stripped(db):
+    index = KeywordIndex(db)
+    index.add("vs_a", "f", [("f#0", "before\x00after nul")])
+    assert [h.chunk_id for h in index.search(["vs_a"], "after", 5)] == ["f#0"]
+    assert index.search(["vs_a"], "after\x00", 5)[0].chunk_id == "f#0"
+
+
+def test_add_replaces_delete_file_and_drop(db):
+    index = KeywordIndex(db)
+    _fill(index)
+    _fill(index, "vs_b")
+    index.add("vs_a", "file-0", [("file-0#0", "now about apples")])  # re-indexed chunk replaces the old
+    assert [h.chunk_id for h in index.search(["vs_a"], "zebra", 10)] == ["file-2#0"]
+    assert [h.chunk_id for h in index.search(["vs_a"], "apples", 10)] == ["file-0#0"]
+    index.delete_file("vs_a", "file-2")
+    assert index.search(["vs_a"], "zebra", 10) == []
+    assert len(index.search(["vs_b"], "zebra", 10)) == 2  # the other store keeps its copy
+    index.drop("vs_b")
+    assert index.search(["vs_b"], "zebra grass revenue", 10) == []
+    both = index.search(["vs_a", "vs_b"], "revenue", 10)
+    assert {(h.store_id, h.chunk_id) for h in both} == {("vs_a", "file-1#0"), ("vs_a", "file-3#0")}
+
+
+def test_many_chunks_common_and_rare_words(db):
+    index = KeywordIndex(db)
+    common = [(f"big#{i}", f"common filler text number {i} common") for i in range(3000)]
+    index.add("vs_a", "big", common)
+    index.add("vs_a", "needle", [("needle#0", "common filler with a rare xylophone")])
+    hits = index.search(["vs_a"], "common xylophone", 5)
+    assert hits[0].chunk_id == "needle#0"
+    assert len(index.search(["vs_a"], "common filler", 20)) == 20
+
+
+def test_backfill_once_under_the_database(db):
+    # A store that existed before the keyword tables (migration 0004 lists it in keyword_backfill)
+    with db.session() as s:
+        s.execute(text("INSERT INTO keyword_backfill (store_id) VALUES ('vs_old')"))
+    index, other = KeywordIndex(db), KeywordIndex(db)  # two nodes
+    loads = []
+
+    def load():
+        loads.append(1)
+        return [(f"file-{i}#0", f"file-{i}", doc) for i, doc in enumerate(DOCS)]
+
+    # a file indexed after the upgrade keeps its (newer) text
+    index.add("vs_old", "file-0", [("file-0#0", "fresh text about apples")])
+    assert index.needs_backfill("vs_old")
+    results = []
+    threads = [
+        threading.Thread(target=lambda n=n: results.append(n.ensure_backfilled("vs_old", load)))
+        for n in (index, other)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, True]  # one node wrote it
+    assert not index.needs_backfill("vs_old") and not other.needs_backfill("vs_old")
+    assert other.ensure_backfilled("vs_old", load) is False
+    assert {h.chunk_id for h in other.search(["vs_old"], "zebra", 10)} == {"file-2#0"}
+    assert [h.chunk_id for h in other.search(["vs_old"], "apples", 10)] == ["file-0#0"]
+    assert len(loads) <= 2
+
+
+def test_migration_marks_existing_stores_and_goes_down(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/m.db")
+    _tables(db)
+    with db.session() as s:
+        s.add(VectorStoreRow(id="vs_x", project="p", created_at=1, last_active_at=1))
+    with db.engine.begin() as conn:
+        create_keyword_tables(conn)
+    assert KeywordIndex(db).needs_backfill("vs_x")
+    with db.engine.begin() as conn:
+        drop_keyword_tables(conn)
+        assert not has_keyword_tables(conn)
