@@ -85,6 +85,8 @@ def serve(settings: Settings) -> int:
         return 2
     if not settings.auth_enabled:
         print("assistd: no API keys configured: authentication is off and only loopback is served.")
+    if (status := db_prepare(settings)) != 0:
+        return status
     default = next((e for e in settings.model_entries() if e.name == settings.default_model), None)
     model_note = f"{default.name} ({default.location})" if default else settings.default_model
     print(
@@ -93,6 +95,49 @@ def serve(settings: Settings) -> int:
     )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
+
+
+def db_prepare(settings: Settings) -> int:
+    """Before serving: upgrade the schema (under the migration lock), or with --no-migrate check that
+    someone did. Done before the event loop starts; a database that is behind stops the server here."""
+    from assistd.storage import migrate
+    from assistd.storage.db import Database
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database)
+    try:
+        if settings.migrate:
+            migrate.upgrade(db)
+        else:
+            migrate.require_head(db)
+    except migrate.SchemaNotCurrent as exc:
+        print(f"assistd: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    return 0
+
+
+def db_command(settings: Settings, action: str) -> int:
+    """`assistd db upgrade`: migrate to the newest revision and exit (a Kubernetes Job before the servers
+    roll out with --no-migrate). `assistd db current`: print the revision and whether it is the newest."""
+    from assistd.storage import migrate
+    from assistd.storage.db import Database
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if action == "upgrade":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database)
+    try:
+        if action == "upgrade":
+            print(f"assistd: database at {migrate.upgrade(db)} (newest)")
+            return 0
+        found, newest = migrate.current(db), migrate.head()
+        note = "newest" if found == newest else f"newest is {newest}"
+        print(f"{found or '(none)'} ({note})")
+        return 0 if found == newest else 1
+    finally:
+        db.dispose()
 
 
 def run_engine(args: argparse.Namespace) -> int:
@@ -224,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Reads the same ASSISTD_* settings as `serve`. Exit status 1 when something a feature needs is off.",
     )
     doctor_p.add_argument("-v", "--verbose", action="store_true", help="show every detail of every check")
+    db_p = sub.add_parser(
+        "db",
+        help="database schema: upgrade to the newest revision, or show the current one",
+        description="Schema migrations (Alembic). Reads the same ASSISTD_* settings as `serve` "
+        "(ASSISTD_DATABASE_URL, ASSISTD_DATA_DIR). `upgrade` takes the same lock as starting servers.",
+    )
+    db_sub = db_p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="upgrade the schema to the newest revision and exit")
+    db_sub.add_parser("current", help="print the revision of the database (exit 1 unless the newest)")
     chat_p = sub.add_parser(
         "chat",
         help="chat with an assistant in the terminal, streamed",
@@ -266,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         return models_add(settings, args.name, args.path, args.n_ctx)
     if args.command == "engine":
         return run_engine(args)
+    if args.command == "db":
+        return db_command(settings, args.db_command)
     if args.command == "doctor":
         from assistd import doctor
 

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="port to listen on")
     data_dir: Path = Field(Path("data"), description="where the database, files and vectors live")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
+    migrate: bool = Field(
+        True,
+        description="upgrade the database schema at start, under a lock; with --no-migrate a database that "
+        "is not at the newest revision stops the server (run `assistd db upgrade` first, e.g. as a Job)",
+    )
     files_dir: Path | None = Field(None, description="blob store for uploaded files; default data_dir/files")
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="largest accepted file upload, in bytes")
     api_threads: int = Field(

@@ -27,6 +27,7 @@ from assistd.services.threads import ThreadService
 from assistd.services.tool_resources import ToolResourceResolver
 from assistd.services.usage import UsageService
 from assistd.services.vector_stores import build_file_search
+from assistd.storage import migrate
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
 from assistd.tools.calls import check_function_tools
@@ -58,7 +59,10 @@ class Container:
     def build(cls, settings: Settings) -> Container:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database)
-        db.create_schema()
+        if settings.migrate:
+            db.create_schema()
+        else:
+            migrate.require_head(db)  # the operator upgrades first (`assistd db upgrade`)
         blobs = BlobStore(settings.blob_dir)
         catalog = ModelCatalog(settings.model_entries(), settings.default_model, created=now())
         resources = ToolResourceResolver()
