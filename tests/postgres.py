@@ -94,6 +94,7 @@ class PostgresServer:
                 "-c fsync=off",
                 "-c synchronous_commit=off",
                 "-c full_page_writes=off",
+                "-c track_commit_timestamp=on",  # tests order concurrent commits by it
             ]
         )
         self._run(
