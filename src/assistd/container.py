@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistd.config import ModelEntry, Settings
+from assistd.engine.event_log import DatabaseBus
 from assistd.engine.events import EventBus
 from assistd.engine.runner import RunExecutor
 from assistd.engine.store import RunStore
@@ -30,8 +31,10 @@ from assistd.services.vector_stores import build_file_search
 from assistd.storage import migrate
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
+from assistd.storage.notify import RUNS, Listener, notify
 from assistd.tools.calls import check_function_tools
 from assistd.tools.code_interpreter import CodeInterpreter
+from assistd.tools.code_interpreter.homes import KernelHomes
 
 log = logging.getLogger("assistd")
 
@@ -72,33 +75,37 @@ class Container:
         threads = ThreadService(db, resources, messages)
         files = FileService(db, blobs, settings.max_upload_bytes)
         worker_id = make_worker_id()
-        runs = RunService(
-            db,
-            catalog,
-            assistants,
-            threads,
-            messages,
-            settings.run_expiry_seconds,
-            settings.run_lease_seconds,
-            worker_id,
-        )
+        runs = RunService(db, catalog, assistants, threads, messages, settings.run_expiry_seconds)
         messages.active_run = active_run_id
-        bus = EventBus()
+        listener = Listener(db)  # PostgreSQL LISTEN (nothing on SQLite: workers and streams poll)
+        bus = DatabaseBus(db, listener) if _database_events(settings, db) else EventBus()
         registry = ModelRegistry(catalog, lambda name: open_backend(*_engine_args(settings, catalog, name)))
         extras: dict[str, Any] = {}
         usage = UsageService(db)
-        code_interpreter = CodeInterpreter(settings)  # kernels start in start(), in the background
+        # kernels start in start(), in the background; kernel_homes tells the run queue where they live
+        code_interpreter = CodeInterpreter(settings, homes=KernelHomes(db, worker_id))
         code_interpreter.on_session_started = usage.record_code_session
         extras["code_interpreter"] = code_interpreter
         assistants.tools_checks.append(code_interpreter.check_tools)  # a 400 when it has no sandbox
-        threads.delete_hooks.append(lambda _s, row: code_interpreter.close_session(row.id))
+        # the deleting transaction removes the home row (cascade); other workers see the thread gone
+        threads.delete_hooks.append(lambda _s, row: code_interpreter.close_session(row.id, release=False))
         file_search = build_file_search(settings, db, blobs, worker_id)  # models/Chroma load on first use
         file_search.install(resources, files, messages, threads)
         extras["file_search"] = file_search
-        executor = RunExecutor(RunStore(db, bus), registry, catalog, Toolbox(extras, files, blobs), settings)
+        store = RunStore(db, bus, settings.run_lease_seconds)
+        executor = RunExecutor(store, registry, catalog, Toolbox(extras, files, blobs), settings)
         engine = RunEngine(
-            RunStore(db, bus), executor, worker_id, settings.run_lease_seconds, _run_threads(settings)
+            store,
+            executor,
+            worker_id,
+            settings.run_lease_seconds,
+            capacity=_worker_runs(settings),
+            executes=settings.role != "api",
+            listener=listener,
         )
+        runs.on_queued = lambda s, run_id: engine.wake_others(s, db, run_id)
+        runs.on_cancelling = lambda s, run_id: notify(s, db, RUNS, f"cancel:{run_id}")
+        extras["listener"] = listener
         return cls(
             settings=settings,
             db=db,
@@ -147,8 +154,15 @@ def _engine_args(settings: Settings, catalog: ModelCatalog, name: str) -> tuple[
     return entry, slots_of(settings, entry), settings.kv_cache_bytes
 
 
-def _run_threads(settings: Settings) -> int:
-    """Threads that execute runs: enough for every slot of every model to be busy while as many runs wait
-    for a tool (code, file search) or in the queue."""
-    slots = sum(slots_of(settings, entry) for entry in settings.model_entries())
-    return max(8, 2 * slots)
+def _worker_runs(settings: Settings) -> int:
+    """Runs this worker executes at once: as many as its models have slots, so that in a cluster a busy
+    worker leaves the queue to an idle one instead of holding runs it cannot generate for yet."""
+    if settings.worker_runs:
+        return settings.worker_runs
+    return sum(slots_of(settings, entry) for entry in settings.model_entries())
+
+
+def _database_events(settings: Settings, db: Database) -> bool:
+    if settings.events != "auto":
+        return settings.events == "database"
+    return db.is_postgres or settings.role != "all"

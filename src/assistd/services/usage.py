@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from assistd.errors import InvalidRequest
 from assistd.ids import now
 from assistd.storage.db import Database
+from assistd.storage.retry import retrying
 from assistd.storage.runs import RunRow
 from assistd.storage.usage import UsageEventRow
 
@@ -28,6 +29,7 @@ BUCKET_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
 BUCKET_LIMITS = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
 TIMESTAMP = re.compile(r"\d{1,12}")  # Unix seconds; 12 digits reach far past any real date
 CURSOR = "page_"
+SESSION_KEY_WINDOW = 86400  # seconds back a code session's key is looked for before it is counted
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,31 @@ class UsageService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def record_code_session(self, project: str, thread_id: str) -> None:
-        with self.db.session() as s:
-            s.add(UsageEventRow(project=project, kind=CODE_SESSION, created_at=now(), ref=thread_id))
+    def record_code_session(self, project: str, thread_id: str, session_key: str | None = None) -> None:
+        """Counts one code interpreter session: one kernel (of one worker; a thread whose session moves to
+        another worker has a new kernel, counted again). With a `session_key` (unique to that kernel, held
+        by the one process that runs it) the count is idempotent: a retry after a commit whose answer was
+        lost, or any second call for the same kernel within a day, finds the event and adds nothing (the
+        lookup stays on the project/kind/time index)."""
+        ref = thread_id if session_key is None else f"{thread_id}/{session_key}"
+
+        def attempt() -> None:
+            created_at = now()
+            with self.db.session() as s:
+                if session_key is not None:
+                    seen = s.exec(
+                        select(UsageEventRow.id).where(
+                            UsageEventRow.project == project,
+                            UsageEventRow.kind == CODE_SESSION,
+                            UsageEventRow.created_at >= created_at - SESSION_KEY_WINDOW,
+                            UsageEventRow.ref == ref,
+                        )
+                    ).first()
+                    if seen is not None:
+                        return
+                s.add(UsageEventRow(project=project, kind=CODE_SESSION, created_at=created_at, ref=ref))
+
+        retrying(attempt, what=f"counting the code interpreter session of {thread_id}")
 
     def code_interpreter_sessions(self, project: str, query: Mapping[str, Any]) -> dict[str, Any]:
         window = parse_window(query, now())

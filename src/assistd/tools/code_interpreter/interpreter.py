@@ -9,6 +9,12 @@ It fails closed: without isolation (a working bubblewrap, see sandbox.py) it run
 refuses assistants and runs that ask for it (`check_tools`, a 400) and raises `CodeInterpreterUnavailable`
 from `execute`, unless the operator passed code_allow_unsandboxed. A session's disk space (/mnt/data and the
 kernel's home) is capped at code_session_mb: an execution that writes past it is stopped.
+
+In a cluster (`homes`, see homes.py) a session's kernel lives on one worker: it records that in
+`kernel_homes` so that the thread's next run is sent there, and every few seconds (or when woken by a
+notification, `wake`) shuts down the sessions whose thread was deleted elsewhere or whose home moved to
+another worker. A session that starts while the row names a kernel elsewhere (a dead worker, or one that
+lost it) is told, like after a kernel restart, that its variables and files are gone.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +41,7 @@ from assistd.config import Settings
 from assistd.errors import InvalidRequest
 from assistd.tools.code_interpreter import reaper
 from assistd.tools.code_interpreter.cgroups import Cgroups
+from assistd.tools.code_interpreter.homes import KernelHomes, ThreadGone
 from assistd.tools.code_interpreter.kernel import Kernel, KernelStartError, kill_uid, uid_has_processes
 from assistd.tools.code_interpreter.sandbox import MOUNT_DATA, UID_RANGE, KernelPlan, Limits, Sandbox
 
@@ -71,14 +79,25 @@ class Session:
     # The disk cap between executions (code may leave a thread writing), and what to tell the next one.
     idle_cap: DiskCap | None = None
     notes: list[str] = field(default_factory=list)
+    # One per kernel lineage (a restart after a crash keeps it): what usage counts, idempotently.
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    homed: bool = False  # its kernel home row was written by this session
 
 
 Snapshot = dict[str, tuple[int, int]]
 
 
+KERNEL_MOVED = (
+    "The kernel of this thread was on another worker, which is gone or no longer holds it. A new kernel "
+    "was started: variables and imports are lost, and so are files written to /mnt/data (the thread's "
+    "input files are placed again)."
+)
+
+
 class CodeInterpreter:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, homes: KernelHomes | None = None) -> None:
         self.settings = settings
+        self.homes = homes  # None: one process, nothing recorded in the database
         limits = Limits(
             memory_mb=settings.code_memory_mb,
             cpu_seconds=settings.code_cpu_seconds,
@@ -99,11 +118,14 @@ class CodeInterpreter:
         self._pool_filling = 0
         self._slot_locks: dict[int, int] = {}  # slot -> fd holding its lock file
         self._started: Counter[str] = Counter()
-        # Called (project, thread_id) when a thread's session starts: the server records it as usage.
-        self.on_session_started: Callable[[str, str], None] | None = None
+        # Called (project, thread_id, session key) when a thread's session starts: the server records it as
+        # usage, once per key.
+        self.on_session_started: Callable[[str, str, str], None] | None = None
         self._root: Path | None = None
         self._closed = threading.Event()
         self._reaper: threading.Thread | None = None
+        self._home_watch: threading.Thread | None = None
+        self._wake = threading.Event()
         self._font_cache: list[Path] = []
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="code-kernel-spawner")
 
@@ -180,9 +202,15 @@ class CodeInterpreter:
             if self._reaper is None:
                 self._reaper = threading.Thread(target=self._reap_loop, name="code-idle-reaper", daemon=True)
                 self._reaper.start()
+            if self.homes is not None and self._home_watch is None:
+                self._home_watch = threading.Thread(
+                    target=self._home_loop, name="code-home-watch", daemon=True
+                )
+                self._home_watch.start()
 
     def shutdown(self) -> None:
         self._closed.set()
+        self._wake.set()
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
@@ -196,6 +224,11 @@ class CodeInterpreter:
                 self._end_session(session)
         for kernel in pool:
             self._discard(kernel)
+        if self.homes is not None:
+            try:
+                self.homes.release_all()
+            except Exception as exc:  # stopping: the rows name a worker whose lease runs out
+                log.warning("code interpreter: could not remove this worker's kernel homes: %s", exc)
         self._spawner.shutdown(wait=False)
         self.cgroups.close()
         if self._root is not None and self.settings.code_sessions_dir is None:
@@ -228,7 +261,9 @@ class CodeInterpreter:
         with self._lock:
             return self._started[project]
 
-    def close_session(self, thread_id: str) -> None:
+    def close_session(self, thread_id: str, release: bool = True) -> None:
+        """Ends the thread's session here. `release=False` leaves its kernel home row alone: the thread
+        delete hook runs inside the deleting transaction, which removes the row (ON DELETE CASCADE)."""
         with self._lock:
             session = self._sessions.pop(thread_id, None)
         if session is not None:
@@ -238,6 +273,12 @@ class CodeInterpreter:
             with session.lock:
                 self._end_session(session)
             log.info("code interpreter: session of %s closed", thread_id)
+            if release:
+                self._release_home(session)
+
+    def wake(self, _payload: str = "") -> None:
+        """Checks the kernel homes now (a thread was deleted somewhere: a database notification)."""
+        self._wake.set()
 
     # ---- execution ---------------------------------------------------------------------------------
     def execute(
@@ -253,9 +294,48 @@ class CodeInterpreter:
                 return self.execute(project, thread_id, code, input_files)
             session.last_used = time.monotonic()
             try:
+                moved = self._take_home(session)
+            except ThreadGone:
+                self._drop_locked(session)
+                gone = "The thread was deleted: its code interpreter session ended."
+                return ExecutionResult(logs=gone, error=True)
+            if moved and session.homed:  # another worker ran this thread meanwhile: this kernel is stale
+                log.info("code interpreter: home of %s moved away and back: new session", thread_id)
+                self._drop_locked(session)
+                return self.execute(project, thread_id, code, input_files)
+            if moved:
+                session.notes.append(KERNEL_MOVED)
+            session.homed = True
+            try:
                 return self._execute_locked(session, code, input_files)
             finally:
                 session.last_used = time.monotonic()
+
+    def _take_home(self, session: Session) -> bool:
+        """Records this worker as the thread's kernel home (on every execution: it refreshes updated_at);
+        True when the row named another kernel (another worker, or an earlier session of this one)."""
+        if self.homes is None:
+            return False
+        previous = self.homes.take(session.thread_id)
+        return previous is not None and (previous != self.homes.worker_id or not session.homed)
+
+    def _drop_locked(self, session: Session) -> None:
+        """Ends a session whose lock the caller holds (its home row is left to whoever holds it now)."""
+        with self._lock:
+            if self._sessions.get(session.thread_id) is session:
+                del self._sessions[session.thread_id]
+        self._end_session(session)
+
+    def _release_home(self, session: Session) -> None:
+        if self.homes is None:
+            return
+        with self._lock:
+            if session.thread_id in self._sessions:  # a new session of the thread took the row meanwhile
+                return
+        try:
+            self.homes.release(session.thread_id)
+        except Exception as exc:  # the home check adopts or the claim outlives a dead worker
+            log.warning("code interpreter: kernel home of %s not removed: %s", session.thread_id, exc)
 
     def _execute_locked(
         self, session: Session, code: str, input_files: list[tuple[str, bytes]]
@@ -380,7 +460,7 @@ class CodeInterpreter:
                 log.info("code interpreter: new session for %s (project %s)", thread_id, project)
                 evict = self._over_limit(session)
         if started and self.on_session_started is not None:
-            self.on_session_started(project, thread_id)
+            self.on_session_started(project, thread_id, session.key)
         for old in evict:
             self.close_session(old.thread_id)
         return session
@@ -480,6 +560,55 @@ class CodeInterpreter:
                         del self._sessions[session.thread_id]
                 with session.lock:
                     self._end_session(session)
+                self._release_home(session)
+
+    def _home_loop(self) -> None:
+        """Shuts down the sessions held here whose thread was deleted (on any node) or whose kernel home
+        moved to another worker; writes the missing row of the others. Runs every code_home_check_seconds,
+        or at once when woken."""
+        while not self._closed.is_set():
+            self._wake.wait(self.settings.code_home_check_seconds)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            try:
+                self.check_homes()
+            except Exception as exc:  # an outage: the next round looks again
+                log.warning("code interpreter: kernel home check failed: %s", exc)
+
+    def check_homes(self) -> None:
+        if self.homes is None:
+            return
+        with self._lock:
+            sessions = dict(self._sessions)
+        if not sessions:
+            return
+        used = {thread_id: session.last_used for thread_id, session in sessions.items()}
+        found = self.homes.check(sessions)
+        orphans = []
+        for thread_id, session in sessions.items():
+            home = found.homes.get(thread_id)
+            if thread_id not in found.existing:
+                log.info("code interpreter: thread %s was deleted: shutting its kernel down", thread_id)
+                self.close_session(thread_id, release=False)
+            elif not session.homed or session.lock.locked():
+                continue  # its execution writes the row
+            elif home is not None and home != self.homes.worker_id:
+                if not session.lock.acquire(blocking=False):
+                    continue  # an execution started: it takes the row back
+                try:
+                    if session.closed or session.last_used != used[thread_id]:
+                        continue  # it ran since the read: the row may name this worker again
+                    log.info(
+                        "code interpreter: kernel home of %s moved to %s: shutting down", thread_id, home
+                    )
+                    self._drop_locked(session)
+                finally:
+                    session.lock.release()
+            elif home is None:
+                orphans.append(thread_id)
+        if orphans:
+            self.homes.adopt(orphans)
 
     def _watch_idle_disk(self) -> None:
         """Code may leave a thread writing after its execution: a session past its disk cap between
