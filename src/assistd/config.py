@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     code_tmp_mb: int = Field(256, description="size of the kernel's private /tmp (tmpfs, bubblewrap only)")
     code_max_output_chars: int = Field(20000, description="longer code logs are truncated")
     code_max_sessions: int = Field(16, description="live code sessions; beyond, the least recent goes")
+    code_home_check_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="how often a worker looks for its code sessions whose thread was deleted elsewhere "
+        "or whose kernel home moved to another worker (and shuts those kernels down)",
+    )
     code_use_bwrap: bool = Field(True, description="run kernels inside bubblewrap when it is installed")
     code_bwrap_path: str = Field(
         "bwrap", description="the bubblewrap binary: a name looked up on PATH, or a path"
