@@ -1,0 +1,83 @@
+"""Fixtures of the cluster tests: one PostgreSQL (the session's `postgres`), one `chroma run`, one engine,
+and a cluster of assistd nodes on them. The contract fixtures `server`, `client`, `client_b` and `aclient`
+are overridden here, so the contract tests imported into tests/cluster/ drive the cluster through a random
+API node per request."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import openai
+import pytest
+
+from tests.cluster.harness import ChromaProcess, Cluster, RandomNodeServer
+from tests.remote_engine import EngineProcess
+from tests.support import KEY_B
+
+# The shared cluster: an API-only node, two workers, and two nodes that do both.
+ROLES = ("api", "worker", "worker", "all", "all")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/cluster/" in str(item.fspath):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def chroma(tmp_path_factory) -> Iterator[ChromaProcess]:
+    proc = ChromaProcess(tmp_path_factory.mktemp("chroma") / "data")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory) -> Iterator[EngineProcess]:
+    """The cluster's one inference engine (SmolLM2 135M, 4 slots)."""
+    proc = EngineProcess(tmp_path_factory.mktemp("engine"), parallel=4, n_ctx=4096)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def make_cluster(tmp_path_factory, postgres, chroma, engine) -> Iterator[Callable[..., Cluster]]:
+    """Builds clusters of their own (a fresh database each); all are stopped at the end of the session."""
+    made: list[Cluster] = []
+
+    def make(roles=("api", "worker", "worker"), args: list[str] | None = None) -> Cluster:
+        cluster = Cluster(
+            tmp_path_factory.mktemp("cluster"), postgres, chroma, engine, roles=roles, args=args
+        )
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        with contextlib.suppress(Exception):
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(make_cluster) -> Cluster:
+    return make_cluster(ROLES)
+
+
+@pytest.fixture(scope="session")
+def server(cluster) -> RandomNodeServer:
+    return RandomNodeServer(cluster)
+
+
+@pytest.fixture(scope="session")
+def client(cluster) -> openai.OpenAI:
+    return cluster.client()
+
+
+@pytest.fixture(scope="session")
+def client_b(cluster) -> openai.OpenAI:
+    return cluster.client(KEY_B)
+
+
+@pytest.fixture
+def aclient(cluster) -> openai.AsyncOpenAI:
+    return cluster.aclient()
