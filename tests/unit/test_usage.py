@@ -4,9 +4,13 @@ query (whatever the range), and figures equal to a count done by hand."""
 from __future__ import annotations
 
 import random
+import sqlite3
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlmodel import select
 
 from assistd.errors import InvalidRequest
 from assistd.services.usage import CODE_SESSION, UsageService
@@ -42,6 +46,7 @@ def add_runs(db: Database, project: str, runs: list[tuple[int, dict | None]]) ->
                     created_at=created_at,
                     model="m",
                     usage=usage,
+                    status="completed" if usage else "failed",  # ended runs: one thread holds them all
                 )
             )
 
@@ -109,6 +114,39 @@ def test_sessions_buckets_and_projects(db):
     sessions = [sum(r["num_sessions"] for r in b["results"]) for b in page["data"]]
     assert sessions[:6] == [2, 1, 0, 0, 0, 1] and sum(sessions) == 4
     assert page["data"][0]["results"][0]["object"] == "organization.usage.code_interpreter_sessions.result"
+
+
+def code_sessions(db: Database) -> list[UsageEventRow]:
+    with db.session() as s:
+        return list(s.exec(select(UsageEventRow).where(UsageEventRow.kind == CODE_SESSION)).all())
+
+
+def test_a_code_session_is_counted_once_per_kernel_key(db):
+    usage = UsageService(db)
+    usage.record_code_session("p", "thread_1", "kernel-1")
+    usage.record_code_session("p", "thread_1", "kernel-1")  # the same kernel again: nothing added
+    UsageService(db).record_code_session("p", "thread_1", "kernel-2")  # the thread's next kernel
+    assert sorted(e.ref for e in code_sessions(db)) == ["thread_1/kernel-1", "thread_1/kernel-2"]
+
+
+def test_a_commit_whose_answer_was_lost_is_not_counted_twice(db, monkeypatch):
+    """The insert commits, then the client sees a transient error (the connection dropped before the answer)
+    and retries the whole unit: the retry finds the session's key and adds nothing."""
+    real_session = db.session
+    failures = []
+
+    @contextmanager
+    def answer_lost_once():
+        with real_session() as s:
+            yield s
+        if not failures:  # committed: only the answer is lost
+            failures.append(1)
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(db, "session", answer_lost_once)
+    UsageService(db).record_code_session("p", "thread_1", "kernel-1")
+    assert failures == [1]
+    assert [e.ref for e in code_sessions(db)] == ["thread_1/kernel-1"]
 
 
 @pytest.mark.parametrize(("width", "limit"), [("1m", 1440), ("1h", 168), ("1d", 31)])
