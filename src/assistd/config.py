@@ -147,6 +147,18 @@ class Settings(BaseSettings):
     ingest_lease_seconds: int = Field(
         60, description="a file indexer that stops renewing its lease loses the file to another"
     )
+    ingest_batch_files: int = Field(
+        16,
+        ge=1,
+        description="files an indexing worker claims at once; their chunks are embedded and written together "
+        "(several workers share a big batch, each taking this many files at a time)",
+    )
+    ingest_retry_attempts: int = Field(
+        10,
+        ge=1,
+        description="tries of a file that meets transient errors (Chroma or the database unreachable) "
+        "before it fails; retries wait 5 s doubling up to 5 min (10 tries: about 20 min)",
+    )
     extract_memory_mb: int = Field(
         1024, description="address space (RLIMIT_AS) of the process that reads uploaded files' text, in MiB"
     )

@@ -1,5 +1,6 @@
-"""The ingestion worker's bookkeeping with a fake pipeline: restart recovery (dead local process, expired
-lease), live leases respected, too many interruptions fail clearly, per-file errors, cancel mid-file."""
+"""The ingestion worker's bookkeeping with a fake pipeline: files indexed a batch at a time, liveness by
+lease only (a dead local process's lease is respected too), too many interruptions fail clearly, per-file
+errors, transient errors retried then failed clearly, a bad file isolated from its batch, cancel mid-file."""
 
 from __future__ import annotations
 
@@ -11,22 +12,24 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistd.protocol.common import PageQuery
 from assistd.protocol.vector_stores import FileBatchCreate, VectorStoreCreate
 from assistd.services.files import FileService
+from assistd.services.ingest_queue import MAX_ATTEMPTS
 from assistd.services.messages import MessageService
 from assistd.services.threads import ThreadService
 from assistd.services.tool_resources import ToolResourceResolver
-from assistd.services.vector_store_ingest import MAX_ATTEMPTS
 from assistd.services.vector_stores import VectorStoreService
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
 from assistd.storage.vector_store_files import VectorStoreFileRow
+from assistd.tools.file_search.chunking import Chunk
 from assistd.tools.file_search.embedding import Embedder
 from assistd.tools.file_search.extract import IngestError
-from assistd.tools.file_search.ingest import IngestResult
+from assistd.tools.file_search.ingest import Embedded, Prepared
 
 
 class FakeChunks:
@@ -42,22 +45,40 @@ class FakeChunks:
 
 
 class FakeIngestor:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.fail: dict[str, IngestError] = {}
-        self.hold = threading.Event()  # while set, ingestion loops on the heartbeat
+    """The pipeline's three steps, recorded: prepare (per file), embed and write (per batch)."""
 
-    def ingest(self, store_id, file_id, filename, data, spec, heartbeat=lambda: True) -> IngestResult:
+    def __init__(self, chunks: FakeChunks) -> None:
+        self.store = chunks
+        self.calls: list[str] = []  # files prepared
+        self.writes: list[list[str]] = []  # file ids of each write (one per batch)
+        self.fail: dict[str, Exception] = {}  # prepare fails for these filenames
+        self.write_errors: list[Exception] = []  # the next writes raise these
+        self.poison: set[str] = set()  # a write that includes one of these file ids raises (not transient)
+        self.hold = threading.Event()  # while set, preparing loops on check()
+
+    def prepare(self, filename, data, spec, check=lambda: None) -> list[Chunk]:
         self.calls.append(filename)
         if filename in self.fail:
             raise self.fail[filename]
         while self.hold.is_set():
-            if not heartbeat():
-                from assistd.tools.file_search.ingest import Abandoned
-
-                raise Abandoned(file_id)
+            check()
             time.sleep(0.02)
-        return IngestResult(chunks=2, usage_bytes=len(data) + 10)
+        return [Chunk(0, data.decode(), 3), Chunk(1, "more", 1)]
+
+    def embed(self, files: list[Prepared], check=lambda: None) -> list[Embedded]:
+        check()
+        return [Embedded(f, np.zeros((len(f.chunks), 4), dtype=np.float32)) for f in files]
+
+    def write(self, files: list[Embedded]) -> None:
+        if self.write_errors:
+            raise self.write_errors.pop(0)
+        ids = [e.file.file_id for e in files]
+        if self.poison & set(ids):
+            raise ValueError("Chroma refused a chunk")
+        self.writes.append(ids)
+
+    def remove(self, store_id: str, file_id: str) -> None:
+        self.store.delete_file(store_id, file_id)
 
 
 class World:
@@ -74,9 +95,12 @@ class World:
             self.db, self.blobs, self.chunks, Embedder(), worker_id, lease_seconds=2
         )  # type: ignore[arg-type]
         self.svc.install(resources, self.files, messages, threads)
-        self.ingestor = FakeIngestor()
+        self.ingestor = FakeIngestor(self.chunks)
         self.svc.worker.ingestor = self.ingestor  # type: ignore[assignment]
         self.svc.worker.poll_seconds = 0.1
+        self.svc.worker.queue.first_retry_seconds = 0.2
+        self.svc.worker.queue.max_retry_seconds = 0.4
+        self.svc.worker.write_attempts = 1  # no retry in place: each failed write puts the file back
 
     def upload(self, name: str, text: str = "some text") -> str:
         return self.files.upload("p", name, "assistants", io.BytesIO(text.encode())).id
@@ -124,33 +148,58 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+def _wait_batch_done(world: World, store_id: str, batch_id: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while (
+        world.svc.files.get_batch("p", store_id, batch_id).file_counts.in_progress
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+
+
 def test_files_are_indexed_in_the_background(world):
     store_id, file_id = _store_with_file(world)
     assert world.row(store_id, file_id).status == "in_progress"  # the API call returned before indexing
     world.svc.start()
     row = world.wait_status(store_id, file_id, "completed")
-    assert row.status == "completed" and row.chunk_count == 2 and row.usage_bytes == len("some text") + 10
-    assert row.lease_until is None and row.attempts == 1
+    assert row.status == "completed" and row.chunk_count == 2 and row.usage_bytes > 0
+    assert row.lease_until is None and row.attempts == 1 and row.epoch == 1 and row.retries == 0
     assert world.svc.get("p", store_id).file_counts.in_progress == 0
 
 
-def test_a_file_held_by_a_dead_local_process_is_resumed_at_start(world):
+def test_a_batch_of_files_is_embedded_and_written_together(world):
+    ids = [world.upload(f"f{i}.txt", f"text {i}") for i in range(6)]
+    store = world.svc.create("p", VectorStoreCreate.parse({}))
+    batch = world.svc.files.create_batch("p", store.id, FileBatchCreate.parse({"file_ids": ids}))
+    world.svc.start()
+    _wait_batch_done(world, store.id, batch.id)
+    assert world.svc.files.get_batch("p", store.id, batch.id).file_counts.completed == 6
+    assert world.ingestor.writes == [sorted(ids)]  # one write for the six files
+
+
+def test_a_big_batch_is_claimed_a_slice_at_a_time(world):
+    world.svc.worker.batch_files = 4
+    ids = [world.upload(f"f{i}.txt", f"text {i}") for i in range(10)]
+    store = world.svc.create("p", VectorStoreCreate.parse({}))
+    batch = world.svc.files.create_batch("p", store.id, FileBatchCreate.parse({"file_ids": ids}))
+    world.svc.start()
+    _wait_batch_done(world, store.id, batch.id)
+    assert world.svc.files.get_batch("p", store.id, batch.id).file_counts.completed == 10
+    assert [len(w) for w in world.ingestor.writes] == [4, 4, 2]
+    assert sorted(f for w in world.ingestor.writes for f in w) == sorted(ids)
+
+
+def test_a_file_held_by_a_dead_local_process_waits_for_its_lease(world):
+    """Liveness is the lease only: a holder's hostname and pid are not trusted (another pid namespace)."""
     store_id, file_id = _store_with_file(world)
     dead = f"{socket.gethostname()}:{_dead_pid()}:ff"
-    world.set_row(store_id, file_id, worker_id=dead, lease_until=time.time() + 3600, attempts=1)
+    world.set_row(store_id, file_id, worker_id=dead, lease_until=time.time() + 1.5, attempts=1, epoch=1)
     world.svc.start()
-    row = world.wait_status(store_id, file_id, "completed", timeout=5)
-    assert row.status == "completed" and row.attempts == 2 and row.worker_id == "test-host:1:aa"
-
-
-def test_a_live_lease_is_respected_until_it_runs_out(world):
-    store_id, file_id = _store_with_file(world)
-    world.set_row(store_id, file_id, worker_id="other-host:123:ab", lease_until=time.time() + 1.5, attempts=1)
-    world.svc.start()
-    time.sleep(0.8)
-    assert world.row(store_id, file_id).status == "in_progress" and world.ingestor.calls == []
-    row = world.wait_status(store_id, file_id, "completed", timeout=10)  # the lease expired: taken over
-    assert row.status == "completed" and row.attempts == 2
+    time.sleep(0.6)
+    assert world.row(store_id, file_id).worker_id == dead and world.ingestor.calls == []
+    row = world.wait_status(store_id, file_id, "completed", timeout=20)  # the lease ran out: taken over
+    assert row.status == "completed" and row.attempts == 2 and row.epoch == 2
+    assert row.worker_id == "test-host:1:aa"
 
 
 def test_a_file_interrupted_too_often_fails_clearly(world):
@@ -163,6 +212,41 @@ def test_a_file_interrupted_too_often_fails_clearly(world):
     assert row.last_error["code"] == "server_error"
     assert "interrupted" in row.last_error["message"] and "a.txt" in row.last_error["message"]
     assert world.ingestor.calls == []
+
+
+def test_a_transient_error_puts_the_file_back_and_it_completes(world):
+    store_id, file_id = _store_with_file(world)
+    world.ingestor.write_errors = [ConnectionError("[Errno 111] Connection refused")] * 3  # down a while
+    world.svc.start()
+    row = world.wait_status(store_id, file_id, "completed", timeout=60)
+    assert row.status == "completed" and row.retries == 3 and row.attempts == 1
+    assert row.last_error is None and world.ingestor.writes == [[file_id]]
+
+
+def test_a_file_whose_tries_are_used_up_fails_with_a_clear_message(world):
+    world.svc.worker.queue.retry_attempts = 2
+    store_id, file_id = _store_with_file(world)
+    world.ingestor.write_errors = [ConnectionError("[Errno 111] Connection refused")] * 100
+    world.svc.start()
+    row = world.wait_status(store_id, file_id, "failed", timeout=120)
+    assert row.status == "failed" and row.retries == 2
+    error = row.last_error
+    assert error["code"] == "server_error"
+    assert "a.txt" in error["message"] and "2 times" in error["message"] and "unavailable" in error["message"]
+    assert (store_id, file_id) in world.chunks.deleted
+
+
+def test_a_file_that_breaks_its_batch_fails_alone(world):
+    ids = [world.upload(f"f{i}.txt", f"text {i}") for i in range(4)]
+    world.ingestor.poison = {ids[2]}
+    store = world.svc.create("p", VectorStoreCreate.parse({}))
+    batch = world.svc.files.create_batch("p", store.id, FileBatchCreate.parse({"file_ids": ids}))
+    world.svc.start()
+    _wait_batch_done(world, store.id, batch.id)
+    counts = world.svc.files.get_batch("p", store.id, batch.id).file_counts
+    assert (counts.completed, counts.failed) == (3, 1)
+    bad = world.row(store.id, ids[2])
+    assert bad.last_error["code"] == "server_error" and "Chroma refused a chunk" in bad.last_error["message"]
 
 
 def test_one_bad_file_does_not_affect_the_batch(world):
@@ -212,7 +296,7 @@ def test_a_clean_stop_releases_the_file_for_the_next_start(world):
         time.sleep(0.02)
     world.svc.close()
     row = world.row(store_id, file_id)
-    assert (row.status, row.lease_until, row.attempts) == ("in_progress", None, 0)
+    assert (row.status, row.worker_id, row.lease_until, row.attempts) == ("in_progress", None, None, 0)
     assert world.chunks.deleted == []  # kept for the next worker, which starts the file over
 
 

@@ -88,6 +88,7 @@ class VectorStoreFileService:
         row.attributes = spec.attributes or {}
         row.batch_id = batch_id
         row.worker_id, row.lease_until, row.attempts = None, None, 0
+        row.retries, row.not_before = 0, None  # `epoch` only grows: it fences the workers of earlier attaches
         s.add(row)
         store.last_active_at = now()
         s.add(store)

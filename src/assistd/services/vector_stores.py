@@ -27,9 +27,10 @@ from assistd.protocol.vector_stores import (
     VectorStoreSearch,
     VectorStoreUpdate,
 )
+from assistd.services.ingest_queue import RETRY_ATTEMPTS
 from assistd.services.pagination import paginate
 from assistd.services.vector_store_files import VectorStoreFileService, get_store_row
-from assistd.services.vector_store_ingest import IngestWorker
+from assistd.services.vector_store_ingest import BATCH_FILES, IngestWorker
 from assistd.services.vector_store_views import after_commit, is_expired, store_objects
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
@@ -42,6 +43,7 @@ from assistd.tools.file_search.embedding import Embedder
 from assistd.tools.file_search.extract_process import ProcessExtractor
 from assistd.tools.file_search.filters import matches
 from assistd.tools.file_search.ingest import Ingestor
+from assistd.tools.file_search.keywords import KeywordIndex
 from assistd.tools.file_search.retrieval import HybridRetriever, Scope, SearchHit
 from assistd.tools.file_search.store import ChunkStore
 
@@ -62,14 +64,24 @@ class VectorStoreService:
         worker_id: str,
         lease_seconds: float = 60.0,
         extractor: ProcessExtractor | None = None,
+        batch_files: int = BATCH_FILES,
+        retry_attempts: int = RETRY_ATTEMPTS,
     ) -> None:
         self.db = db
         self.chunks = chunks
         self.embedder = embedder
         self.extractor = extractor or ProcessExtractor()  # capped memory and time: hostile files
         self.retriever = HybridRetriever(chunks, embedder)
-        ingestor = Ingestor(chunks, embedder, extractor=self.extractor)
-        self.worker = IngestWorker(db, blobs, chunks, ingestor, worker_id, lease_seconds)
+        ingestor = Ingestor(chunks, embedder, extractor=self.extractor, keywords=KeywordIndex(db))
+        self.worker = IngestWorker(
+            db,
+            blobs,
+            ingestor,
+            worker_id,
+            lease_seconds,
+            batch_files=batch_files,
+            retry_attempts=retry_attempts,
+        )
         self.files = VectorStoreFileService(db, blobs, chunks, self.worker.wake, self.extractor)
 
     def start(self) -> None:
@@ -315,7 +327,15 @@ def build_file_search(settings: Any, db: Database, blobs: BlobStore, worker_id: 
     embedder = Embedder(settings.embedding_model, batch_size=settings.embedding_batch_size)
     extractor = ProcessExtractor.from_settings(settings)  # its process starts on the first file
     return VectorStoreService(
-        db, blobs, chunks, embedder, worker_id, settings.ingest_lease_seconds, extractor
+        db,
+        blobs,
+        chunks,
+        embedder,
+        worker_id,
+        settings.ingest_lease_seconds,
+        extractor,
+        settings.ingest_batch_files,
+        settings.ingest_retry_attempts,
     )
 
 

@@ -9,8 +9,11 @@ from assistd.storage.columns import big_int_field, id_field, json_field, parent_
 
 
 class VectorStoreFileRow(SQLModel, table=True):
-    """A File attached to a vector store (its id is the File id). Ingestion bookkeeping: the worker that
-    holds it (`worker_id`, `lease_until` renewed while it works) and how many times it was started."""
+    """A File attached to a vector store (its id is the File id). Ingestion bookkeeping (the queue of
+    services/ingest_queue.py): the worker that holds it (`worker_id`, `lease_until` on the database's clock,
+    renewed while it works), `epoch` (+1 on every claim: every write of a worker is fenced by worker_id and
+    epoch), `attempts` (claims that ended without an outcome: crashes), `retries` (transient failures: Chroma
+    or the database unreachable) and `not_before` (a retried file waits until then, database clock)."""
 
     __tablename__ = "vector_store_files"
     __table_args__ = (
@@ -34,3 +37,6 @@ class VectorStoreFileRow(SQLModel, table=True):
     worker_id: str | None = ref_field()
     lease_until: float | None = None
     attempts: int = big_int_field(0)
+    epoch: int = big_int_field(0)
+    retries: int = big_int_field(0)
+    not_before: float | None = None

@@ -112,12 +112,17 @@ class Embedder:
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
 
-    def encode_documents(self, texts: list[str]) -> np.ndarray:
-        """Unit vectors of whole chunks: a chunk longer than the model's window is the mean of its windows."""
+    def encode_documents(self, texts: list[str], tokens: list[int] | None = None) -> np.ndarray:
+        """Unit vectors of whole chunks: a chunk longer than the model's window is the mean of its windows.
+        `tokens` (the chunker's counts, same tokenizer) spares tokenizing a chunk that fits the window."""
         windows: list[str] = []
         owner: list[int] = []
         width = self.window_tokens
         for i, text in enumerate(texts):
+            if tokens is not None and tokens[i] <= width:
+                windows.append(text)
+                owner.append(i)
+                continue
             spans = self.tokenizer.offsets(text)
             if len(spans) <= width:
                 windows.append(text)
