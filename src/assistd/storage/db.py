@@ -10,6 +10,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
+from assistd.storage import nul
+
 
 class Database:
     def __init__(self, url: str) -> None:
@@ -22,9 +24,12 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             connect_args = {"check_same_thread": False, "timeout": 30}
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        extra: dict = {"json_serializer": nul.json_serializer} if self.is_postgres else {}
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True, **extra)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        if self.is_postgres:
+            nul.install(self.engine)  # PostgreSQL text cannot hold U+0000
 
     def create_schema(self) -> None:
         """Upgrades the schema to the newest migration, under a lock (see storage.migrate)."""

@@ -149,6 +149,27 @@ def compare_type(context, inspected_column, metadata_column, inspected_type, met
     return None
 
 
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """For comparing the models with a migrated database: objects that revisions create in raw SQL (the
+    keyword-search tables and their FTS5 shadow tables) have no model; everything else is compared."""
+    from assistd.storage.keywords import KEYWORD_OBJECTS
+
+    return not (reflected and compare_to is None and name in KEYWORD_OBJECTS)
+
+
+def model_differences(db: Database) -> list:
+    """What Alembic's autogenerate finds between the models (SQLModel.metadata) and the database: empty
+    when every model change has its revision (types and id collations compared too)."""
+    from alembic.autogenerate import compare_metadata
+    from sqlmodel import SQLModel
+
+    from assistd.storage import tables  # noqa: F401
+
+    with db.engine.connect() as conn:
+        opts = {"compare_type": compare_type, "include_object": include_object}
+        return compare_metadata(MigrationContext.configure(conn, opts=opts), SQLModel.metadata)
+
+
 def _check_foreign_keys(conn: Connection) -> None:
     """Foreign keys were off while migrating: a revision that broke one must not pass unseen."""
     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()

@@ -5,7 +5,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from assistd.storage import tables  # noqa: F401  (registers every table)
-from assistd.storage.migrate import compare_type
+from assistd.storage.migrate import compare_type, include_object
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -19,6 +19,7 @@ context.configure(
     render_as_batch=connection.dialect.name == "sqlite",
     transaction_per_migration=True,
     compare_type=compare_type,
+    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()
