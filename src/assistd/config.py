@@ -141,6 +141,17 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(
         None, description="Chroma server URL; default: embedded in data_dir/chroma"
     )
+    chroma_token: str | None = Field(
+        None,
+        description="token sent to the Chroma server as `Authorization: Bearer` (prefer the environment "
+        "variable: a flag shows in ps)",
+    )
+    chroma_tenant: str | None = Field(
+        None, description="Chroma server tenant; default Chroma's default_tenant"
+    )
+    chroma_database: str | None = Field(
+        None, description="Chroma server database; default Chroma's default_database"
+    )
     embedding_model: str | None = Field(None, description="path of a sentence-transformers model")
     embedding_batch_size: int = Field(32, description="texts per embedding batch when indexing files")
     chroma_dir: Path | None = Field(None, description="embedded Chroma folder; default data_dir/chroma")

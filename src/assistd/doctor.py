@@ -205,7 +205,14 @@ def check_chroma(settings: Settings) -> Check:
     try:
         from assistd.tools.file_search.store import ChunkStore
 
-        ChunkStore(url=url).client.heartbeat()
+        store = ChunkStore(
+            url=url,
+            token=settings.chroma_token,
+            tenant=settings.chroma_tenant,
+            database=settings.chroma_database,
+            attempts=1,
+        )
+        store.client.heartbeat()
     except Exception as exc:
         return Check(
             "vectors (Chroma)",

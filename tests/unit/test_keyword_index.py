@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel
@@ -13,6 +14,7 @@ from assistd.storage.db import Database
 from assistd.storage.keywords import create_keyword_tables, drop_keyword_tables, has_keyword_tables
 from assistd.storage.vector_stores import VectorStoreRow
 from assistd.tools.file_search.keywords import KeywordIndex
+from assistd.tools.file_search.store import StoredChunk
 
 DOCS = [
     "The zebra grazes on the savanna grass",
@@ -159,3 +161,96 @@ def test_migration_marks_existing_stores_and_goes_down(tmp_path):
     with db.engine.begin() as conn:
         drop_keyword_tables(conn)
         assert not has_keyword_tables(conn)
+
+
+def test_top_hit_agrees_with_rank_bm25(db):
+    from rank_bm25 import BM25Okapi
+
+    from assistd.tools.file_search.bm25 import terms
+
+    index = KeywordIndex(db)
+    _fill(index)
+    reference = BM25Okapi([terms(d) for d in DOCS], k1=1.2)
+    for query in ("zebra grass", "revenue quarter", "water", "lion zebra watering", "seeds revenue"):
+        theirs = reference.get_scores(terms(query))
+        best = max(range(len(DOCS)), key=lambda i: theirs[i])
+        mine = index.search(["vs_a"], query, 5)
+        assert mine[0].chunk_id == f"file-{best}#0", query
+        assert {h.chunk_id for h in mine} == {f"file-{i}#0" for i in range(len(DOCS)) if theirs[i] > 0}, query
+
+
+class _FakeChroma:
+    """Chroma's side of the retriever: chunks with unit vectors, nearest neighbours by dot product."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, tuple[StoredChunk, np.ndarray]]] = {}
+        self.everything_reads = 0
+
+    def put(self, store: str, file_id: str, texts: list[str], vectors: list[list[float]]) -> None:
+        for i, (body, vec) in enumerate(zip(texts, vectors, strict=True)):
+            v = np.asarray(vec, dtype=np.float32)
+            chunk = StoredChunk(f"{file_id}#{i}", body, {"file_id": file_id, "chunk": i})
+            self.rows.setdefault(store, {})[chunk.id] = (chunk, v / np.linalg.norm(v))
+
+    def query(self, store_id, vector, k, file_ids):
+        rows = [
+            r
+            for r in self.rows.get(store_id, {}).values()
+            if file_ids is None or r[0].meta["file_id"] in file_ids
+        ]
+        rows.sort(key=lambda r: -float(np.dot(r[1], vector)))
+        return [(c, float(np.dot(v, vector))) for c, v in rows[:k]]
+
+    def fetch(self, store_id, ids):
+        rows = self.rows.get(store_id, {})
+        return {cid: rows[cid] for cid in ids if cid in rows}
+
+    def everything(self, store_id):
+        self.everything_reads += 1
+        return [c for c, _ in self.rows.get(store_id, {}).values()]
+
+
+class _Embedder:
+    def encode_query(self, text: str) -> np.ndarray:
+        return np.asarray([1.0, 0.0, 0.0], dtype=np.float32)
+
+
+def test_hybrid_retriever_fuses_keyword_hits_from_the_database(db):
+    from assistd.tools.file_search.retrieval import HybridRetriever, Scope
+
+    chroma, index = _FakeChroma(), KeywordIndex(db)
+    retriever = HybridRetriever(chroma, _Embedder(), index)  # type: ignore[arg-type]
+    # f1's chunk is the vector's nearest neighbour; f2's chunk holds the exact rare word, a bit further away
+    chroma.put("vs_a", "f1", ["a text about tea"], [[0.5, 0.866, 0.0]])
+    chroma.put("vs_a", "f2", ["part number XK-3319 spec"], [[0.4, 0.9, 0.0]])
+    for fid in ("f1", "f2"):
+        index.add(
+            "vs_a", fid, [(c.id, c.text) for c, _ in chroma.rows["vs_a"].values() if c.meta["file_id"] == fid]
+        )
+    scope = Scope("vs_a", {"f1": {"k": 1}, "f2": {}}, {"f1": "one.txt", "f2": "two.txt"}, complete=True)
+    hits = retriever.search([scope], "XK-3319", 5)
+    assert [h.file_id for h in hits][:2] == ["f2", "f1"]  # the keyword match outranks the nearest vector
+    assert hits[0].text == "part number XK-3319 spec" and hits[0].filename == "two.txt"
+    assert 0 < hits[0].score <= 1
+    assert [h.file_id for h in retriever.search([scope], "XK-3319", 5, ranker="none")] == ["f1", "f2"]
+    # a file out of scope never answers, from either side
+    only_f1 = Scope("vs_a", {"f1": {}}, {"f1": "one.txt"})
+    assert [h.file_id for h in retriever.search([only_f1], "XK-3319", 5)] == ["f1"]
+    # a keyword hit Chroma no longer has (its file was removed meanwhile) is dropped
+    del chroma.rows["vs_a"]["f2#0"]
+    assert [h.file_id for h in retriever.search([scope], "XK-3319", 5)] == ["f1"]
+
+
+def test_hybrid_retriever_backfills_an_old_store_once(db):
+    from assistd.tools.file_search.retrieval import HybridRetriever, Scope
+
+    chroma = _FakeChroma()
+    chroma.put("vs_old", "f1", ["zebra crossing", "lion pride"], [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    with db.session() as s:
+        s.execute(text("INSERT INTO keyword_backfill (store_id) VALUES ('vs_old')"))
+    nodes = [HybridRetriever(chroma, _Embedder(), KeywordIndex(db)) for _ in range(2)]  # type: ignore[arg-type]
+    scope = Scope("vs_old", {"f1": {}}, {"f1": "f.txt"}, complete=True)
+    for node in nodes + nodes:
+        hits = node.search([scope], "lion", 1)
+        assert [h.text for h in hits] == ["lion pride"]
+    assert chroma.everything_reads == 1

@@ -31,6 +31,7 @@ from assistd.storage.vector_store_files import VectorStoreFileRow
 from assistd.storage.vector_stores import VectorStoreRow
 from assistd.tools.file_search.extract import IngestError
 from assistd.tools.file_search.extract_process import ProcessExtractor
+from assistd.tools.file_search.keywords import delete_file_in as delete_keywords_in
 from assistd.tools.file_search.store import ChunkStore
 
 BATCH_PREFIX = "vsfb_"
@@ -159,6 +160,7 @@ class VectorStoreFileService:
             s.add(store)
         s.delete(row)
         store_id, file_id = row.vector_store_id, row.id
+        delete_keywords_in(s, store_id, file_id)  # the keyword index is in this database: same transaction
         after_commit(s, lambda: self.chunks.delete_file(store_id, file_id))
 
     def content(self, project: str, store_id: str, file_id: str) -> FileContentPage:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session, select
 
-from assistd.errors import InvalidRequest
+from assistd.errors import InvalidRequest, ServerError
 from assistd.ids import created_at_of, new_id, now
 from assistd.protocol.common import Deleted, ListPage, PageQuery
 from assistd.protocol.tools import VectorStoreSpec
@@ -44,12 +44,22 @@ from assistd.tools.file_search.extract_process import ProcessExtractor
 from assistd.tools.file_search.filters import matches
 from assistd.tools.file_search.ingest import Ingestor
 from assistd.tools.file_search.keywords import KeywordIndex
+from assistd.tools.file_search.keywords import drop_in as drop_keywords_in
+from assistd.tools.file_search.keywords import KeywordIndex
 from assistd.tools.file_search.retrieval import HybridRetriever, Scope, SearchHit
-from assistd.tools.file_search.store import ChunkStore
+from assistd.tools.file_search.store import ChromaUnavailable, ChunkStore
 
 log = logging.getLogger("assistd.file_search")
 
 PREFIX = "vs_"
+
+
+class SearchUnavailable(ServerError):
+    """Chroma did not answer through the retries: 503, so clients (the SDK included) retry."""
+
+    status_code = 503
+
+
 THREAD_STORE_DAYS = 7  # stores made for message attachments expire a week after last use, as OpenAI's do
 _chunking = TypeAdapter(ChunkingStrategy)
 
@@ -71,7 +81,8 @@ class VectorStoreService:
         self.chunks = chunks
         self.embedder = embedder
         self.extractor = extractor or ProcessExtractor()  # capped memory and time: hostile files
-        self.retriever = HybridRetriever(chunks, embedder)
+        self.keywords = KeywordIndex(db)
+        self.retriever = HybridRetriever(chunks, embedder, self.keywords)
         ingestor = Ingestor(chunks, embedder, extractor=self.extractor, keywords=KeywordIndex(db))
         self.worker = IngestWorker(
             db,
@@ -166,12 +177,8 @@ class VectorStoreService:
     def delete_in(self, s: Session, row: VectorStoreRow) -> None:
         store_id = row.id
         s.delete(row)  # its files and batches go with it (foreign keys cascade)
-
-        def drop() -> None:
-            self.chunks.drop(store_id)
-            self.retriever.forget(store_id)
-
-        after_commit(s, drop)
+        drop_keywords_in(s, store_id)  # the keyword index is in this database: same transaction
+        after_commit(s, lambda: self.chunks.drop(store_id))
 
     # ------------------------------------------------------------------------------------------- search
     def _scopes(self, s: Session, stores: list[VectorStoreRow], flt: dict[str, Any] | None) -> list[Scope]:
@@ -183,7 +190,6 @@ class VectorStoreService:
             scopes.append(
                 Scope(
                     store.id,
-                    store.chunks_version,
                     {f.id: dict(f.attributes or {}) for f in kept},
                     {f.id: f.filename for f in kept},
                     complete=len(kept) == len(files),
@@ -202,13 +208,20 @@ class VectorStoreService:
             flt = req.filters.model_dump() if req.filters is not None else None
             scopes = self._scopes(s, [store], flt)
         ranking = req.ranking_options
-        hits = self.retriever.search(
-            scopes,
-            " ".join(req.queries()),
-            req.max_num_results,
-            ranking.score_threshold if ranking else 0.0,
-            ranking.ranker if ranking else "auto",
-        )
+        try:
+            hits = self.retriever.search(
+                scopes,
+                " ".join(req.queries()),
+                req.max_num_results,
+                ranking.score_threshold if ranking else 0.0,
+                ranking.ranker if ranking else "auto",
+            )
+        except ChromaUnavailable as exc:
+            log.warning("vector store search: %s", exc)
+            raise SearchUnavailable(
+                "The vector store backend is unavailable; please retry shortly.",
+                code="vector_store_unavailable",
+            ) from None
         return SearchPage(
             search_query=req.queries(),
             data=[
@@ -323,7 +336,13 @@ class VectorStoreService:
 
 def build_file_search(settings: Any, db: Database, blobs: BlobStore, worker_id: str) -> VectorStoreService:
     """The file_search service of a server: Chroma and the embedding model are opened on first use."""
-    chunks = ChunkStore(settings.chroma_dir or settings.data_dir / "chroma", settings.chroma_url)
+    chunks = ChunkStore(
+        settings.chroma_dir or settings.data_dir / "chroma",
+        settings.chroma_url,
+        token=settings.chroma_token,
+        tenant=settings.chroma_tenant,
+        database=settings.chroma_database,
+    )
     embedder = Embedder(settings.embedding_model, batch_size=settings.embedding_batch_size)
     extractor = ProcessExtractor.from_settings(settings)  # its process starts on the first file
     return VectorStoreService(

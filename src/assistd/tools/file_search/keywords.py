@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.orm import Session
 
 from assistd.storage.db import Database
 from assistd.storage.retry import retrying
@@ -90,15 +91,11 @@ class KeywordIndex:
 
     def delete_file(self, store_id: str, file_id: str) -> None:
         with self.db.session() as s:
-            s.execute(
-                text("DELETE FROM keyword_chunks WHERE store_id = :s AND file_id = :f"),
-                {"s": store_id, "f": file_id},
-            )
+            delete_file_in(s, store_id, file_id)
 
     def drop(self, store_id: str) -> None:
         with self.db.session() as s:
-            s.execute(text("DELETE FROM keyword_chunks WHERE store_id = :s"), {"s": store_id})
-            s.execute(text("DELETE FROM keyword_backfill WHERE store_id = :s"), {"s": store_id})
+            drop_in(s, store_id)
 
     # ---------------------------------------------------------------------------------------- backfill
     def needs_backfill(self, store_id: str) -> bool:
@@ -212,6 +209,19 @@ class KeywordIndex:
                 params[f"r{i}"] = lex
             rows = s.execute(sql, {**params, "candidates": CANDIDATE_ROWS, "k": k}).all()
         return [KeywordHit(r[0], r[1], r[2], float(r[3])) for r in rows if r[3] > 0]
+
+
+def delete_file_in(s: Session, store_id: str, file_id: str) -> None:
+    """Removes a file's chunks in the caller's transaction (with the vector_store_files row that goes)."""
+    s.execute(
+        text("DELETE FROM keyword_chunks WHERE store_id = :s AND file_id = :f"), {"s": store_id, "f": file_id}
+    )
+
+
+def drop_in(s: Session, store_id: str) -> None:
+    """Removes a store's chunks in the caller's transaction (with the vector_stores row that goes)."""
+    s.execute(text("DELETE FROM keyword_chunks WHERE store_id = :s"), {"s": store_id})
+    s.execute(text("DELETE FROM keyword_backfill WHERE store_id = :s"), {"s": store_id})
 
 
 def file_of(chunk_id: str) -> str:

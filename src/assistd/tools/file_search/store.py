@@ -7,23 +7,58 @@ One collection per vector store (named by the store id), not one per project wit
 - project isolation needs no filter at all: store ids are checked against the project in SQL first.
 The cost is one collection per store, which Chroma handles well for the thousands a server holds.
 
-Embedded `PersistentClient` under data_dir/chroma by default, or a Chroma server (`chroma_url`). Telemetry
-is off: nothing leaves the machine. The client is made on first use (importing chromadb takes a while).
+Embedded `PersistentClient` under data_dir/chroma by default, or a Chroma server (`chroma_url`, with an
+optional bearer token, tenant and database). Telemetry is off: nothing leaves the machine. The client is made
+on first use (importing chromadb takes a while).
+
+Every call is retried on transient failures (connection refused or reset, timeouts, 5xx: a Chroma server
+restarting) with bounded backoff, about CHROMA_RETRY_SECONDS in all; past that it raises ChromaUnavailable
+(a TransientError: callers that retry whole units of work retry it too; the API answers 503).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
 
+from assistd.storage.retry import TransientError, is_transient, retrying
 from assistd.tools.file_search.chunking import Chunk
 
 COSINE = {"hnsw": {"space": "cosine"}}
+CHROMA_ATTEMPTS = 6  # 0.2 + 0.4 + 0.8 + 1.6 + 2 s between them: about CHROMA_RETRY_SECONDS
+CHROMA_RETRY_SECONDS = 5
+T = TypeVar("T")
+
+
+class ChromaUnavailable(TransientError):
+    """Chroma did not answer (or answered 5xx) through every retry."""
+
+
+def chroma_transient(exc: BaseException) -> bool:
+    """Connection refused/reset/timed out, or a 5xx answer (a restarting server, a proxy in front of it)."""
+    if isinstance(exc, ChromaUnavailable) or is_transient(exc):
+        return True
+    try:
+        import httpx
+
+        if isinstance(exc, httpx.TransportError):
+            return True
+    except ImportError:  # pragma: no cover (chromadb depends on httpx)
+        pass
+    code = getattr(exc, "code", None)
+    if callable(code):
+        try:
+            return int(code()) >= 500
+        except (TypeError, ValueError):
+            return False
+    text = str(exc).lower()
+    return any(t in text for t in ("502 bad gateway", "503 service", "504 gateway", "service unavailable"))
 
 
 @dataclass
@@ -38,10 +73,40 @@ def chunk_id(file_id: str, index: int) -> str:
 
 
 class ChunkStore:
-    def __init__(self, path: Path | None = None, url: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        tenant: str | None = None,
+        database: str | None = None,
+        attempts: int = CHROMA_ATTEMPTS,
+    ) -> None:
         self.path, self.url = path, url
+        self.token, self.tenant, self.database = token, tenant, database
+        self.attempts = attempts
         self._client: Any = None
         self._lock = threading.Lock()
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return retrying(
+                fn,
+                what=f"Chroma {what}",
+                attempts=self.attempts,
+                first_delay=0.2,
+                max_delay=2.0,
+                transient=chroma_transient,
+            )
+        except ChromaUnavailable:
+            raise
+        except Exception as exc:
+            if chroma_transient(exc):
+                where = self.url or "embedded"
+                raise ChromaUnavailable(
+                    f"Chroma ({where}) is unavailable: {type(exc).__name__}: {exc}"
+                ) from exc
+            raise
 
     @property
     def client(self) -> Any:
@@ -53,6 +118,7 @@ class ChunkStore:
 
     def _connect(self) -> Any:
         import chromadb
+        from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT
         from chromadb.config import Settings as ChromaSettings
 
         settings = ChromaSettings(anonymized_telemetry=False)
@@ -63,7 +129,10 @@ class ChunkStore:
                 host=parsed.hostname or "localhost",
                 port=parsed.port or (443 if secure else 8000),
                 ssl=secure,
+                headers={"Authorization": f"Bearer {self.token}"} if self.token else None,
                 settings=settings,
+                tenant=self.tenant or DEFAULT_TENANT,
+                database=self.database or DEFAULT_DATABASE,
             )
         assert self.path is not None
         self.path.mkdir(parents=True, exist_ok=True)
@@ -75,46 +144,59 @@ class ChunkStore:
     def add(
         self, store_id: str, file_id: str, filename: str, chunks: list[Chunk], vectors: np.ndarray
     ) -> None:
-        col = self.collection(store_id)
-        step = max(1, int(self.client.get_max_batch_size()))
-        for start in range(0, len(chunks), step):
-            part = chunks[start : start + step]
-            col.upsert(
-                ids=[chunk_id(file_id, c.index) for c in part],
-                embeddings=vectors[start : start + step],
-                documents=[c.text for c in part],
-                metadatas=[_meta(file_id, filename, c) for c in part],
-            )
+        self.upsert(
+            store_id,
+            [chunk_id(file_id, c.index) for c in chunks],
+            vectors,
+            [c.text for c in chunks],
+            [_meta(file_id, filename, c) for c in chunks],
+        )
 
-    def add_raw(
+    def upsert(
         self, store_id: str, ids: list[str], vectors: np.ndarray, texts: list[str], metas: list[dict]
     ) -> None:
-        """Bulk insert of prepared rows (the benchmark fills big stores with precomputed vectors)."""
-        col = self.collection(store_id)
-        step = max(1, int(self.client.get_max_batch_size()))
-        for start in range(0, len(ids), step):
-            col.add(
+        """Writes prepared rows (replacing rows with the same ids), in batches of Chroma's maximum size; each
+        batch is retried on its own (an upsert is idempotent)."""
+
+        def batch(start: int, step: int) -> None:
+            self.collection(store_id).upsert(
                 ids=ids[start : start + step],
                 embeddings=vectors[start : start + step],
                 documents=texts[start : start + step],
                 metadatas=metas[start : start + step],
             )
 
+        step = max(1, int(self._retry("max batch size", self.client.get_max_batch_size)))
+        for start in range(0, len(ids), step):
+            self._retry("upsert", lambda start=start: batch(start, step))
+
+    def add_raw(
+        self, store_id: str, ids: list[str], vectors: np.ndarray, texts: list[str], metas: list[dict]
+    ) -> None:
+        """Bulk insert of prepared rows (the benchmark fills big stores with precomputed vectors)."""
+        self.upsert(store_id, ids, vectors, texts, metas)
+
     def delete_file(self, store_id: str, file_id: str) -> None:
-        self.collection(store_id).delete(where={"file_id": file_id})
+        self._retry("delete", lambda: self.collection(store_id).delete(where={"file_id": file_id}))
 
     def drop(self, store_id: str) -> None:
-        try:
-            self.client.delete_collection(store_id)
-        except Exception as exc:  # chromadb raises NotFoundError (or ValueError in older versions)
-            if "does not exist" not in str(exc):
-                raise
+        def drop() -> None:
+            try:
+                self.client.delete_collection(store_id)
+            except Exception as exc:  # chromadb raises NotFoundError (or ValueError in older versions)
+                if "does not exist" not in str(exc):
+                    raise
+
+        self._retry("drop", drop)
 
     def count(self, store_id: str, file_id: str | None = None) -> int:
-        col = self.collection(store_id)
-        if file_id is None:
-            return int(col.count())
-        return len(col.get(where={"file_id": file_id}, include=[])["ids"])
+        def count() -> int:
+            col = self.collection(store_id)
+            if file_id is None:
+                return int(col.count())
+            return len(col.get(where={"file_id": file_id}, include=[])["ids"])
+
+        return self._retry("count", count)
 
     def query(
         self, store_id: str, vector: np.ndarray, k: int, file_ids: list[str] | None
@@ -122,17 +204,23 @@ class ChunkStore:
         """The `k` nearest chunks (restricted to `file_ids` unless None) with their cosine similarity."""
         if file_ids is not None and not file_ids:
             return []
-        col = self.collection(store_id)
-        total = int(col.count())
-        if total == 0:
+
+        def query() -> dict | None:
+            col = self.collection(store_id)
+            total = int(col.count())
+            if total == 0:
+                return None
+            where = None if file_ids is None else {"file_id": {"$in": list(file_ids)}}
+            return col.query(
+                query_embeddings=[vector],
+                n_results=min(k, total),
+                where=where,
+                include=["documents", "metadatas", "distances"],
+            )
+
+        found = self._retry("query", query)
+        if found is None:
             return []
-        where = None if file_ids is None else {"file_id": {"$in": list(file_ids)}}
-        found = col.query(
-            query_embeddings=[vector],
-            n_results=min(k, total),
-            where=where,
-            include=["documents", "metadatas", "distances"],
-        )
         return [
             (StoredChunk(cid, doc or "", dict(meta or {})), 1.0 - float(dist))
             for cid, doc, meta, dist in zip(
@@ -145,12 +233,16 @@ class ChunkStore:
         ]
 
     def everything(self, store_id: str, page: int = 5000) -> list[StoredChunk]:
-        """Every chunk of a store (the BM25 corpus), read in pages."""
-        col = self.collection(store_id)
+        """Every chunk of a store, read in pages (the keyword index's backfill of an old store)."""
         out: list[StoredChunk] = []
         offset = 0
         while True:
-            got = col.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            got = self._retry(
+                "read",
+                lambda offset=offset: self.collection(store_id).get(
+                    include=["documents", "metadatas"], limit=page, offset=offset
+                ),
+            )
             ids = got["ids"]
             out += [
                 StoredChunk(cid, doc or "", dict(meta or {}))
@@ -160,17 +252,31 @@ class ChunkStore:
                 return out
             offset += page
 
-    def vectors(self, store_id: str, ids: list[str]) -> dict[str, np.ndarray]:
+    def fetch(self, store_id: str, ids: list[str]) -> dict[str, tuple[StoredChunk, np.ndarray]]:
+        """The chunks with these ids (text, metadata and vector); ids Chroma does not have are left out."""
         if not ids:
             return {}
-        got = self.collection(store_id).get(ids=ids, include=["embeddings"])
+        got = self._retry(
+            "read",
+            lambda: self.collection(store_id).get(ids=ids, include=["documents", "metadatas", "embeddings"]),
+        )
         return {
-            cid: np.asarray(vec, dtype=np.float32)
-            for cid, vec in zip(got["ids"], got["embeddings"], strict=True)
+            cid: (StoredChunk(cid, doc or "", dict(meta or {})), np.asarray(vec, dtype=np.float32))
+            for cid, doc, meta, vec in zip(
+                got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+            )
         }
 
+    def vectors(self, store_id: str, ids: list[str]) -> dict[str, np.ndarray]:
+        return {cid: vec for cid, (_, vec) in self.fetch(store_id, ids).items()}
+
     def file_chunks(self, store_id: str, file_id: str) -> list[StoredChunk]:
-        got = self.collection(store_id).get(where={"file_id": file_id}, include=["documents", "metadatas"])
+        got = self._retry(
+            "read",
+            lambda: self.collection(store_id).get(
+                where={"file_id": file_id}, include=["documents", "metadatas"]
+            ),
+        )
         chunks = [
             StoredChunk(cid, doc or "", dict(meta or {}))
             for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
