@@ -45,7 +45,6 @@ from assistd.tools.file_search.filters import matches
 from assistd.tools.file_search.ingest import Ingestor
 from assistd.tools.file_search.keywords import KeywordIndex
 from assistd.tools.file_search.keywords import drop_in as drop_keywords_in
-from assistd.tools.file_search.keywords import KeywordIndex
 from assistd.tools.file_search.retrieval import HybridRetriever, Scope, SearchHit
 from assistd.tools.file_search.store import ChromaUnavailable, ChunkStore
 
@@ -83,7 +82,7 @@ class VectorStoreService:
         self.extractor = extractor or ProcessExtractor()  # capped memory and time: hostile files
         self.keywords = KeywordIndex(db)
         self.retriever = HybridRetriever(chunks, embedder, self.keywords)
-        ingestor = Ingestor(chunks, embedder, extractor=self.extractor, keywords=KeywordIndex(db))
+        ingestor = Ingestor(chunks, embedder, extractor=self.extractor, keywords=self.keywords)
         self.worker = IngestWorker(
             db,
             blobs,
