@@ -1,0 +1,109 @@
+"""The code interpreter across server processes: two real `assistd serve` processes on one SQLite database.
+A run executes code (its kernel lands on whichever process ran it: the kernel_homes row names it), the
+thread is deleted through the OTHER process, and the kernel process of the first is gone within a bounded
+time (its home check sees the thread gone), with no row left behind."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.sandbox_support import require_isolation
+from tests.support import DEFAULT_MODEL, KEY_A, ServerProcess
+
+pytestmark = pytest.mark.model
+
+WAIT = 120  # seconds: bounded, generous on a shared 2-core box (the check runs every second here)
+ARGS = ["--kernel-pool-size", "0", "--code-home-check-seconds", "1"]
+
+
+def kernel_pids(server_pid: int) -> list[int]:
+    """The ipykernel processes below a server process (through bwrap and the launcher)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"\0-m\0ipykernel_launcher\0" not in (entry / "cmdline").read_bytes():
+                continue
+            if server_pid in ancestors(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def ancestors(pid: int) -> set[int]:
+    seen: set[int] = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            break
+        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    return seen
+
+
+def homes(database: Path) -> dict[str, str]:
+    with sqlite3.connect(database, timeout=30) as conn:
+        return dict(conn.execute("SELECT thread_id, worker_id FROM kernel_homes").fetchall())
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory):
+    require_isolation()
+    root = tmp_path_factory.mktemp("nodes")
+    url = f"sqlite:///{root / 'shared.sqlite'}"
+    started: list[ServerProcess] = []
+    try:
+        for name in ("a", "b"):  # one after the other: the first creates the schema
+            started.append(ServerProcess(root / name, database_url=url, args=ARGS))
+        yield root / "shared.sqlite", started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def client_of(server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=300)
+
+
+def test_deleting_a_thread_on_one_node_ends_its_kernel_on_the_other(nodes):
+    database, servers = nodes
+    first = client_of(servers[0])
+    assistant = first.beta.assistants.create(
+        model=DEFAULT_MODEL,
+        instructions="You run the user's Python code with the code_interpreter tool.",
+        tools=[{"type": "code_interpreter"}],
+    )
+    thread = first.beta.threads.create()
+    first.beta.threads.messages.create(thread.id, role="user", content="Run this Python code: print(6*7)")
+    run = first.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id=assistant.id,
+        tool_choice={"type": "code_interpreter"},
+        temperature=0,
+        poll_interval_ms=200,
+    )
+    assert run.status == "completed", run.last_error
+    worker_id = homes(database).get(thread.id)
+    assert worker_id is not None, "the kernel's home was not recorded"
+    pid = int(worker_id.split(":")[1])
+    holder = next(s for s in servers if s.proc.pid == pid)
+    other = next(s for s in servers if s is not holder)
+    assert len(kernel_pids(holder.proc.pid)) == 1 and kernel_pids(other.proc.pid) == []
+
+    deleted = client_of(other).beta.threads.delete(thread.id)
+    assert deleted.deleted
+    assert thread.id not in homes(database)
+    started = time.monotonic()
+    while kernel_pids(holder.proc.pid):
+        assert time.monotonic() < started + WAIT, f"the kernel on the other node still runs after {WAIT}s"
+        time.sleep(0.2)
+    print(f"kernel on the other node gone {time.monotonic() - started:.1f} s after the delete")
+    assert "was deleted: shutting its kernel down" in holder.log()
