@@ -1,7 +1,8 @@
 """The code interpreter across server processes: two real `assistd serve` processes on one SQLite database.
 A run executes code (its kernel lands on whichever process ran it: the kernel_homes row names it), the
 thread is deleted through the OTHER process, and the kernel process of the first is gone within a bounded
-time (its home check sees the thread gone), with no row left behind."""
+time (its home check sees the thread gone), with no row left behind. And when the node holding a thread's
+kernel dies, the thread's next run gets a fresh kernel on the other node and the model is told."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from assistd.tools.code_interpreter.interpreter import KERNEL_MOVED
 from tests.sandbox_support import require_isolation
 from tests.support import DEFAULT_MODEL, KEY_A, ServerProcess
 
@@ -73,24 +75,37 @@ def client_of(server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=300)
 
 
-def test_deleting_a_thread_on_one_node_ends_its_kernel_on_the_other(nodes):
-    database, servers = nodes
-    first = client_of(servers[0])
-    assistant = first.beta.assistants.create(
-        model=DEFAULT_MODEL,
-        instructions="You run the user's Python code with the code_interpreter tool.",
-        tools=[{"type": "code_interpreter"}],
-    )
-    thread = first.beta.threads.create()
-    first.beta.threads.messages.create(thread.id, role="user", content="Run this Python code: print(6*7)")
-    run = first.beta.threads.runs.create_and_poll(
-        thread_id=thread.id,
-        assistant_id=assistant.id,
+def run_code(client: openai.OpenAI, assistant_id: str, thread_id: str, code: str) -> str:
+    """Runs `code` through the model (forced code_interpreter call); returns the logs of the call."""
+    client.beta.threads.messages.create(thread_id, role="user", content=f"Run this Python code: {code}")
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread_id,
+        assistant_id=assistant_id,
         tool_choice={"type": "code_interpreter"},
         temperature=0,
         poll_interval_ms=200,
     )
     assert run.status == "completed", run.last_error
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread_id, order="asc").data
+    calls = [c for s in steps if s.type == "tool_calls" for c in s.step_details.tool_calls]
+    assert calls and calls[0].type == "code_interpreter"
+    return "".join(o.logs for c in calls for o in c.code_interpreter.outputs if o.type == "logs")
+
+
+def new_assistant(client: openai.OpenAI) -> str:
+    return client.beta.assistants.create(
+        model=DEFAULT_MODEL,
+        instructions="You run the user's Python code with the code_interpreter tool.",
+        tools=[{"type": "code_interpreter"}],
+    ).id
+
+
+def test_deleting_a_thread_on_one_node_ends_its_kernel_on_the_other(nodes):
+    database, servers = nodes
+    first = client_of(servers[0])
+    assistant_id = new_assistant(first)
+    thread = first.beta.threads.create()
+    assert "42" in run_code(first, assistant_id, thread.id, "print(6*7)")
     worker_id = homes(database).get(thread.id)
     assert worker_id is not None, "the kernel's home was not recorded"
     pid = int(worker_id.split(":")[1])
@@ -107,3 +122,22 @@ def test_deleting_a_thread_on_one_node_ends_its_kernel_on_the_other(nodes):
         time.sleep(0.2)
     print(f"kernel on the other node gone {time.monotonic() - started:.1f} s after the delete")
     assert "was deleted: shutting its kernel down" in holder.log()
+
+
+def test_a_run_after_its_kernels_node_died_gets_a_fresh_kernel_and_is_told(nodes):
+    """Runs last: it kills a node. The thread's kernel lives on one node, that node dies (kill -9); the
+    thread's next run, through the other node, gets a fresh kernel and its output says so."""
+    database, servers = nodes
+    first = client_of(servers[0])
+    assistant_id = new_assistant(first)
+    thread = first.beta.threads.create()
+    run_code(first, assistant_id, thread.id, "print(6*7)")
+    holder_id = homes(database)[thread.id]
+    holder = next(s for s in servers if s.proc.pid == int(holder_id.split(":")[1]))
+    survivor = next(s for s in servers if s is not holder)
+    holder.proc.kill()
+    holder.proc.wait()
+    logs = run_code(client_of(survivor), assistant_id, thread.id, "print(6*7)")
+    assert KERNEL_MOVED in logs
+    assert homes(database)[thread.id] != holder_id
+    assert int(homes(database)[thread.id].split(":")[1]) == survivor.proc.pid
