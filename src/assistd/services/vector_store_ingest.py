@@ -33,20 +33,17 @@ from assistd.storage.retry import is_transient, retrying
 from assistd.tools.file_search.chunking import ChunkingSpec
 from assistd.tools.file_search.extract import IngestError
 from assistd.tools.file_search.ingest import Abandoned, Ingestor, Prepared
+from assistd.tools.file_search.store import chroma_transient
 
 log = logging.getLogger("assistd.file_search")
 
 BATCH_FILES = 16
 WRITE_ATTEMPTS = 5  # a write is retried in place for about 7 s (vectors kept) before the files go back
-SERVER_STATUS = (500, 502, 503, 504)
 
 
 def transient(exc: BaseException) -> bool:
     """Worth retrying later: the database or Chroma unreachable or restarting (a 5xx from Chroma's server)."""
-    if is_transient(exc):
-        return True
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    return isinstance(status, int) and status in SERVER_STATUS
+    return is_transient(exc) or chroma_transient(exc)
 
 
 class IngestWorker:
