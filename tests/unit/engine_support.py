@@ -92,19 +92,10 @@ def build_rig(
     assistants = AssistantService(db, catalog, resources)
     threads = ThreadService(db, resources, messages)
     files = FileService(db, BlobStore(tmp_path / "files"), 10_000)
-    runs = RunService(
-        db,
-        catalog,
-        assistants,
-        threads,
-        messages,
-        settings.run_expiry_seconds,
-        settings.run_lease_seconds,
-        "host:1:aa",
-    )
+    runs = RunService(db, catalog, assistants, threads, messages, settings.run_expiry_seconds)
     messages.active_run = active_run_id
     bus = EventBus()
-    store = RunStore(db, bus)
+    store = RunStore(db, bus, settings.run_lease_seconds)
     registry = ModelRegistry(catalog, lambda _name: backend)
     executor = RunExecutor(store, registry, catalog, Toolbox({}, files, files.blobs), settings)
     engine = RunEngine(store, executor, "host:1:aa", settings.run_lease_seconds)

@@ -142,7 +142,7 @@ def test_cancel_stops_generation_and_closes_message_and_step(tmp_path):
 
 def test_cancel_of_a_queued_run_waiting_for_the_model(tmp_path):
     rig = build_rig(tmp_path, [" ".join(["w"] * 300), "never"], delay=0.01)
-    rig.engine.start()
+    # not started: no claim loop, so the runs are taken in the order launched here (the first gets the model)
     try:
         assistant_id = rig.assistant()
         t1, t2 = rig.thread(), rig.thread()
@@ -171,29 +171,6 @@ def test_expired_run_is_marked_by_the_sweeper(tmp_path):
     rig.engine.tick()
     done = rig.runs.get(PROJECT, thread_id, run.id)
     assert done.status == "expired" and done.expires_at is None
-
-
-def test_restart_fails_runs_of_a_dead_process_at_once(tmp_path):
-    rig = build_rig(tmp_path)
-    thread_id, assistant_id = rig.thread(), rig.assistant()
-    run = rig.create_run(thread_id, assistant_id)
-    dead_pid = _dead_pid()
-    with rig.db.session() as s:
-        row = s.get(RunRow, run.id)
-        row.status, row.worker_id, row.lease_until = (
-            "in_progress",
-            f"{socket.gethostname()}:{dead_pid}:ff",
-            time.time() + 600,
-        )
-        s.add(row)
-    # half done (a run with no step yet is executed again: test_engine_status.py)
-    rig.store.open_step(rig.store.run(run.id), "message_creation", {"type": "message_creation"})
-    rig.engine.start()
-    try:
-        done = rig.runs.get(PROJECT, thread_id, run.id)
-        assert done.status == "failed" and done.last_error == {"code": "server_error", "message": LOST}
-    finally:
-        rig.engine.shutdown()
 
 
 def test_orphans_with_an_expired_lease_are_recovered(tmp_path):

@@ -52,7 +52,7 @@ def test_a_reply_within_the_cap_completes(tmp_path):
 
 def test_a_run_waiting_for_the_model_stays_queued_until_it_gets_it(tmp_path):
     rig = build_rig(tmp_path, [" ".join(["w"] * 40), "Second answer."], delay=0.05)
-    rig.engine.start()
+    # not started: no claim loop, so the runs are taken in the order launched here
     try:
         assistant_id = rig.assistant()
         t1, t2 = rig.thread(), rig.thread()
@@ -122,16 +122,24 @@ def test_recovery_requeues_a_run_that_produced_no_step(tmp_path):
         rig.engine.shutdown()
 
 
-def test_restart_requeues_a_run_of_a_dead_process_that_produced_no_step(tmp_path):
-    rig = build_rig(tmp_path, ["after the restart"])
+def test_liveness_is_by_lease_alone_not_by_host_and_pid(tmp_path):
+    """A run held by a process that looks dead from here (this host, a pid that does not exist) is left
+    alone while its lease is live: in another pid namespace that pid means nothing. Once the lease runs out
+    it is taken over."""
+    rig = build_rig(tmp_path, ["after the lease"])
     assistant_id = rig.assistant()
     t1, t2 = rig.thread(), rig.thread()
     dead = f"{socket.gethostname()}:{_dead_pid()}:ff"
-    blank = _orphan(rig, t1, assistant_id, dead, time.time() + 600, with_step=False)
-    begun = _orphan(rig, t2, assistant_id, dead, time.time() + 600, with_step=True)
+    lease_end = time.time() + 3
+    blank = _orphan(rig, t1, assistant_id, dead, lease_end, with_step=False)
+    begun = _orphan(rig, t2, assistant_id, dead, lease_end, with_step=True)
     rig.engine.start()
     try:
+        rig.engine.tick()
+        assert rig.store.run(blank.id).status == "in_progress"
+        assert rig.store.run(begun.id).status == "in_progress"
         assert rig.wait(t1, blank.id).status == "completed"
+        assert time.time() >= lease_end
         assert rig.runs.get(PROJECT, t2, begun.id).status == "failed"
     finally:
         rig.engine.shutdown()
@@ -139,7 +147,6 @@ def test_restart_requeues_a_run_of_a_dead_process_that_produced_no_step(tmp_path
 
 def test_a_clean_shutdown_gives_runs_that_never_started_back_to_the_queue(tmp_path):
     rig = build_rig(tmp_path, [" ".join(["w"] * 400), "Answered by the next server."], delay=0.02)
-    rig.engine.start()
     assistant_id = rig.assistant()
     t1, t2 = rig.thread(), rig.thread()
     first, second = rig.create_run(t1, assistant_id), rig.create_run(t2, assistant_id)

@@ -89,12 +89,12 @@ class RunController(Controller):
         self, svc: Container, project: str, thread_id: str, run_id: str, data: Any = None
     ) -> RunObject | Stream:
         req = SubmitToolOutputs.parse(data)
-        run, step = await anyio.to_thread.run_sync(
+        run, step, seq = await anyio.to_thread.run_sync(
             svc.runs.submit_tool_outputs, project, thread_id, run_id, req
         )
         if req.stream:
             initial = [Event("thread.run.step.completed", step), Event("thread.run.queued", run)]
-            return await event_stream(svc.bus, run.id, initial, lambda: svc.engine.launch(run.id))
+            return await event_stream(svc.bus, run.id, initial, lambda: svc.engine.launch(run.id), after=seq)
         await anyio.to_thread.run_sync(svc.engine.launch, run.id)
         return run
 

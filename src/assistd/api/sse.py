@@ -1,7 +1,8 @@
 """Server-sent events: the run's events as `event:`/`data:` lines, ended by `done` (API_SURFACE.md §4).
 
-The stream only subscribes to the engine's event bus; a client that goes away unsubscribes and the run
-goes on. An error after the stream started is sent as an `error` event, then `done`."""
+The stream only subscribes to the event bus (in-process, or the database's events when processes share
+the work: the run may execute on any node); a client that goes away unsubscribes and the run goes on. An
+error after the stream started is sent as an `error` event, then `done`."""
 
 from __future__ import annotations
 
@@ -33,9 +34,12 @@ def encode(event: Event) -> bytes:
     return f"event: {event.name}\ndata: {json.dumps(event.payload(), separators=(',', ':'))}\n\n".encode()
 
 
-async def event_stream(bus: EventBus, run_id: str, initial: list[Event], start: Callable[[], None]) -> Stream:
-    """Subscribes to the run, queues `initial` events, then calls `start` (in a thread) to set it going."""
-    sub = bus.subscribe(run_id, asyncio.get_running_loop())
+async def event_stream(
+    bus: EventBus, run_id: str, initial: list[Event], start: Callable[[], None], after: int = 0
+) -> Stream:
+    """Subscribes to the run (its events numbered after `after`: the run may execute on another node),
+    queues `initial` events, then calls `start` (in a thread) to set it going."""
+    sub = bus.subscribe(run_id, asyncio.get_running_loop(), after)
     for event in initial:
         sub.queue.put_nowait(event)
     try:

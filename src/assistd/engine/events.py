@@ -1,11 +1,21 @@
-"""Typed run events and the in-process bus that carries them from worker threads to SSE subscribers."""
+"""Typed run events and the buses that carry them from the worker executing a run to SSE streams.
+
+`EventBus` is in-process: one node, where the process that streams a run is the one executing it.
+`DatabaseBus` (engine/event_log.py) is for processes sharing the work: events go to the `run_events` table
+with a per-run sequence and every node's streams read them from there, in order."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from sqlmodel import Session
+
+from assistd.storage.db import after_commit
 
 # Events after which a stream segment ends (the SDK then sees `done`).
 STREAM_END = frozenset(
@@ -30,10 +40,11 @@ class Event:
 
 
 class Subscription:
-    def __init__(self, bus: EventBus, run_id: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, bus: EventBus, run_id: str, loop: asyncio.AbstractEventLoop, after: int = 0) -> None:
         self.bus = bus
         self.run_id = run_id
         self.loop = loop
+        self.cursor = after  # DatabaseBus: the last sequence number delivered
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
 
     def push(self, event: Event) -> None:
@@ -44,12 +55,21 @@ class Subscription:
 
 
 class EventBus:
+    """In-process: events reach the subscribers of this process only."""
+
     def __init__(self) -> None:
         self._subs: dict[str, list[Subscription]] = {}
         self._lock = threading.Lock()
 
-    def subscribe(self, run_id: str, loop: asyncio.AbstractEventLoop) -> Subscription:
-        sub = Subscription(self, run_id, loop)
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def subscribe(self, run_id: str, loop: asyncio.AbstractEventLoop, after: int = 0) -> Subscription:
+        """Events of `run_id` from now on (DatabaseBus: those numbered after `after`)."""
+        sub = Subscription(self, run_id, loop, after)
         with self._lock:
             self._subs.setdefault(run_id, []).append(sub)
         return sub
@@ -62,11 +82,26 @@ class EventBus:
             if not subs:
                 self._subs.pop(sub.run_id, None)
 
-    def publish(self, run_id: str, name: str, data: Any) -> None:
-        event = Event(name, data)
+    def subscribers(self, run_id: str) -> list[Subscription]:
         with self._lock:
-            subs = list(self._subs.get(run_id, ()))
-        for sub in subs:
+            return list(self._subs.get(run_id, ()))
+
+    def publish(self, run_id: str, name: str, data: Any) -> None:
+        """A delta: delivered at once (DatabaseBus: written within a few tens of milliseconds)."""
+        self.deliver(run_id, Event(name, data))
+
+    def emit(self, s: Session, run_id: str, events: list[Event]) -> None:
+        """Events of a state change written in `s`: delivered when `s` commits, never if it rolls back."""
+        if events:
+            after_commit(s, lambda: [self.deliver(run_id, e) for e in events])
+
+    @contextmanager
+    def ordering(self, run_id: str) -> Iterator[None]:
+        """Held around a state change of the run so its events and pending deltas keep their order."""
+        yield
+
+    def deliver(self, run_id: str, event: Event) -> None:
+        for sub in self.subscribers(run_id):
             try:
                 sub.push(event)
             except RuntimeError:  # the subscriber's loop is closed: it is gone

@@ -14,7 +14,7 @@ from assistd.engine.prompt import PromptBuilder
 from assistd.engine.record import NoAnswer, Recorder, usage_of
 from assistd.engine.reply import Reply, ReplyReader
 from assistd.engine.stopping import RunStopped, StopSignal, begin, check, stopping
-from assistd.engine.store import RunStore
+from assistd.engine.store import LostClaim, RunStore
 from assistd.engine.tool_rules import RoundLimit, check_rounds, repeats
 from assistd.engine.tool_step import ToolStep
 from assistd.engine.toolbox import Toolbox, ToolUnavailable, offered_functions
@@ -59,6 +59,8 @@ class RunExecutor:
             return
         try:
             self._loop(run, cancel)
+        except LostClaim:
+            raise  # another worker has the run now: nothing more is written here
         except RunStopped as stop:
             if not getattr(cancel, "release", False):
                 self.store.finish(run_id, stop.status)

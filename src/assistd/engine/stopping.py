@@ -4,11 +4,11 @@ made before each step and after each generation (cancelled by the client, or pas
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 from assistd.engine.store import RunStore
 from assistd.llm.backend import GenerationResult
+from assistd.storage.clock import db_time
 from assistd.storage.runs import RunRow
 
 
@@ -26,7 +26,7 @@ class RunStopped(Exception):
 
 
 def expired(run: RunRow) -> bool:
-    return run.expires_at is not None and time.time() >= run.expires_at
+    return run.expires_at is not None and db_time() >= run.expires_at
 
 
 def check(run: RunRow, cancel: threading.Event) -> None:

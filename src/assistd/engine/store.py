@@ -1,14 +1,22 @@
-"""Every state change of an executing run: one short transaction each, then the matching event."""
+"""Every state change of a run being executed: one short transaction each, with its events.
+
+Writes of the worker executing a run are fenced by its claim (worker id + epoch): the transaction starts by
+renewing the lease WHERE the claim still holds, and a worker that lost the run (its lease ran out and another
+worker took it over, or the run was deleted) gets LostClaim and writes nothing. Writes by a node that does
+not hold the run (the sweeper ending an orphan, a cancel of a run nobody executes) only happen while nobody
+holds it, and end any claim (epoch + 1). Transient database failures are retried (storage/retry.py)."""
 
 from __future__ import annotations
 
-import time
-from typing import Any
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import or_, true, update
-from sqlmodel import select
+from sqlalchemy import and_, exists, or_, update
+from sqlmodel import Session, select
 
-from assistd.engine.events import EventBus
+from assistd.engine.events import Event, EventBus
 from assistd.ids import created_at_of, new_id, now
 from assistd.protocol.messages import text_part
 from assistd.protocol.runs import TERMINAL
@@ -17,11 +25,15 @@ from assistd.services.messages import to_object as message_object
 from assistd.services.run_views import run_object, step_object
 from assistd.services.runs import STEP_PREFIX
 from assistd.storage.assistants import AssistantRow
+from assistd.storage.clock import db_now
 from assistd.storage.db import Database
+from assistd.storage.kernel_homes import KernelHomeRow
 from assistd.storage.messages import MessageRow
+from assistd.storage.retry import retrying
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 from assistd.storage.threads import ThreadRow
+from assistd.storage.workers import WorkerRow
 
 STAMP = {
     "completed": "completed_at",
@@ -31,67 +43,206 @@ STAMP = {
 }
 RUN_STAMP = {**STAMP, "expired": None, "incomplete": None}
 MESSAGE_REASON = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_failed"}
+EXECUTING = ("queued", "in_progress", "cancelling")
+T = TypeVar("T")
+
+
+class LostClaim(Exception):
+    """The worker no longer holds the run: it must write nothing more for it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} is no longer held by this worker")
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class Claim:
+    run_id: str
+    worker_id: str
+    epoch: int
+
+
+def _unheld() -> Any:
+    return or_(RunRow.worker_id == None, RunRow.lease_until < db_now())  # noqa: E711
 
 
 class RunStore:
-    def __init__(self, db: Database, bus: EventBus) -> None:
+    def __init__(self, db: Database, bus: EventBus, lease_seconds: float = 30.0) -> None:
         self.db = db
         self.bus = bus
+        self.lease_seconds = lease_seconds
+        self.claims: dict[str, Claim] = {}  # the runs this process holds, by id
+        self.ended: set[str] = set()  # runs this process held until a moment ago: their writes fail
+        self._claims_lock = threading.Lock()
+        # Told the status a fenced write found (a cancel from another node reaches the executor this way).
+        self.on_status: Callable[[str, str], None] | None = None
+        if hasattr(bus, "fence"):
+            bus.fence = self._fence  # type: ignore[attr-defined]
+
+    # ----------------------------------------------------------------------------------- transactions
+    def _tx(self, run_id: str, body: Callable[[Session, list[Event]], T], guard: str = "claim") -> T | None:
+        """Runs `body` in one transaction, retried on transient failures, with the events it collects.
+        guard "claim": fenced by this process's claim on the run, if it holds one; "unheld": only while
+        nobody holds the run (None is returned otherwise), and any claim ends."""
+
+        def once() -> T | None:
+            with self.bus.ordering(run_id), self.db.session() as s:
+                if guard == "unheld":
+                    taken = s.execute(
+                        update(RunRow)
+                        .where(RunRow.id == run_id, _unheld())  # type: ignore[arg-type]
+                        .values(worker_id=None, lease_until=None, epoch=RunRow.epoch + 1)
+                        .returning(RunRow.id)
+                    ).first()
+                    if taken is None:
+                        return None
+                else:
+                    self._fence(s, run_id)
+                events: list[Event] = []
+                result = body(s, events)
+                self.bus.emit(s, run_id, events)
+                return result
+
+        return retrying(once, what=f"writing run {run_id}")
+
+    def _fence(self, s: Session, run_id: str) -> None:
+        """Renews the lease where this process's claim still holds; LostClaim when it does not."""
+        claim = self.claims.get(run_id)
+        if claim is None:
+            if run_id in self.ended:
+                raise LostClaim(run_id)
+            return
+        found = s.execute(
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.worker_id == claim.worker_id, RunRow.epoch == claim.epoch)  # type: ignore[arg-type]
+            .values(lease_until=db_now() + self.lease_seconds)
+            .returning(RunRow.status)
+        ).first()
+        if found is None:
+            raise LostClaim(run_id)
+        if self.on_status is not None and found[0] == "cancelling":
+            self.on_status(run_id, found[0])
+
+    def holds(self, run_id: str) -> bool:
+        return run_id in self.claims
+
+    def release(self, run_id: str) -> None:
+        """The run was ended or given back: this process's writes for it fail from now on."""
+        with self._claims_lock:
+            if self.claims.pop(run_id, None) is not None:
+                self.ended.add(run_id)
+
+    def forget(self, run_id: str) -> None:
+        """The execution of the run in this process is over."""
+        with self._claims_lock:
+            self.claims.pop(run_id, None)
+            self.ended.discard(run_id)
 
     # ------------------------------------------------------------------------------------ ownership
-    def claim(self, run_id: str, worker_id: str, lease_seconds: int, force: bool = False) -> bool:
-        """Takes the run for this worker if it is waiting and nobody else holds a live lease on it (with
-        `force`, whatever lease it has: its holder is known to be dead)."""
-        stamp = time.time()
-        free = or_(RunRow.worker_id == worker_id, RunRow.worker_id == None, RunRow.lease_until < stamp)  # noqa: E711
-        with self.db.session() as s:
-            result = s.exec(  # type: ignore[call-overload]
-                update(RunRow)
-                .where(
-                    RunRow.id == run_id,
-                    RunRow.status.in_(("queued", "cancelling")),  # type: ignore[attr-defined]
-                    true() if force else free,
-                )
-                .values(worker_id=worker_id, lease_until=stamp + lease_seconds)
-            )
-            return result.rowcount == 1
+    def claim_next(self, worker_id: str, limit: int, run_id: str | None = None) -> list[Claim]:
+        """Claims up to `limit` waiting runs, oldest first (or just `run_id`): runs no worker holds, skipping
+        those whose thread's code interpreter kernel lives on another live worker (they go there).
+        PostgreSQL skips rows other workers are claiming at this instant; SQLite serialises writers."""
+        if limit <= 0:
+            return []
+        kernel_elsewhere = exists().where(
+            KernelHomeRow.thread_id == RunRow.thread_id,
+            KernelHomeRow.worker_id != worker_id,
+            exists().where(WorkerRow.id == KernelHomeRow.worker_id, WorkerRow.lease_until > db_now()),
+        )
+        pick = (
+            select(RunRow.id)
+            .where(RunRow.status.in_(("queued", "cancelling")), _unheld(), ~kernel_elsewhere)  # type: ignore[attr-defined]
+            .order_by(RunRow.created_at, RunRow.id)  # type: ignore[arg-type]
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if run_id is not None:
+            pick = pick.where(RunRow.id == run_id)
 
-    def renew(self, run_ids: list[str], worker_id: str, lease_seconds: int) -> dict[str, str]:
-        """Extends this worker's leases; returns the current status of each run (to notice cancels)."""
-        if not run_ids:
+        def once() -> list[Claim]:
+            with self.db.session() as s:
+                rows = s.execute(
+                    update(RunRow)
+                    .where(RunRow.id.in_(pick.scalar_subquery()))  # type: ignore[attr-defined]
+                    .values(
+                        worker_id=worker_id, epoch=RunRow.epoch + 1, lease_until=db_now() + self.lease_seconds
+                    )
+                    .returning(RunRow.id, RunRow.epoch)
+                    .execution_options(synchronize_session=False)
+                ).all()
+            return [Claim(rid, worker_id, epoch) for rid, epoch in rows]
+
+        claims = retrying(once, what="claiming runs")
+        with self._claims_lock:
+            for claim in claims:
+                self.claims[claim.run_id] = claim
+                self.ended.discard(claim.run_id)
+        return claims
+
+    def renew(self, worker_id: str) -> dict[str, str | None]:
+        """Extends the leases of the runs this process holds; the status of each (None: lost)."""
+        with self._claims_lock:
+            held = list(self.claims.values())
+        if not held:
             return {}
         with self.db.session() as s:
-            s.exec(  # type: ignore[call-overload]
-                update(RunRow)
-                .where(RunRow.id.in_(run_ids), RunRow.worker_id == worker_id)  # type: ignore[attr-defined]
-                .values(lease_until=time.time() + lease_seconds)
+            found = dict(
+                s.execute(
+                    update(RunRow)
+                    .where(
+                        or_(*(and_(RunRow.id == c.run_id, RunRow.epoch == c.epoch) for c in held)),  # type: ignore[arg-type]
+                        RunRow.worker_id == worker_id,
+                    )
+                    .values(lease_until=db_now() + self.lease_seconds)
+                    .returning(RunRow.id, RunRow.status)
+                    .execution_options(synchronize_session=False)
+                ).all()
             )
-            rows = s.exec(select(RunRow.id, RunRow.status).where(RunRow.id.in_(run_ids)))  # type: ignore[attr-defined]
-            return {run_id: status for run_id, status in rows}
+        return {c.run_id: found.get(c.run_id) for c in held}
+
+    def heartbeat(self, worker_id: str, role: str, lease_seconds: float) -> None:
+        """This worker is alive (workers table, database clock)."""
+        with self.db.session() as s:
+            row = s.get(WorkerRow, worker_id)
+            if row is None:
+                row = WorkerRow(id=worker_id, role=role, started_at=0.0, lease_until=0.0)
+                s.add(row)
+                s.flush()
+                s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(started_at=db_now()))  # type: ignore[arg-type]
+            s.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == worker_id)  # type: ignore[arg-type]
+                .values(lease_until=db_now() + lease_seconds)
+            )
+
+    def retire(self, worker_id: str) -> None:
+        """This worker stops: it is dead to the others at once; dead workers' rows are cleared."""
+        with self.db.session() as s:
+            s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(lease_until=0.0))  # type: ignore[arg-type]
 
     def orphans(self) -> list[RunRow]:
-        """Runs that should be executing but whose worker's lease ran out (a crash or a restart)."""
+        """Runs that should be executing but whose worker's lease ran out (a crash, a pause, a restart)."""
         with self.db.session() as s:
             stmt = select(RunRow).where(
-                RunRow.status.in_(("queued", "in_progress", "cancelling")),  # type: ignore[attr-defined]
-                or_(RunRow.lease_until == None, RunRow.lease_until < time.time()),  # noqa: E711
+                RunRow.status.in_(("in_progress", "cancelling")),  # type: ignore[attr-defined]
+                RunRow.worker_id != None,  # noqa: E711
+                RunRow.lease_until < db_now(),
             )
             return list(s.exec(stmt))
 
-    def leased_runs(self) -> list[RunRow]:
+    def waiting(self) -> int:
+        """How many runs wait for a worker (for the claim loop's wake-ups)."""
         with self.db.session() as s:
-            stmt = select(RunRow).where(
-                RunRow.status.in_(("queued", "in_progress", "cancelling")),  # type: ignore[attr-defined]
-                RunRow.worker_id != None,  # noqa: E711
-            )
-            return list(s.exec(stmt))
+            stmt = select(RunRow.id).where(RunRow.status == "queued", _unheld()).limit(1)
+            return len(list(s.exec(stmt)))
 
     def overdue(self) -> list[str]:
         with self.db.session() as s:
             stmt = select(RunRow.id).where(
                 RunRow.status.in_(("queued", "in_progress", "requires_action", "cancelling")),  # type: ignore[attr-defined]
                 RunRow.expires_at != None,  # noqa: E711
-                RunRow.expires_at <= now(),
+                RunRow.expires_at <= db_now(),
             )
             return list(s.exec(stmt))
 
@@ -126,46 +277,63 @@ class RunStore:
             return (assistant.tool_resources if assistant else None) or {}, thread_res
 
     # ----------------------------------------------------------------------------------- run status
-    def _publish_run(self, row: RunRow) -> None:
-        self.bus.publish(row.id, f"thread.run.{row.status}", run_object(row))
+    @staticmethod
+    def _run_event(row: RunRow) -> Event:
+        return Event(f"thread.run.{row.status}", run_object(row))
 
     def start(self, run_id: str) -> RunRow:
         """`queued` becomes `in_progress` (and publishes it) when generation starts; any other status is
         left as it is and nothing is published."""
-        with self.db.session() as s:
+
+        def body(s: Session, events: list[Event]) -> RunRow:
             row = s.get(RunRow, run_id)
-            assert row is not None
-            started = row.status == "queued"
-            if started:
+            if row is None:
+                raise LostClaim(run_id)
+            if row.status == "queued":
                 row.status = "in_progress"
                 row.started_at = row.started_at or now()
                 s.add(row)
-        if started:
-            self._publish_run(row)
-        return row
+                s.flush()
+                events.append(self._run_event(row))
+            return row
 
-    def requeue_unstarted(self, run_id: str) -> bool:
+        return self._tx(run_id, body)  # type: ignore[return-value]
+
+    def requeue_unstarted(self, run_id: str, holder: bool = True) -> bool:
         """Gives a run that has not started back to the queue, free for any worker to claim: a `queued` run
-        loses its lease, an `in_progress` run with no step yet (its worker stopped before the run produced
-        anything) becomes `queued` again. False, changing nothing, for any other run."""
-        free = {"worker_id": None, "lease_until": None}
-        with self.db.session() as s:
+        loses its claim, an `in_progress` run with no step yet (its worker stopped before the run produced
+        anything) becomes `queued` again. False, changing nothing, for any other run. `holder`: this
+        process holds the run (it gives it back); else only a run nobody holds is given back."""
+
+        def body(s: Session, events: list[Event]) -> bool:
             has_step = select(StepRow.id).where(StepRow.run_id == run_id).exists()
-            back = s.exec(  # type: ignore[call-overload]
+            free = {"worker_id": None, "lease_until": None, "epoch": RunRow.epoch + 1}
+            back = s.execute(
                 update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == "in_progress", ~has_step)
+                .where(RunRow.id == run_id, RunRow.status == "in_progress", ~has_step)  # type: ignore[arg-type]
                 .values(status="queued", started_at=None, **free)
+                .execution_options(synchronize_session=False)
             ).rowcount
-            waiting = s.exec(  # type: ignore[call-overload]
-                update(RunRow).where(RunRow.id == run_id, RunRow.status == "queued").values(**free)
+            waiting = s.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.status == "queued")  # type: ignore[arg-type]
+                .values(**free)
+                .execution_options(synchronize_session=False)
             ).rowcount
-            row = s.get(RunRow, run_id)
-        if back and row is not None:
-            self._publish_run(row)
-        return bool(back or waiting)
+            if back:
+                row = s.get(RunRow, run_id)
+                if row is not None:
+                    s.refresh(row)
+                    events.append(self._run_event(row))
+            return bool(back or waiting)
+
+        done = bool(self._tx(run_id, body, guard="claim" if holder else "unheld"))
+        if done:
+            self.release(run_id)
+        return done
 
     def require_action(self, run_id: str, calls: list[dict[str, Any]]) -> None:
-        with self.db.session() as s:
+        def body(s: Session, events: list[Event]) -> None:
             row = s.get(RunRow, run_id)
             assert row is not None
             row.status = "requires_action"
@@ -175,15 +343,21 @@ class RunStore:
             }
             row.worker_id, row.lease_until = None, None
             s.add(row)
-        self._publish_run(row)
+            s.flush()
+            events.append(self._run_event(row))
+
+        self._tx(run_id, body)
+        self.release(run_id)
 
     def add_tool_round(self, run_id: str) -> int:
-        with self.db.session() as s:
+        def body(s: Session, _events: list[Event]) -> int:
             row = s.get(RunRow, run_id)
             assert row is not None
             row.tool_rounds += 1
             s.add(row)
             return row.tool_rounds
+
+        return self._tx(run_id, body)  # type: ignore[return-value]
 
     def finish(
         self,
@@ -193,12 +367,13 @@ class RunStore:
         incomplete_details: dict[str, str] | None = None,
     ) -> bool:
         """Ends the run: every open step and message is closed to match, usage is summed from the steps.
-        Returns False (and changes nothing) when the run had already ended."""
+        Returns False (and changes nothing) when the run had already ended, or when another worker holds
+        it (a process that does not hold a run only ends it while nobody does)."""
         stamp = now()
-        with self.db.session() as s:
+
+        def body(s: Session, events: list[Event]) -> bool:
             row = s.get(RunRow, run_id)
-            assert row is not None
-            if row.status in TERMINAL:
+            if row is None or row.status in TERMINAL:
                 return False
             closed_steps, closed_messages = [], []
             step_status = "completed" if status in ("completed", "incomplete") else status
@@ -219,6 +394,7 @@ class RunStore:
                 message.incomplete_details = {"reason": MESSAGE_REASON.get(status, "max_tokens")}
                 s.add(message)
                 closed_messages.append(message)
+            s.flush()
             usage = _sum_usage(s.exec(select(StepRow.usage).where(StepRow.run_id == run_id)))
             row.status = status
             row.usage = usage
@@ -230,12 +406,14 @@ class RunStore:
             if RUN_STAMP.get(status):
                 setattr(row, RUN_STAMP[status], stamp)
             s.add(row)
-        for message in closed_messages:
-            self.bus.publish(run_id, "thread.message.incomplete", message_object(message))
-        for step in closed_steps:
-            self.bus.publish(run_id, f"thread.run.step.{step.status}", step_object(step))
-        self._publish_run(row)
-        return True
+            events.extend(Event("thread.message.incomplete", message_object(m)) for m in closed_messages)
+            events.extend(Event(f"thread.run.step.{st.status}", step_object(st)) for st in closed_steps)
+            events.append(self._run_event(row))
+            return True
+
+        done = self._tx(run_id, body, guard="claim" if self.holds(run_id) else "unheld")
+        self.release(run_id)
+        return bool(done)
 
     # ------------------------------------------------------------------------------------------- steps
     def open_step(self, run: RunRow, kind: str, details: dict[str, Any]) -> StepRow:
@@ -251,11 +429,15 @@ class RunStore:
             status="in_progress",
             step_details=details,
         )
-        with self.db.session() as s:
-            s.add(step)
-        obj = step_object(step)
-        self.bus.publish(run.id, "thread.run.step.created", obj)
-        self.bus.publish(run.id, "thread.run.step.in_progress", obj)
+
+        def body(s: Session, events: list[Event]) -> None:
+            if s.get(StepRow, oid) is None:  # a retry after a commit whose answer was lost adds nothing
+                s.add(StepRow.model_validate(step.model_dump()))
+            obj = step_object(step)
+            events.append(Event("thread.run.step.created", obj))
+            events.append(Event("thread.run.step.in_progress", obj))
+
+        self._tx(run.id, body)
         return step
 
     def step_delta(self, step: StepRow, delta: dict[str, Any]) -> None:
@@ -274,9 +456,11 @@ class RunStore:
         state: dict[str, Any] | None = None,
     ) -> StepRow:
         """Writes a step's details; with `status` it ends the step; `state` is the engine's private note."""
-        with self.db.session() as s:
+
+        def body(s: Session, events: list[Event]) -> StepRow:
             row = s.get(StepRow, step.id)
-            assert row is not None
+            if row is None:
+                raise LostClaim(step.run_id)
             row.step_details = details
             if usage is not None:
                 row.usage = usage
@@ -286,9 +470,12 @@ class RunStore:
                 row.status = status
                 setattr(row, STAMP[status], now())
             s.add(row)
-        if status is not None:
-            self.bus.publish(step.run_id, f"thread.run.step.{status}", step_object(row))
-        return row
+            s.flush()
+            if status is not None:
+                events.append(Event(f"thread.run.step.{status}", step_object(row)))
+            return row
+
+        return self._tx(step.run_id, body)  # type: ignore[return-value]
 
     # ---------------------------------------------------------------------------------------- messages
     def open_message(self, run: RunRow, message_id: str) -> MessageRow:
@@ -304,11 +491,15 @@ class RunStore:
             run_id=run.id,
             attachments=None,
         )
-        with self.db.session() as s:
-            s.add(message)
-        obj = message_object(message)
-        self.bus.publish(run.id, "thread.message.created", obj)
-        self.bus.publish(run.id, "thread.message.in_progress", obj)
+
+        def body(s: Session, events: list[Event]) -> None:
+            if s.get(MessageRow, message_id) is None:
+                s.add(MessageRow.model_validate(message.model_dump()))
+            obj = message_object(message)
+            events.append(Event("thread.message.created", obj))
+            events.append(Event("thread.message.in_progress", obj))
+
+        self._tx(run.id, body)
         return message
 
     def text_delta(
@@ -338,9 +529,10 @@ class RunStore:
         status: str | None = None,
         incomplete_reason: str | None = None,
     ) -> MessageRow:
-        with self.db.session() as s:
+        def body(s: Session, events: list[Event]) -> MessageRow:
             row = s.get(MessageRow, message.id)
-            assert row is not None
+            if row is None:
+                raise LostClaim(message.run_id or "")
             row.content = content
             if status == "completed":
                 row.status, row.completed_at = status, now()
@@ -348,9 +540,12 @@ class RunStore:
                 row.status, row.incomplete_at = status, now()
                 row.incomplete_details = {"reason": incomplete_reason or "max_tokens"}
             s.add(row)
-        if status is not None:
-            self.bus.publish(message.run_id or "", f"thread.message.{status}", message_object(row))
-        return row
+            s.flush()
+            if status is not None:
+                events.append(Event(f"thread.message.{status}", message_object(row)))
+            return row
+
+        return self._tx(message.run_id or "", body)  # type: ignore[return-value]
 
 
 def new_message_id() -> str:

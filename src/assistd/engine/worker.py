@@ -1,20 +1,24 @@
-"""The run engine of one server process: executes the runs it claims on a thread pool, keeps their leases
-alive, and sweeps for runs that expired or whose process died."""
+"""The run engine of one process: claims waiting runs from the database queue when it has room, executes
+them on a thread pool, keeps their leases, and sweeps for runs that expired or whose worker stopped.
+
+Any number of processes share one queue. A run is claimed by exactly one worker (engine/store.py
+`claim_next`); its lease and the workers' own leases use the database's clock; a worker that stops renewing
+is dead to the others, whatever its host or pid. An API-only process (`--role api`) claims nothing: it wakes
+the workers (PostgreSQL NOTIFY; workers also poll)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from assistd.engine.runner import RunExecutor, StopSignal
-from assistd.engine.store import RunStore
-from assistd.leases import held_by_dead_local_process
+from assistd.engine.store import LostClaim, RunStore
+from assistd.storage.notify import RUNS, Listener, notify
 
 log = logging.getLogger("assistd.engine")
 
-LOST = "The server process executing this run stopped before the run ended; it was not finished."
+LOST = "The worker executing this run stopped before the run ended; it was not finished."
 SHUTDOWN = "The server shut down while this run was in progress."
 
 
@@ -25,74 +29,166 @@ class RunEngine:
         executor: RunExecutor,
         worker_id: str,
         lease_seconds: int,
-        max_parallel: int = 8,
+        capacity: int = 8,
+        executes: bool = True,
+        listener: Listener | None = None,
+        poll_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
-        self.pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="run")
+        self.capacity = capacity
+        self.executes = executes
+        self.poll_seconds = poll_seconds or (2.0 if store.db.is_postgres else 0.5)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, capacity), thread_name_prefix="run")
         self.active: dict[str, StopSignal] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        store.on_status = self._seen
+        if hasattr(store.bus, "on_lost"):
+            store.bus.on_lost = self._lost  # type: ignore[attr-defined]
+        if listener is not None and executes:
+            listener.on(RUNS, self._notified)
 
     # ------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        self.recover_dead_local_workers()
-        self._thread = threading.Thread(target=self._maintain, name="run-maintenance", daemon=True)
-        self._thread.start()
+        if not self.executes:
+            return
+        self.store.heartbeat(self.worker_id, "worker", self.lease_seconds)
+        for target, name in ((self._claim_loop, "run-claims"), (self._maintain, "run-maintenance")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def shutdown(self) -> None:
         self._stop.set()
+        self._wake.set()
         with self._lock:
             active = dict(self.active)
         started = []
-        for run_id, flag in active.items():  # first the runs that never started: the next server runs them
-            if self.store.requeue_unstarted(run_id):
+        for run_id, flag in active.items():  # first the runs that never started: another worker runs them
+            if self._safely(lambda r=run_id: self.store.requeue_unstarted(r)):
                 flag.release = True
                 flag.set()
             else:
                 started.append((run_id, flag))
-        for run_id, flag in started:  # then the others end (which frees the model for nobody)
-            self.store.finish(run_id, "failed", {"code": "server_error", "message": SHUTDOWN})
+        for run_id, flag in started:  # then the others end here; their executors write nothing more
+            self._safely(
+                lambda r=run_id: self.store.finish(r, "failed", {"code": "server_error", "message": SHUTDOWN})
+            )
+            flag.release = True
             flag.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self.executes:
+            self._safely(lambda: self.store.retire(self.worker_id))
+
+    @staticmethod
+    def _safely(action) -> bool:  # type: ignore[no-untyped-def]
+        try:
+            return bool(action())
+        except LostClaim:
+            return False
+        except Exception as exc:
+            log.warning("run engine shutdown: %s", exc)
+            return False
 
     # ---------------------------------------------------------------------------------------- runs
-    def launch(self, run_id: str, force: bool = False) -> None:
-        """Claims the run for this process and executes it in the background."""
-        if not self.store.claim(run_id, self.worker_id, self.lease_seconds, force=force):
+    def launch(self, run_id: str) -> None:
+        """A run was queued (created, or given tool outputs): this process takes it at once if it executes
+        runs and has room; the other workers are woken in any case (NOTIFY was sent with the run's commit,
+        see `wake_others`)."""
+        if not self.executes or self._stop.is_set():
             return
+        if self._free() > 0:
+            for claim in self.store.claim_next(self.worker_id, 1, run_id=run_id):
+                self._run(claim.run_id)
+        self._wake.set()
+
+    @staticmethod
+    def wake_others(s, db, run_id: str) -> None:  # type: ignore[no-untyped-def]
+        """In the transaction that queues a run: wakes every worker when it commits (PostgreSQL)."""
+        notify(s, db, RUNS, run_id)
+
+    def cancel(self, run_id: str) -> None:
+        """Called after the run row was marked `cancelling`: stops the generation if it runs here; a run
+        nobody holds (queued, or waiting for tool outputs) is ended here; the worker holding it elsewhere
+        sees the status at its next write or lease renewal."""
+        with self._lock:
+            flag = self.active.get(run_id)
+        if flag is not None:
+            flag.set()
+            return
+        self.store.finish(run_id, "cancelled")  # changes nothing if a live worker holds it
+
+    def _free(self) -> int:
+        with self._lock:
+            return self.capacity - len(self.active)
+
+    def _run(self, run_id: str) -> None:
         with self._lock:
             if run_id in self.active:
                 return
             self.active[run_id] = StopSignal()
         self.pool.submit(self._execute, run_id)
 
-    def cancel(self, run_id: str) -> None:
-        """Called after the run row was marked `cancelling`: stops the generation if it runs here."""
-        with self._lock:
-            flag = self.active.get(run_id)
-        if flag is not None:
-            flag.set()
-            return
-        row = self.store.run(run_id)
-        if row.status == "cancelling" and (row.lease_until is None or row.lease_until < time.time()):
-            self.store.finish(run_id, "cancelled")  # nobody executes it: end it here
-
     def _execute(self, run_id: str) -> None:
         with self._lock:
             flag = self.active[run_id]
         try:
             self.executor.execute(run_id, flag)
+        except LostClaim:
+            log.warning("run %s: this worker lost its claim (lease ran out); it wrote nothing more", run_id)
         except Exception:
             log.exception("run %s crashed the executor", run_id)
         finally:
+            self.store.forget(run_id)
             with self._lock:
                 self.active.pop(run_id, None)
+            self._wake.set()  # room for another run
+
+    def _seen(self, run_id: str, status: str) -> None:
+        if status == "cancelling":
+            with self._lock:
+                flag = self.active.get(run_id)
+            if flag is not None:
+                flag.set()
+
+    def _lost(self, run_id: str) -> None:
+        with self._lock:
+            flag = self.active.get(run_id)
+        if flag is not None:
+            flag.release = True
+            flag.set()
+
+    def _notified(self, payload: str) -> None:
+        if payload.startswith("cancel:"):
+            self._seen(payload[len("cancel:") :], "cancelling")
+        else:
+            self._wake.set()
+
+    # ------------------------------------------------------------------------------------- claiming
+    def _claim_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.claim_waiting()
+            except Exception as exc:
+                log.warning("claiming runs failed: %s", exc)
+
+    def claim_waiting(self) -> None:
+        """Takes as many waiting runs as this worker has room for, oldest first."""
+        free = self._free()
+        if free > 0 and not self._stop.is_set():
+            for claim in self.store.claim_next(self.worker_id, free):
+                self._run(claim.run_id)
 
     # ---------------------------------------------------------------------------------- maintenance
     def _maintain(self) -> None:
@@ -100,42 +196,44 @@ class RunEngine:
         while not self._stop.wait(interval):
             try:
                 self.tick()
-            except Exception:
-                log.exception("run maintenance failed")
+            except Exception as exc:
+                log.warning("run maintenance failed: %s", exc)
 
     def tick(self) -> None:
-        """Renews leases, notices cancels from other processes, expires overdue runs, recovers orphans."""
+        """Renews this worker's leases, notices cancels from other processes and lost claims, expires
+        overdue runs, takes over the runs of workers that stopped."""
+        self.store.heartbeat(self.worker_id, "worker", self.lease_seconds)
         with self._lock:
             active = dict(self.active)
-        statuses = self.store.renew(list(active), self.worker_id, self.lease_seconds)
-        for run_id, status in statuses.items():
-            if status in ("cancelling", "cancelled", "failed", "expired"):
-                active[run_id].set()
+        for run_id, status in self.store.renew(self.worker_id).items():
+            flag = active.get(run_id)
+            if flag is None:
+                continue
+            if status is None:  # another worker took it over, or it was deleted: write nothing more
+                flag.release = True
+                flag.set()
+            elif status in ("cancelling", "cancelled", "failed", "expired"):
+                flag.set()
         for run_id in self.store.overdue():
             if run_id in active:
                 active[run_id].set()  # the executor sees the expiry and ends the run as expired
             else:
-                self.store.finish(run_id, "expired")
+                self.store.finish(run_id, "expired")  # only if nobody holds it
         for row in self.store.orphans():
             self._recover(row)
+        self.claim_waiting()
+        prune = getattr(self.store.bus, "prune", None)
+        if prune is not None:
+            prune()
 
-    def _recover(self, row, force: bool = False) -> None:
-        if row.status == "queued":
-            self.launch(row.id, force=force)  # nothing was done yet: run it here
-        elif row.status == "in_progress" and self.store.requeue_unstarted(row.id):
+    def _recover(self, row) -> None:  # type: ignore[no-untyped-def]
+        """A run whose worker's lease ran out: re-queued if it produced nothing, else ended."""
+        if row.status == "in_progress" and self.store.requeue_unstarted(row.id, holder=False):
             log.warning(
-                "run %s lost its worker %s before its first step; running it again", row.id, row.worker_id
+                "run %s lost its worker %s before its first step; it is queued again", row.id, row.worker_id
             )
-            self.launch(row.id)  # it produced nothing: it runs as if it had never started
+            self.launch(row.id)
         elif row.status == "cancelling":
             self.store.finish(row.id, "cancelled")
-        else:
-            log.warning("run %s lost its worker %s; failing it", row.id, row.worker_id)
-            self.store.finish(row.id, "failed", {"code": "server_error", "message": LOST})
-
-    def recover_dead_local_workers(self) -> None:
-        """At start: runs held by a process of this host that no longer exists are recovered at once,
-        without waiting for their lease to run out."""
-        for row in self.store.leased_runs():
-            if held_by_dead_local_process(row.worker_id, self.worker_id):
-                self._recover(row, force=True)
+        elif self.store.finish(row.id, "failed", {"code": "server_error", "message": LOST}):
+            log.warning("run %s lost its worker %s; it failed", row.id, row.worker_id)

@@ -88,8 +88,10 @@ class MessageService:
         return get_thread_row(s, project, thread_id)
 
     def create(self, project: str, thread_id: str, req: MessageCreate) -> MessageObject:
+        from assistd.services.threads import lock_thread_row
+
         with self.db.session() as s:
-            thread = self._thread(s, project, thread_id)
+            thread = lock_thread_row(s, project, thread_id)  # a run being created on it waits, or we do
             active = self.active_run(s, thread_id) if self.active_run else None
             if active:
                 raise ActiveRunConflict(

@@ -3,9 +3,10 @@ Executing a run is the engine's job (assistd.engine)."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from assistd.errors import ActiveRunConflict, InvalidRequest, NotFound
@@ -28,8 +29,9 @@ from assistd.services.assistants import AssistantService
 from assistd.services.messages import MessageService
 from assistd.services.pagination import paginate
 from assistd.services.run_views import run_object, step_object
-from assistd.services.threads import ThreadService, get_thread_row
+from assistd.services.threads import ThreadService, get_thread_row, lock_thread_row
 from assistd.storage.assistants import AssistantRow
+from assistd.storage.clock import read_now
 from assistd.storage.db import Database
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
@@ -52,8 +54,6 @@ class RunService:
         threads: ThreadService,
         messages: MessageService,
         expiry_seconds: int,
-        lease_seconds: int,
-        worker_id: str,
     ) -> None:
         self.db = db
         self.catalog = catalog
@@ -61,25 +61,36 @@ class RunService:
         self.threads = threads
         self.messages = messages
         self.expiry_seconds = expiry_seconds
-        self.lease_seconds = lease_seconds
-        self.worker_id = worker_id
+        # Called in the transaction that queues a run (s, run_id): wakes the workers when it commits.
+        self.on_queued: Callable[[Session, str], None] | None = None
+        # Called in the transaction that marks a run cancelling (s, run_id): tells the worker holding it.
+        self.on_cancelling: Callable[[Session, str], None] | None = None
 
     # ------------------------------------------------------------------------------------------ creation
     def create(self, project: str, thread_id: str, req: RunCreate) -> RunObject:
-        with self.db.session() as s:
-            thread = get_thread_row(s, project, thread_id)
-            active = active_run_id(s, thread_id)
-            if active:
-                raise ActiveRunConflict(
-                    f"Thread {thread_id} already has an active run {active}.", param="thread_id"
-                )
-            row = self._new_run(s, project, thread_id, req)
-            if req.additional_instructions:
-                row.instructions = f"{row.instructions}\n\n{req.additional_instructions}".strip()
-            for i, message in enumerate(req.additional_messages or []):
-                self.messages.add_in(s, thread, message, param=f"additional_messages[{i}]")
-            s.add(row)
-            return run_object(row)
+        try:
+            with self.db.session() as s:
+                thread = lock_thread_row(s, project, thread_id)  # concurrent creations take turns
+                active = active_run_id(s, thread_id)
+                if active:
+                    raise _conflict(thread_id, active)
+                row = self._new_run(s, project, thread_id, req)
+                if req.additional_instructions:
+                    row.instructions = f"{row.instructions}\n\n{req.additional_instructions}".strip()
+                for i, message in enumerate(req.additional_messages or []):
+                    self.messages.add_in(s, thread, message, param=f"additional_messages[{i}]")
+                s.add(row)
+                s.flush()  # the partial unique index refuses a second active run here, whatever happened
+                self._queued(s, row.id)
+                return run_object(row)
+        except IntegrityError as exc:
+            if "ux_runs_active_thread" not in str(exc) and "runs.thread_id" not in str(exc):
+                raise
+            raise _conflict(thread_id, None) from None
+
+    def _queued(self, s: Session, run_id: str) -> None:
+        if self.on_queued is not None:
+            self.on_queued(s, run_id)
 
     def create_thread_and_run(self, project: str, req: ThreadAndRunCreate) -> tuple[Any, RunObject]:
         from assistd.protocol.threads import ThreadCreate
@@ -91,6 +102,8 @@ class RunService:
             if req.tool_resources is not None:
                 row.tool_resources = self.threads.resources.resolve(s, project, req.tool_resources)
             s.add(row)
+            s.flush()
+            self._queued(s, row.id)
             return thread_object(thread), run_object(row)
 
     def _new_run(self, s: Session, project: str, thread_id: str, req: RunOptions) -> RunRow:
@@ -106,6 +119,7 @@ class RunService:
         tool_choice = _tool_choice(req, tools)
         oid = new_id(PREFIX)
         created = created_at_of(oid, PREFIX)
+        expires = int(read_now(s)) + self.expiry_seconds  # the database's clock, which every node shares
         return RunRow(
             id=oid,
             project=project,
@@ -113,7 +127,7 @@ class RunService:
             assistant_id=assistant.id,
             created_at=created,
             status="queued",
-            expires_at=created + self.expiry_seconds,
+            expires_at=expires,
             model=model,
             instructions=req.instructions
             if "instructions" in given and req.instructions is not None
@@ -132,8 +146,6 @@ class RunService:
             response_format=self.assistants.check_response_format(req.response_format)
             if req.response_format is not None
             else (assistant.response_format or "auto"),
-            worker_id=self.worker_id,
-            lease_until=time.time() + self.lease_seconds,
         )
 
     # ---------------------------------------------------------------------------------------- reading
@@ -190,11 +202,15 @@ class RunService:
                 raise InvalidRequest(f"Cannot cancel run with status '{row.status}'.", param="run_id")
             row.status = "cancelling"
             s.add(row)
+            if self.on_cancelling is not None:
+                self.on_cancelling(s, run_id)
             return run_object(row)
 
     def submit_tool_outputs(
         self, project: str, thread_id: str, run_id: str, req: SubmitToolOutputs
-    ) -> tuple[RunObject, StepObject]:
+    ) -> tuple[RunObject, StepObject, int]:
+        """Completes the waiting step and queues the run again; also returns the run's event sequence number
+        at that moment (a stream follows the run's events from there)."""
         with self.db.session() as s:
             row = self._row(s, project, thread_id, run_id)
             if row.status != "requires_action" or not row.required_action:
@@ -219,10 +235,17 @@ class RunService:
             step.status, step.completed_at = "completed", now()
             step.usage = (step.engine_state or {}).get("usage")
             row.status, row.required_action = "queued", None
-            row.worker_id, row.lease_until = self.worker_id, time.time() + self.lease_seconds
+            row.worker_id, row.lease_until = None, None  # back in the queue: any worker takes it
             s.add(step)
             s.add(row)
-            return run_object(row), step_object(step)
+            s.flush()
+            self._queued(s, run_id)
+            return run_object(row), step_object(step), row.event_seq
+
+
+def _conflict(thread_id: str, active: str | None) -> ActiveRunConflict:
+    which = f" {active}" if active else ""
+    return ActiveRunConflict(f"Thread {thread_id} already has an active run{which}.", param="thread_id")
 
 
 def _match_outputs(pending: list[str], req: SubmitToolOutputs) -> dict[str, str]:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, select
 
 from assistd.errors import NotFound
 from assistd.ids import created_at_of, new_id
@@ -27,6 +28,17 @@ def to_object(row: ThreadRow) -> ThreadObject:
         tool_resources=row.tool_resources if row.tool_resources is not None else {},
         metadata=row.meta,
     )
+
+
+def lock_thread_row(s: Session, project: str, thread_id: str) -> ThreadRow:
+    """The thread, locked until the caller's transaction ends: run creation and message creation on one
+    thread take turns, whatever the number of server processes (PostgreSQL: a row lock; SQLite: the write
+    lock, taken by the first statement so that what is read next is current)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.exec(select(ThreadRow.id).where(ThreadRow.id == thread_id).with_for_update()).first()
+    else:
+        s.execute(update(ThreadRow).where(ThreadRow.id == thread_id).values(id=ThreadRow.id))  # type: ignore[arg-type]
+    return get_thread_row(s, project, thread_id)
 
 
 def get_thread_row(s: Session, project: str, thread_id: str) -> ThreadRow:

@@ -3,6 +3,7 @@ never against a node's own clock (nodes drift; a paused process's clock means no
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Float, select
@@ -27,6 +28,18 @@ def _postgres(_element: Any, _compiler: Any, **_kw: Any) -> str:
     return "extract(epoch from clock_timestamp())::float8"
 
 
+_offset = 0.0  # the database's clock minus this node's, as last read
+
+
 def read_now(session: Any) -> float:
-    """The database's current time, read in `session`."""
-    return float(session.execute(select(db_now())).scalar_one())
+    """The database's current time, read in `session` (and this node's offset to it, for `db_time`)."""
+    global _offset
+    value = float(session.execute(select(db_now())).scalar_one())
+    _offset = value - time.time()
+    return value
+
+
+def db_time() -> float:
+    """The database's time as of this node's clock corrected by the last reading (for checks polled too often
+    to ask the database each time, like a generation's expiry check)."""
+    return time.time() + _offset

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, String
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
+
+from assistd.storage.columns import parent_fk, required_ref_field
 
 
 class KernelHomeRow(SQLModel, table=True):
@@ -10,8 +11,6 @@ class KernelHomeRow(SQLModel, table=True):
 
     __tablename__ = "kernel_homes"
 
-    thread_id: str = Field(
-        sa_column=Column(String, ForeignKey("threads.id", ondelete="CASCADE"), primary_key=True)
-    )
-    worker_id: str = Field(index=True)
+    thread_id: str = parent_fk("threads.id", primary_key=True)
+    worker_id: str = required_ref_field(index=True)
     updated_at: float

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import Index, text
 from sqlmodel import SQLModel
 
 from assistd.storage.columns import (
@@ -15,15 +15,27 @@ from assistd.storage.columns import (
     required_ref_field,
 )
 
+# "One active run per thread", held by the database itself whatever number of processes insert runs.
+ACTIVE_SQL = text("status IN ('queued', 'in_progress', 'requires_action', 'cancelling')")
+
 
 class RunRow(SQLModel, table=True):
-    """A run. Besides the OpenAI fields it holds who executes it: `worker_id` and `lease_until`, renewed by
-    the executing process's heartbeat, so that a crashed process's runs are found and ended by others."""
+    """A run. Besides the OpenAI fields it holds its claim: `worker_id`, `epoch` (one more at every claim or
+    take-over; every write of the executing worker checks both, so a worker that lost the run writes
+    nothing) and `lease_until` (database clock), renewed by the worker, so that a crashed worker's runs are
+    found and taken over by others. `event_seq` numbers the run's events for streams on other nodes."""
 
     __tablename__ = "runs"
     __table_args__ = (
         Index("ix_runs_page", "thread_id", "created_at", "id"),
         Index("ix_runs_status", "status"),
+        Index(
+            "ux_runs_active_thread",
+            "thread_id",
+            unique=True,
+            sqlite_where=ACTIVE_SQL,
+            postgresql_where=ACTIVE_SQL,
+        ),
     )
 
     id: str = id_field()
@@ -57,4 +69,6 @@ class RunRow(SQLModel, table=True):
     tool_resources: dict[str, Any] | None = json_field()
     worker_id: str | None = ref_field()
     lease_until: float | None = None
+    epoch: int = big_int_field(0)
+    event_seq: int = big_int_field(0)
     tool_rounds: int = big_int_field(0)

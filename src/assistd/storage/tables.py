@@ -4,6 +4,7 @@ from assistd.storage.assistants import AssistantRow
 from assistd.storage.files import FileRow
 from assistd.storage.kernel_homes import KernelHomeRow
 from assistd.storage.messages import MessageRow
+from assistd.storage.run_events import RunEventRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 from assistd.storage.threads import ThreadRow
@@ -18,6 +19,7 @@ __all__ = [
     "FileRow",
     "KernelHomeRow",
     "MessageRow",
+    "RunEventRow",
     "RunRow",
     "StepRow",
     "ThreadRow",

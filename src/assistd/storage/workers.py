@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
+
+from assistd.storage.columns import id_field
 
 
 class WorkerRow(SQLModel, table=True):
@@ -9,7 +11,7 @@ class WorkerRow(SQLModel, table=True):
 
     __tablename__ = "workers"
 
-    id: str = Field(primary_key=True)
+    id: str = id_field()
     role: str = "all"
     started_at: float
     lease_until: float

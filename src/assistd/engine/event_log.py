@@ -1,0 +1,199 @@
+"""DatabaseBus: run events through the database, for processes that share the work.
+
+A state change's events are written in the same transaction as the change (RunStore); deltas are buffered
+and written every few tens of milliseconds, fenced by the run's claim like every other write of the worker.
+Each run's events are numbered from `runs.event_seq`, incremented under the run's row lock, so they commit
+in sequence order. A stream on any node reads `seq > cursor` in order: nothing lost, nothing repeated. It is
+woken by PostgreSQL NOTIFY (and by commits of this process), and polls as a fallback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import delete, insert, update
+from sqlmodel import Session, select
+
+from assistd.engine.events import Event, EventBus
+from assistd.storage.clock import db_now, db_time
+from assistd.storage.db import Database, after_commit
+from assistd.storage.notify import EVENTS, Listener, notify
+from assistd.storage.retry import retrying
+from assistd.storage.run_events import RunEventRow
+from assistd.storage.runs import RunRow
+
+log = logging.getLogger("assistd.events")
+
+FLUSH_SECONDS = 0.05
+KEEP_SECONDS = 900  # events older than this are deleted (a stream reads them within moments)
+_STRIPES = 64
+
+
+class DatabaseBus(EventBus):
+    def __init__(self, db: Database, listener: Listener | None = None, poll_seconds: float | None = None):
+        super().__init__()
+        self.db = db
+        self.poll_seconds = poll_seconds or (1.0 if db.is_postgres else 0.1)
+        # Set by RunStore: checks the run's claim in a session (raises LostClaim), and is told of a loss.
+        self.fence: Callable[[Session, str], None] | None = None
+        self.on_lost: Callable[[str], None] | None = None
+        self._deltas: dict[str, list[Event]] = {}
+        self._deltas_lock = threading.Lock()
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._dirty: set[str] = set()
+        self._everything = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        if listener is not None:
+            listener.on(EVENTS, self._notified)
+
+    # ------------------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        for target, name in ((self._flush_loop, "events-flush"), (self._read_loop, "events-read")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.flush_all()
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    # --------------------------------------------------------------------------------------- writing
+    @contextmanager
+    def ordering(self, run_id: str) -> Iterator[None]:
+        with self._stripes[zlib.crc32(run_id.encode()) % _STRIPES]:
+            yield
+
+    def publish(self, run_id: str, name: str, data: Any) -> None:
+        with self._deltas_lock:
+            self._deltas.setdefault(run_id, []).append(Event(name, data))
+
+    def emit(self, s: Session, run_id: str, events: list[Event]) -> None:
+        """Within `ordering(run_id)`: the run's buffered deltas first, then `events`, in `s`."""
+        self._insert(s, run_id, self._take(run_id) + events)
+
+    def _take(self, run_id: str) -> list[Event]:
+        with self._deltas_lock:
+            return self._deltas.pop(run_id, [])
+
+    def _insert(self, s: Session, run_id: str, events: list[Event]) -> None:
+        if not events:
+            return
+        n = len(events)
+        end = s.execute(
+            update(RunRow)
+            .where(RunRow.id == run_id)  # type: ignore[arg-type]
+            .values(event_seq=RunRow.event_seq + n)
+            .returning(RunRow.event_seq)
+        ).scalar_one_or_none()
+        if end is None:  # the run is gone (its thread was deleted)
+            return
+        stamp = db_time()
+        rows = [
+            {
+                "run_id": run_id,
+                "seq": end - n + 1 + i,
+                "name": e.name,
+                "data": e.payload(),
+                "created_at": stamp,
+            }
+            for i, e in enumerate(events)
+        ]
+        s.execute(insert(RunEventRow), rows)
+        notify(s, self.db, EVENTS, run_id)
+        after_commit(s, lambda: self._notified(run_id))
+
+    def flush_all(self) -> None:
+        with self._deltas_lock:
+            pending = list(self._deltas)
+        for run_id in pending:
+            self._flush(run_id)
+
+    def _flush(self, run_id: str) -> None:
+        with self.ordering(run_id):
+            events = self._take(run_id)
+            if not events:
+                return
+
+            def write() -> None:
+                with self.db.session() as s:
+                    if self.fence is not None:
+                        self.fence(s, run_id)
+                    self._insert(s, run_id, events)
+
+            try:
+                retrying(write, what=f"events of run {run_id}")
+            except Exception as exc:
+                from assistd.engine.store import LostClaim
+
+                if isinstance(exc, LostClaim):
+                    if self.on_lost is not None:
+                        self.on_lost(run_id)
+                else:
+                    log.warning("events of run %s were not written: %s", run_id, exc)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_SECONDS):
+            self.flush_all()
+
+    def prune(self) -> int:
+        """Deletes events older than KEEP_SECONDS."""
+        with self.db.session() as s:
+            result = s.execute(delete(RunEventRow).where(RunEventRow.created_at < db_now() - KEEP_SECONDS))  # type: ignore[arg-type]
+            return result.rowcount or 0
+
+    # --------------------------------------------------------------------------------------- reading
+    def _notified(self, run_id: str) -> None:
+        with self._deltas_lock:
+            if run_id:
+                self._dirty.add(run_id)
+            else:
+                self._everything = True
+        self._wake.set()
+
+    def _read_loop(self) -> None:
+        while not self._stop.is_set():
+            woken = self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            with self._deltas_lock:
+                dirty, self._dirty = self._dirty, set()
+                everything, self._everything = self._everything or not woken, False
+            with self._lock:
+                subscribed = list(self._subs)
+            for run_id in subscribed if everything else [r for r in subscribed if r in dirty]:
+                try:
+                    self._read(run_id)
+                except Exception as exc:  # (a database outage: the next round reads again)
+                    log.warning("reading events of run %s failed: %s", run_id, exc)
+
+    def _read(self, run_id: str) -> None:
+        subs = self.subscribers(run_id)
+        if not subs:
+            return
+        cursor = min(sub.cursor for sub in subs)
+        with self.db.session() as s:
+            rows = s.exec(
+                select(RunEventRow.seq, RunEventRow.name, RunEventRow.data)
+                .where(RunEventRow.run_id == run_id, RunEventRow.seq > cursor)
+                .order_by(RunEventRow.seq)  # type: ignore[arg-type]
+                .limit(2000)
+            ).all()
+        for seq, name, data in rows:
+            event = Event(name, data)
+            for sub in subs:
+                if seq > sub.cursor:
+                    sub.cursor = seq
+                    try:
+                        sub.push(event)
+                    except RuntimeError:
+                        self.unsubscribe(sub)
+        if len(rows) == 2000:
+            self._notified(run_id)
