@@ -188,3 +188,19 @@ def test_usage_counts_one_session_per_kernel(db, workers):
     # the same kernel counted again (a retry after a commit whose answer was lost, another process's engine)
     UsageService(db).record_code_session("p", "thread_u", key)
     assert sessions_counted(db) == 2
+
+
+def test_code_still_runs_when_the_home_cannot_be_written(tmp_path, caplog):
+    """The database refuses (here: it has no tables): the execution runs on this worker all the same."""
+    empty = Database(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    interpreter = CodeInterpreter(
+        Settings(kernel_pool_size=0, code_preload="", code_home_check_seconds=0.2),
+        homes=KernelHomes(empty, "worker-a"),
+    )
+    try:
+        result = interpreter.execute("p", "thread_x", "print(6*7)", [])
+        assert not result.error and "42" in result.logs
+        assert "kernel home of thread_x not recorded" in caplog.text
+    finally:
+        interpreter.shutdown()
+        empty.dispose()

@@ -316,7 +316,13 @@ class CodeInterpreter:
         True when the row named another kernel (another worker, or an earlier session of this one)."""
         if self.homes is None:
             return False
-        previous = self.homes.take(session.thread_id)
+        try:
+            previous = self.homes.take(session.thread_id)
+        except ThreadGone:
+            raise
+        except Exception as exc:  # the database is out past the retries: the code still runs here
+            log.warning("code interpreter: kernel home of %s not recorded: %s", session.thread_id, exc)
+            return False  # the home check writes the row when the database is back
         return previous is not None and (previous != self.homes.worker_id or not session.homed)
 
     def _drop_locked(self, session: Session) -> None:
