@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 
@@ -11,7 +10,6 @@ import pytest
 
 from assistd.engine.context import Conversation, fit
 from assistd.engine.events import Event
-from assistd.engine.worker import LOST
 from assistd.errors import ActiveRunConflict, InvalidRequest
 from assistd.protocol.messages import MessageCreate
 from assistd.storage.runs import RunRow
