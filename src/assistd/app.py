@@ -82,8 +82,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "page": Provide(page_query, sync_to_thread=False),
         },
     )
+    # A worker-only process (--role worker) answers /health alone: the API is served by other nodes.
+    handlers = [health] if settings.role == "worker" else [v1, health, *PLAYGROUND_HANDLERS]
     app = Litestar(
-        route_handlers=[v1, health, *PLAYGROUND_HANDLERS],
+        route_handlers=handlers,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_class=JSONRequest,  # a body too deeply nested to decode is a 400, not a RecursionError

@@ -81,6 +81,22 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, description="port to listen on")
+    role: Literal["all", "api", "worker"] = Field(
+        "all",
+        description="what this process does: `api` serves the HTTP API and executes nothing; `worker` "
+        "executes runs and indexes files from the database's queue (HTTP: /health only); `all` both",
+    )
+    events: Literal["auto", "local", "database"] = Field(
+        "auto",
+        description="how run events reach streams: `local` in this process only; `database` through the "
+        "run_events table, so a stream on any node follows a run executing on any other; `auto`: "
+        "`database` on PostgreSQL or with a --role other than all, else `local`",
+    )
+    worker_runs: int | None = Field(
+        None,
+        description="runs one worker executes at once (the rest wait in the database queue for any "
+        "worker); default: the slots of all its models",
+    )
     data_dir: Path = Field(Path("data"), description="where the database, files and vectors live")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
     migrate: bool = Field(

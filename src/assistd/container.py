@@ -125,8 +125,13 @@ class Container:
         )
 
     def start(self) -> None:
-        """Starts background work (blocking parts: call from a worker thread)."""
+        """Starts background work (blocking parts: call from a worker thread). An API-only process executes
+        nothing: no run engine, no indexing worker, no kernels, no models."""
+        self.extras["listener"].start()
+        self.bus.start()
         self.engine.start()
+        if self.settings.role == "api":
+            return
         if "file_search" in self.extras:  # the indexing worker; resumes files a stopped process left
             self.extras["file_search"].start()
         if "code_interpreter" in self.extras:  # warms the kernel pool without delaying readiness
@@ -137,6 +142,8 @@ class Container:
 
     def close(self) -> None:
         self.engine.shutdown()
+        self.bus.stop()
+        self.extras["listener"].stop()
         self.registry.close()
         if "file_search" in self.extras:
             self.extras["file_search"].close()

@@ -9,6 +9,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 
 from assistd.errors import AssistdError
 from assistd.services.files import too_large
+from assistd.storage.retry import is_transient
 
 log = logging.getLogger("assistd.api")
 
@@ -81,6 +82,15 @@ def undecodable_body(request: Request, exc: UnicodeDecodeError) -> Response:
 
 
 def unexpected_error(request: Request, exc: Exception) -> Response:
+    if is_transient(exc):  # the database (or Chroma) is restarting: the client retries (the SDK does)
+        log.warning("%s %s: a shared service is unavailable: %s", request.method, request.url.path, exc)
+        body = _body(
+            "A service the server depends on (its database or vector store) is briefly unavailable; "
+            "retry the request.",
+            "server_error",
+            code="service_unavailable",
+        )
+        return _respond(503, body, {"Retry-After": "1"})
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _respond(
         500,
