@@ -3,10 +3,13 @@
 Each check is small and independent: each model's engine (its GGUF file: exists, GGUF magic, size; the
 embedded engine importable, or a remote engine answering), llama-cpp-python (tokenizers, templates), the
 code interpreter's sandbox (bubblewrap present and working), Chroma (importable, or the server reachable),
-the database (connect, schema) and the embedding model. Nothing is created or changed."""
+the database (connect, schema revision), the blob store (a probe file written and removed: the only write)
+and the embedding model. Nothing else is created or changed."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import sys
 import time
@@ -231,16 +234,20 @@ def check_database(settings: Settings) -> Check:
         if not file.exists():
             return Check("database", True, f"{file} not created yet: `assistd serve` creates it")
     try:
+        from alembic.runtime.migration import MigrationContext
         from sqlalchemy import create_engine, inspect, text
         from sqlmodel import SQLModel
 
         import assistd.storage.tables  # noqa: F401  (registers every table)
+        from assistd.storage import migrate
 
         engine = create_engine(url)
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            revision = MigrationContext.configure(conn).get_current_revision()
         present = set(inspect(engine).get_table_names())
         engine.dispose()
+        newest = migrate.head()
     except Exception as exc:
         return Check(
             "database",
@@ -249,6 +256,14 @@ def check_database(settings: Settings) -> Check:
             "check ASSISTD_DATABASE_URL (and `pip install -e '.[postgres]'` for PostgreSQL)",
         )
     missing = sorted(set(SQLModel.metadata.tables) - present)
+    if revision != newest:
+        return Check(
+            "database",
+            False,
+            f"{shown}: schema at revision {revision or '(none)'}, this assistd needs {newest}"
+            + (f"; tables missing: {', '.join(missing)}" if missing else ""),
+            "run `assistd db upgrade` (or start `assistd serve`, which upgrades unless --no-migrate)",
+        )
     if missing:
         return Check(
             "database",
@@ -256,7 +271,44 @@ def check_database(settings: Settings) -> Check:
             f"{shown}: tables missing: {', '.join(missing)}",
             "start `assistd serve` once: it creates the schema",
         )
-    return Check("database", True, f"{shown}: connected, {len(present)} tables")
+    return Check("database", True, f"{shown}: connected, {len(present)} tables, revision {revision} (newest)")
+
+
+CLUSTER_BLOBS = (
+    "every node of a cluster must mount this same directory (a shared filesystem: NFS, CephFS, a "
+    "ReadWriteMany volume); that each node sees the same content is the operator's to ensure"
+)
+
+
+def check_blob_store(settings: Settings) -> Check:
+    """The files directory (uploaded file bodies): a directory this process can write, fsync, read back
+    and delete in. The only check that writes: one probe file, removed at once."""
+    name = "blob store (files)"
+    path = settings.blob_dir
+    fix = f"make {path} a directory the server's user can write (--files-dir / ASSISTD_FILES_DIR)"
+    if not path.exists():
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            return Check(name, False, f"{path} does not exist and {parent} is not writable", fix)
+        return Check(name, True, f"{path} not created yet: `assistd serve` creates it; {CLUSTER_BLOBS}")
+    if not path.is_dir():
+        return Check(name, False, f"{path} is not a directory", fix)
+    probe = path / f".assistd-doctor-{os.getpid()}-{secrets.token_hex(4)}"
+    payload = secrets.token_bytes(4096)
+    try:
+        with open(probe, "xb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if probe.read_bytes() != payload:
+            return Check(name, False, f"{path}: a probe file read back different bytes", fix)
+    except OSError as exc:
+        return Check(name, False, f"{path} is not writable: {exc}", fix)
+    finally:
+        probe.unlink(missing_ok=True)
+    return Check(
+        name, True, f"{path}: writable (probe file written, fsynced, read back, deleted); {CLUSTER_BLOBS}"
+    )
 
 
 def check_embedding(settings: Settings) -> Check:
@@ -303,6 +355,7 @@ CHECKS: list[tuple[str, Callable[[Settings], Check | list[Check]]]] = [
     ("sandbox", check_sandbox),
     ("Chroma", check_chroma),
     ("database", check_database),
+    ("blob store", check_blob_store),
     ("embedding model", check_embedding),
     ("API keys", check_auth),
 ]

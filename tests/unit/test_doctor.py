@@ -190,3 +190,40 @@ def test_cli_doctor_fails_on_an_unreachable_engine(tmp_path, monkeypatch, capsys
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "model gone" in out and "engine unreachable" in out and url in out
+
+
+def test_database_behind_the_newest_revision_is_off(tmp_path):
+    from assistd.storage import migrate
+    from assistd.storage.db import Database
+
+    settings = settings_in(tmp_path)
+    settings.data_dir.mkdir(parents=True)
+    db = Database(settings.database)
+    migrate.upgrade(db, migrate.BASELINE)
+    check = doctor.check_database(settings)
+    assert not check.ok and "0001_initial" in check.detail and "assistd db upgrade" in check.fix
+    migrate.upgrade(db)
+    db.dispose()
+    check = doctor.check_database(settings)
+    assert check.ok and f"revision {migrate.head()} (newest)" in check.detail
+
+
+def test_blob_store_writable_directory_and_the_cluster_note(tmp_path):
+    settings = settings_in(tmp_path)
+    check = doctor.check_blob_store(settings)
+    assert check.ok and "not created yet" in check.detail and "every node" in check.detail
+    settings.blob_dir.mkdir(parents=True)
+    (settings.blob_dir / "file-x").write_bytes(b"kept")
+    check = doctor.check_blob_store(settings)
+    assert check.ok and "writable" in check.detail and "every node of a cluster must mount" in check.detail
+    assert [p.name for p in settings.blob_dir.iterdir()] == ["file-x"]  # the probe is gone
+
+
+def test_blob_store_that_is_a_file_or_not_writable_is_off(tmp_path):
+    settings = settings_in(tmp_path, files_dir=tmp_path / "blobs")
+    (tmp_path / "blobs").write_text("not a directory")
+    check = doctor.check_blob_store(settings)
+    assert not check.ok and "not a directory" in check.detail and "--files-dir" in check.fix
+    # /proc takes no new files, not even from root (chmod would not stop root)
+    check = doctor.check_blob_store(settings_in(tmp_path, files_dir=Path("/proc")))
+    assert not check.ok and "not writable" in check.detail
