@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -57,6 +58,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def after_commit(s: Session, action: Callable[[], Any]) -> None:
+    """Runs `action` once the caller's transaction commits (never when it rolls back)."""
+    event.listen(s, "after_commit", lambda _session: action(), once=True)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
