@@ -272,3 +272,38 @@ def test_postgres_processes_upgrading_together_all_succeed(pg_db):
     assert results == [migrate.head()] * 4
     assert migrate.model_differences(pg_db) == []
     assert "alembic_version" in inspect(pg_db.engine).get_table_names()
+
+
+def make_older(db: Database) -> None:
+    """As an assistd older than f43a6d4 left it: no usage_events table, no vector_stores.chunks_version
+    (NOT NULL), no assistants.response_format (nullable); create_all never added them."""
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP TABLE usage_events"))
+        conn.execute(text("DROP INDEX IF EXISTS ix_vector_stores_owner_thread_id"))
+        conn.execute(text("ALTER TABLE vector_stores DROP COLUMN chunks_version"))
+        conn.execute(text("ALTER TABLE assistants DROP COLUMN response_format"))
+
+
+def test_sqlite_database_older_than_the_baseline_gets_its_missing_tables_and_columns(tmp_path):
+    db = Database(f"sqlite:///{legacy_sqlite(tmp_path / 'assistd.db')}")
+    make_older(db)
+    assert migrate.upgrade(db) == migrate.head()
+    assert counts(db) == LEGACY_COUNTS
+    assert migrate.model_differences(db) == []
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT chunks_version FROM vector_stores")).scalars().all() == [0]
+        assert conn.execute(text("SELECT response_format FROM assistants")).scalars().all() == [None]
+
+
+def test_postgres_database_older_than_the_baseline_gets_its_missing_tables_and_columns(pg_db, tmp_path):
+    migrate.upgrade(pg_db, migrate.BASELINE)
+    with pg_db.engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    copy_legacy_rows(legacy_sqlite(tmp_path / "main.db"), pg_db)
+    make_older(pg_db)
+    assert migrate.upgrade(pg_db) == migrate.head()
+    assert counts(pg_db) == LEGACY_COUNTS
+    assert migrate.model_differences(pg_db) == []
+    with pg_db.engine.begin() as conn:
+        assert conn.execute(text("SELECT chunks_version FROM vector_stores")).scalars().all() == [0]
+        conn.execute(text("INSERT INTO usage_events (project, kind, created_at) VALUES ('p', 'k', 1)"))

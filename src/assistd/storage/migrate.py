@@ -9,6 +9,7 @@ made before migrations existed (tables, no `alembic_version`) is stamped `0001_i
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, create_engine, inspect, literal, text
 from sqlalchemy.engine import Connection, make_url
 
 from assistd.storage.db import Database
@@ -78,6 +79,8 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
         names = set(inspect(conn).get_table_names())
         config = _config(conn)
         if "alembic_version" not in names and names & BASELINE_TABLES:
+            for change in _complete_baseline(conn):
+                log.warning("database made by an older assistd: %s", change)
             log.info("database made before migrations: stamping it %s", BASELINE)
             command.stamp(config, BASELINE)
             conn.commit()
@@ -90,6 +93,67 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
         if before != after:
             log.info("database migrated from %s to %s", before or "(empty)", after)
         return after
+
+
+def _baseline_tables() -> MetaData:
+    """The tables of revision 0001 as objects: the revision run on an in-memory SQLite database, reflected
+    (generic types: VARCHAR, INTEGER, FLOAT, BOOLEAN, JSON)."""
+    engine = create_engine("sqlite://")
+    try:
+        with engine.connect() as conn:
+            config = _config(conn)
+            command.upgrade(config, BASELINE)
+            conn.commit()
+            meta = MetaData()
+            meta.reflect(conn)
+        meta.remove(meta.tables["alembic_version"])
+        return meta
+    finally:
+        engine.dispose()
+
+
+def _complete_baseline(conn: Connection) -> list[str]:
+    """Before stamping a pre-migration database 0001: an assistd older than the baseline made fewer tables or
+    columns (`create_all` never adds a column). Missing tables are created; missing columns are added, a
+    NOT NULL one with the model's default for the rows already there; missing indexes are created.
+    Returns what it did."""
+    from sqlmodel import SQLModel
+
+    baseline, done = _baseline_tables(), []
+    present_tables = set(inspect(conn).get_table_names())
+    for table in baseline.sorted_tables:
+        if table.name not in present_tables:
+            table.create(conn)
+            done.append(f"table {table.name} created")
+            continue
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            ddl = f"{column.type.compile(dialect=conn.dialect)}"
+            if not column.nullable:
+                model = SQLModel.metadata.tables[table.name].columns[column.name]
+                ddl += f" NOT NULL DEFAULT {_literal_default(conn, model)}"
+            conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {ddl}')
+            done.append(f"column {table.name}.{column.name} added")
+        indexes = {i["name"] for i in inspect(conn).get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn)
+                done.append(f"index {index.name} created")
+    return done
+
+
+def _literal_default(conn: Connection, column) -> str:
+    """The model's Python default of a column as an SQL literal (for rows that predate the column)."""
+    default = column.default
+    if default is None:
+        name = f"{column.table.name}.{column.name}"
+        raise RuntimeError(f"cannot add {name} to an old database: it is NOT NULL without a default")
+    value = default.arg(None) if default.is_callable else default.arg
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value)
+    return literal(value).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}).string
 
 
 @contextmanager
