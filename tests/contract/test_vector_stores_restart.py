@@ -1,5 +1,6 @@
-"""Servers of their own: a server killed in the middle of indexing resumes the file after a restart, and
-the Chroma server mode (`--chroma-url`, `chroma run`) works end to end through the SDK."""
+"""Servers of their own: a server killed in the middle of indexing resumes the file after a restart (once
+the dead holder's lease runs out: liveness is the lease only), and the Chroma server mode (`--chroma-url`,
+`chroma run`) works end to end through the SDK."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def sdk(proc: ServerProcess) -> openai.OpenAI:
 
 def test_indexing_resumes_after_a_crash(tmp_path):
     data = tmp_path / "data"
-    first = ServerProcess(data, args=NO_KERNELS)
+    lease = ["--ingest-lease-seconds", "6"]
+    first = ServerProcess(data, args=NO_KERNELS + lease)
     client = sdk(first)
     text = " ".join(
         f"Log line {i}: the night ferry departed from pier {i % 17} on schedule." for i in range(3000)
@@ -39,7 +41,7 @@ def test_indexing_resumes_after_a_crash(tmp_path):
     first.proc.wait()
     first.stop()
 
-    second = ServerProcess(data, args=NO_KERNELS)
+    second = ServerProcess(data, args=NO_KERNELS + lease)
     try:
         client = sdk(second)
         vs_file = client.vector_stores.files.poll(file.id, vector_store_id=store.id, poll_interval_ms=250)
@@ -47,7 +49,7 @@ def test_indexing_resumes_after_a_crash(tmp_path):
         assert client.vector_stores.retrieve(store.id).file_counts.in_progress == 0
         hits = client.vector_stores.search(store.id, query="night ferry pier", max_num_results=50).data
         assert len(hits) == 50 and hits[0].file_id == file.id
-        assert "resuming 1 file" in second.log()
+        assert "indexed 1 file(s)" in second.log()  # by the second server, after the lease ran out
     finally:
         second.stop()
 
