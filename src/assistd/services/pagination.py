@@ -1,7 +1,9 @@
 """Cursor pagination as the SDK pages: order by (created_at, id); `after`/`before` are object ids.
 
 Our ids sort by creation time (assistd.ids), so a cursor's position is known from the id itself, even
-when the object it names was deleted in the meantime.
+when the object it names was deleted in the meantime. They sort bytewise: id columns are `COLLATE "C"` on
+PostgreSQL (storage.columns.ID), so the order and the cursor comparisons below do not depend on the
+database's locale (an ICU en-US database would put `a` before `B`); SQLite compares text bytewise anyway.
 """
 
 from __future__ import annotations
