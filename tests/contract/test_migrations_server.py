@@ -229,3 +229,44 @@ def test_nul_from_uploads_on_postgres(tmp_path, pg_url):
         assert 'HTTP/1.1" 500' not in server.log()
     finally:
         server.stop()
+
+
+@pytest.mark.model
+def test_nul_in_code_interpreter_output_on_postgres(tmp_path, pg_url):
+    """A kernel prints a NUL (a file's bytes): the step, its events and the reply are stored, the NUL as
+    U+FFFD; the run ends as it would on SQLite, never a 500."""
+    server = ServerProcess(tmp_path / "data", args=ARGS, database_url=pg_url)
+    try:
+        client = sdk(server)
+        assistant = client.beta.assistants.create(
+            model=MODEL,
+            instructions="You run the user's Python code with the code_interpreter tool.",
+            tools=[{"type": "code_interpreter"}],
+        )
+        notes = client.files.create(file=("notes.txt", b"kiwi\x00pear\n"), purpose="assistants")
+        thread = client.beta.threads.create(
+            messages=[
+                {
+                    "role": "user",
+                    "content": "Run this Python code: print(open('/mnt/data/notes.txt').read())",
+                    "attachments": [{"file_id": notes.id, "tools": [{"type": "code_interpreter"}]}],
+                }
+            ]
+        )
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id,
+            assistant_id=assistant.id,
+            tool_choice={"type": "code_interpreter"},
+            temperature=0,
+            max_completion_tokens=64,
+            poll_interval_ms=200,
+        )
+        assert run.status in ("completed", "incomplete"), run.last_error
+        steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+        call = steps[0].step_details.tool_calls[0]
+        logs = "".join(o.logs for o in call.code_interpreter.outputs if o.type == "logs")
+        assert "kiwi\ufffdpear" in logs
+        assert client.beta.threads.messages.list(thread.id).data  # the thread reads back
+        assert 'HTTP/1.1" 500' not in server.log()
+    finally:
+        server.stop()
