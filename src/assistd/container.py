@@ -31,7 +31,7 @@ from assistd.services.vector_stores import build_file_search
 from assistd.storage import migrate
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
-from assistd.storage.notify import RUNS, Listener, notify
+from assistd.storage.notify import RUNS, THREADS, Listener, notify
 from assistd.tools.calls import check_function_tools
 from assistd.tools.code_interpreter import CodeInterpreter
 from assistd.tools.code_interpreter.homes import KernelHomes
@@ -89,6 +89,9 @@ class Container:
         assistants.tools_checks.append(code_interpreter.check_tools)  # a 400 when it has no sandbox
         # the deleting transaction removes the home row (cascade); other workers see the thread gone
         threads.delete_hooks.append(lambda _s, row: code_interpreter.close_session(row.id, release=False))
+        # ... and wherever else its kernel lives: that worker is woken to look (it also looks every few s)
+        threads.delete_hooks.append(lambda s, row: notify(s, db, THREADS, row.id))
+        listener.on(THREADS, code_interpreter.wake)
         file_search = build_file_search(settings, db, blobs, worker_id)  # models/Chroma load on first use
         file_search.install(resources, files, messages, threads)
         extras["file_search"] = file_search

@@ -28,7 +28,8 @@ def _until_terminal(c: openai.OpenAI, run, timeout: float = 300):
 
 def test_runs_queued_behind_a_crash_are_executed_after_restart(tmp_path_factory):
     data = tmp_path_factory.mktemp("crash")
-    first = ServerProcess(data, args=["--parallel", "1"])  # one slot: the other runs wait queued behind it
+    lease = ["--run-lease-seconds", "4"]  # liveness is by lease alone: the next server waits it out
+    first = ServerProcess(data, args=["--parallel", "1", *lease])  # one slot: the others wait queued
     try:
         c = openai.OpenAI(base_url=f"{first.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
         assistant = c.beta.assistants.create(model=MODEL, instructions="Write at great length.")
@@ -51,7 +52,7 @@ def test_runs_queued_behind_a_crash_are_executed_after_restart(tmp_path_factory)
         raise
     first.proc.kill()  # a crash: no shutdown handler runs
     first.proc.wait()
-    second = ServerProcess(data)
+    second = ServerProcess(data, args=lease)
     try:
         c = openai.OpenAI(base_url=f"{second.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
         cut = _until_terminal(c, generating)

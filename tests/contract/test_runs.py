@@ -413,7 +413,8 @@ def test_restart_mid_generation_leaves_no_run_in_progress(tmp_path_factory):
     from tests.support import ServerProcess
 
     data = tmp_path_factory.mktemp("restart")
-    first = ServerProcess(data)
+    lease = ["--run-lease-seconds", "4"]  # liveness is by lease alone: the next server waits it out
+    first = ServerProcess(data, args=lease)
     c = openai.OpenAI(base_url=f"{first.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
     assistant = c.beta.assistants.create(model=MODEL, instructions="Write at great length.")
     thread = c.beta.threads.create(messages=[{"role": "user", "content": "Tell a very long story."}])
@@ -423,10 +424,14 @@ def test_restart_mid_generation_leaves_no_run_in_progress(tmp_path_factory):
         time.sleep(0.02)
     first.proc.kill()  # a crash: no shutdown handler runs
     first.proc.wait()
-    second = ServerProcess(data)
+    second = ServerProcess(data, args=lease)
     try:
         c = openai.OpenAI(base_url=f"{second.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
+        deadline = time.monotonic() + 120
         after = c.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+        while after.status == "in_progress" and time.monotonic() < deadline:  # until the lease runs out
+            time.sleep(0.2)
+            after = c.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
         assert after.status == "failed" and after.last_error.code == "server_error"
         assert "stopped before the run ended" in after.last_error.message
         for message in c.beta.threads.messages.list(thread.id).data:

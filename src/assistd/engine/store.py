@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, exists, or_, update
+from sqlalchemy import and_, delete, exists, or_, update
 from sqlmodel import Session, select
 
 from assistd.engine.events import Event, EventBus
@@ -221,6 +221,13 @@ class RunStore:
         with self.db.session() as s:
             s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(lease_until=0.0))  # type: ignore[arg-type]
 
+    def sweep_workers(self, after_seconds: float = 3600.0) -> None:
+        """Forgets workers dead for a while, and where their kernels lived (those kernels died with them)."""
+        with self.db.session() as s:
+            dead = select(WorkerRow.id).where(WorkerRow.lease_until < db_now() - after_seconds)
+            s.execute(delete(KernelHomeRow).where(KernelHomeRow.worker_id.in_(dead)))  # type: ignore[attr-defined]
+            s.execute(delete(WorkerRow).where(WorkerRow.lease_until < db_now() - after_seconds))  # type: ignore[arg-type]
+
     def orphans(self) -> list[RunRow]:
         """Runs that should be executing but whose worker's lease ran out (a crash, a pause, a restart)."""
         with self.db.session() as s:
@@ -247,34 +254,50 @@ class RunStore:
             return list(s.exec(stmt))
 
     # ------------------------------------------------------------------------------------- reading
+    def _read(self, what: str, body: Callable[[Session], T]) -> T:
+        """A read of the executing worker, retried like its writes (a database restart costs a pause)."""
+
+        def once() -> T:
+            with self.db.session() as s:
+                return body(s)
+
+        return retrying(once, what=what)
+
     def run(self, run_id: str) -> RunRow:
-        with self.db.session() as s:
+        def body(s: Session) -> RunRow:
             row = s.get(RunRow, run_id)
-            assert row is not None, run_id
+            if row is None:  # deleted with its thread
+                raise LostClaim(run_id)
             return row
+
+        return self._read(f"reading run {run_id}", body)
 
     def history(self, run: RunRow) -> list[MessageRow]:
         """The thread's messages in order, without the ones this run is writing."""
-        with self.db.session() as s:
-            stmt = (
-                select(MessageRow)
-                .where(MessageRow.thread_id == run.thread_id)
-                .order_by(MessageRow.created_at, MessageRow.id)
-            )
-            return [m for m in s.exec(stmt) if not (m.run_id == run.id and m.status == "in_progress")]
+        stmt = (
+            select(MessageRow)
+            .where(MessageRow.thread_id == run.thread_id)
+            .order_by(MessageRow.created_at, MessageRow.id)  # type: ignore[arg-type]
+        )
+        return self._read(
+            f"reading the thread of run {run.id}",
+            lambda s: [m for m in s.exec(stmt) if not (m.run_id == run.id and m.status == "in_progress")],
+        )
 
     def steps(self, run_id: str) -> list[StepRow]:
-        with self.db.session() as s:
-            stmt = select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.created_at, StepRow.id)
-            return list(s.exec(stmt))
+        stmt = select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.created_at, StepRow.id)  # type: ignore[arg-type]
+        return self._read(f"reading the steps of run {run_id}", lambda s: list(s.exec(stmt)))
 
     def tool_resources(self, run: RunRow) -> tuple[dict[str, Any], dict[str, Any]]:
         """(assistant's tool_resources, thread's tool_resources, or the run's override)."""
-        with self.db.session() as s:
+
+        def body(s: Session) -> tuple[dict[str, Any], dict[str, Any]]:
             assistant = s.get(AssistantRow, run.assistant_id)
             thread = s.get(ThreadRow, run.thread_id)
             thread_res = run.tool_resources or (thread.tool_resources if thread else None) or {}
             return (assistant.tool_resources if assistant else None) or {}, thread_res
+
+        return self._read(f"reading the tool resources of run {run.id}", body)
 
     # ----------------------------------------------------------------------------------- run status
     @staticmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from assistd.engine.runner import RunExecutor, StopSignal
@@ -47,6 +48,7 @@ class RunEngine:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._next_housekeeping = 0.0
         store.on_status = self._seen
         if hasattr(store.bus, "on_lost"):
             store.bus.on_lost = self._lost  # type: ignore[attr-defined]
@@ -222,9 +224,18 @@ class RunEngine:
         for row in self.store.orphans():
             self._recover(row)
         self.claim_waiting()
+        self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        """Once a minute: old run events and long-dead workers are deleted."""
+        now = time.monotonic()
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + 60
         prune = getattr(self.store.bus, "prune", None)
         if prune is not None:
             prune()
+        self.store.sweep_workers()
 
     def _recover(self, row) -> None:  # type: ignore[no-untyped-def]
         """A run whose worker's lease ran out: re-queued if it produced nothing, else ended."""
