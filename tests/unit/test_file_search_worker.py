@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,7 @@ class FakeIngestor:
         self.write_errors: list[Exception] = []  # the next writes raise these
         self.poison: set[str] = set()  # a write that includes one of these file ids raises (not transient)
         self.hold = threading.Event()  # while set, preparing loops on check()
+        self.embed_seconds = 0.0
 
     def prepare(self, filename, data, spec, check=lambda: None) -> list[Chunk]:
         self.calls.append(filename)
@@ -67,6 +69,7 @@ class FakeIngestor:
 
     def embed(self, files: list[Prepared], check=lambda: None) -> list[Embedded]:
         check()
+        time.sleep(self.embed_seconds)
         return [Embedded(f, np.zeros((len(f.chunks), 4), dtype=np.float32)) for f in files]
 
     def write(self, files: list[Embedded]) -> None:
@@ -82,8 +85,8 @@ class FakeIngestor:
 
 
 class World:
-    def __init__(self, tmp: Path, worker_id: str = "test-host:1:aa") -> None:
-        self.db = Database(f"sqlite:///{tmp / 'db.sqlite'}")
+    def __init__(self, tmp: Path, worker_id: str = "test-host:1:aa", url: str | None = None) -> None:
+        self.db = Database(url or f"sqlite:///{tmp / 'db.sqlite'}")
         self.db.create_schema()
         self.blobs = BlobStore(tmp / "files")
         resources = ToolResourceResolver()
@@ -325,3 +328,28 @@ def test_embedding_model_is_not_loaded_by_start_or_api_calls(world):
     world.svc.create("p", VectorStoreCreate.parse({"name": "x"}))
     world.svc.list("p", PageQuery())
     assert not world.svc.embedder.loaded
+
+
+def test_indexing_goes_on_across_a_postgres_restart(tmp_path, postgres):
+    """A 3 s PostgreSQL restart while a worker indexes: claims, renewals and outcomes wait it out (retried
+    transactions, backoff between claims); every file ends completed, none failed."""
+    world = World(tmp_path, url=postgres.new_database(f"ingest_{uuid.uuid4().hex[:10]}"))
+    try:
+        world.svc.worker.batch_files = 2
+        world.ingestor.embed_seconds = 0.4  # slow enough that the restart lands in the middle of the work
+        ids = [world.upload(f"f{i}.txt", f"text {i}") for i in range(12)]
+        store = world.svc.create("p", VectorStoreCreate.parse({}))
+        batch = world.svc.files.create_batch("p", store.id, FileBatchCreate.parse({"file_ids": ids}))
+        world.svc.start()
+        deadline = time.monotonic() + 60
+        while not world.ingestor.writes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert world.ingestor.writes, "nothing was indexed before the restart"
+        assert world.svc.files.get_batch("p", store.id, batch.id).file_counts.in_progress > 0
+        postgres.restart(3)
+        _wait_batch_done(world, store.id, batch.id, timeout=180)
+        counts = world.svc.files.get_batch("p", store.id, batch.id).file_counts
+        assert (counts.completed, counts.failed, counts.in_progress) == (12, 0, 0)
+    finally:
+        world.svc.close()
+        world.db.dispose()
