@@ -188,3 +188,25 @@ def test_release_makes_files_claimable_at_once_without_counting_a_crash(db):
 def test_the_backoff_is_bounded():
     assert [retry_delay(n) for n in range(1, 9)] == [5, 10, 20, 40, 80, 160, 300, 300]
     assert give_up_after(10) == 5 + 10 + 20 + 40 + 80 + 160 + 300 + 300 + 300  # about 20 minutes
+
+
+def test_what_a_worker_that_lost_a_file_cleans_up(db):
+    a, b, c = attach(db, 3)
+    slow, fast = IngestQueue(db, "slow"), IngestQueue(db, "fast")
+    claims = {claim.file_id: claim for claim in slow.claim(3)}
+    for file_id in (a, b):
+        expire(db, file_id)
+    taken = {claim.file_id: claim for claim in fast.claim(3)}
+    assert set(taken) == {a, b}
+    fast.complete([Outcome(taken[a], 1, 1)])  # a: completed by the worker that took it over
+    assert slow.cleanup_for(claims[a]) == "keep"
+    assert slow.cleanup_for(claims[b]) == "keep"  # b: being indexed by the other worker
+    with db.session() as s:  # c: cancelled while the slow worker held it
+        s.execute(update(VectorStoreFileRow).where(VectorStoreFileRow.id == c).values(status="cancelled"))
+    assert slow.cleanup_for(claims[c]) == "delete_file"
+    with db.session() as s:
+        s.delete(s.get(VectorStoreFileRow, (STORE, c)))
+    assert slow.cleanup_for(claims[c]) == "delete_file"  # detached
+    with db.session() as s:
+        s.delete(s.get(VectorStoreRow, STORE))
+    assert slow.cleanup_for(claims[a]) == "drop_store"

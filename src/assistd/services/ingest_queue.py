@@ -136,7 +136,7 @@ class IngestQueue:
         return claims
 
     def renew(self, claims: Iterable[Claim]) -> list[Claim]:
-        """Extends the leases of the files this worker holds; marks (and returns) those it lost."""
+        """Extends the leases of the files this worker holds; marks (and returns) those newly lost."""
         held = list(claims)
         if not held:
             return []
@@ -149,7 +149,7 @@ class IngestQueue:
         )
         with self.db.session() as s:
             ours = {(store, file, epoch) for store, file, epoch in s.execute(stmt).all()}
-        lost = [c for c in held if (c.store_id, c.file_id, c.epoch) not in ours]
+        lost = [c for c in held if not c.lost and (c.store_id, c.file_id, c.epoch) not in ours]
         for claim in lost:
             claim.lost = True
         return lost
@@ -276,12 +276,19 @@ class IngestQueue:
                     .values(worker_id=None, lease_until=None, attempts=T.attempts - 1)
                 )
 
-    def is_attached(self, claim: Claim) -> tuple[bool, bool]:
-        """(store exists, file attached and in_progress again) for a file we lost: what to clean up."""
+    def cleanup_for(self, claim: Claim) -> str:
+        """What to do with the chunks we may have written for a file we lost: "drop_store" (the store is
+        gone), "delete_file" (detached, cancelled or failed) or "keep" (indexed again, or completed by the
+        worker that took it over: its chunks are that worker's)."""
         with self.db.session() as s:
-            store = s.get(VectorStoreRow, claim.store_id)
+            if s.get(VectorStoreRow, claim.store_id) is None:
+                return "drop_store"
             row = s.get(VectorStoreFileRow, claim.key)
-            return store is not None, row is not None and row.status == "in_progress"
+            if row is None:
+                return "delete_file"
+            if row.status == "in_progress" or (row.status == "completed" and row.epoch != claim.epoch):
+                return "keep"
+            return "delete_file"
 
     @staticmethod
     def _touch_stores(s: Any, store_ids: set[str]) -> None:

@@ -328,14 +328,15 @@ class IngestWorker:
 
     def _lost(self, claims: list[Claim]) -> None:
         """Files cancelled, detached or taken over while we worked on them: drop what we wrote for them
-        (their store's collection if the store is gone), unless the file is being indexed again."""
+        (their store's collection if the store is gone), unless the file is being indexed again or was
+        completed by the worker that took it over (ingest_queue.cleanup_for)."""
         self._forget(claims)
         for claim in claims:
             try:
-                store_exists, queued_again = self.queue.is_attached(claim)
-                if not store_exists:
+                action = self.queue.cleanup_for(claim)
+                if action == "drop_store":
                     self.ingestor.store.drop(claim.store_id)
-                elif not queued_again:
+                elif action == "delete_file":
                     self.ingestor.remove(claim.store_id, claim.file_id)
             except Exception:
                 log.exception("file_search: cleaning up %s", claim.file_id)
