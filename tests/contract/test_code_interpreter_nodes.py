@@ -1,18 +1,21 @@
-"""The code interpreter across server processes: two real `assistd serve` processes on one SQLite database.
-A run executes code (its kernel lands on whichever process ran it: the kernel_homes row names it), the
-thread is deleted through the OTHER process, and the kernel process of the first is gone within a bounded
-time (its home check sees the thread gone), with no row left behind. And when the node holding a thread's
-kernel dies, the thread's next run gets a fresh kernel on the other node and the model is told."""
+"""The code interpreter across server processes: two real `assistd serve` processes on one database (a SQLite
+file, then PostgreSQL). A run executes code (its kernel lands on whichever process ran it: the kernel_homes
+row names it), the thread is deleted through the OTHER process, and the kernel process of the first is gone
+within a bounded time (its home check sees the thread gone), with no row left behind. And when the node
+holding a thread's kernel dies, the thread's next run gets a fresh kernel on the other node and the model
+is told."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 import openai
 import pytest
+from sqlmodel import select
 
+from assistd.storage.db import Database
+from assistd.storage.kernel_homes import KernelHomeRow
 from assistd.tools.code_interpreter.interpreter import KERNEL_MOVED
 from tests.sandbox_support import require_isolation
 from tests.support import DEFAULT_MODEL, KEY_A, ServerProcess
@@ -51,24 +54,29 @@ def ancestors(pid: int) -> set[int]:
     return seen
 
 
-def homes(database: Path) -> dict[str, str]:
-    with sqlite3.connect(database, timeout=30) as conn:
-        return dict(conn.execute("SELECT thread_id, worker_id FROM kernel_homes").fetchall())
+def homes(database: Database) -> dict[str, str]:
+    with database.session() as s:
+        return {row.thread_id: row.worker_id for row in s.exec(select(KernelHomeRow)).all()}
 
 
-@pytest.fixture(scope="module")
-def nodes(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def nodes(request, tmp_path_factory):
     require_isolation()
     root = tmp_path_factory.mktemp("nodes")
-    url = f"sqlite:///{root / 'shared.sqlite'}"
+    if request.param == "sqlite":
+        url = f"sqlite:///{root / 'shared.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database(f"nodes_{root.name.replace('-', '_')}")
     started: list[ServerProcess] = []
+    database = Database(url)
     try:
         for name in ("a", "b"):  # one after the other: the first creates the schema
             started.append(ServerProcess(root / name, database_url=url, args=ARGS))
-        yield root / "shared.sqlite", started
+        yield database, started
     finally:
         for server in started:
             server.stop()
+        database.dispose()
 
 
 def client_of(server: ServerProcess) -> openai.OpenAI:
