@@ -192,6 +192,7 @@ class VectorStoreService:
                     {f.id: dict(f.attributes or {}) for f in kept},
                     {f.id: f.filename for f in kept},
                     complete=len(kept) == len(files),
+                    chunks=sum(f.chunk_count or 0 for f in files if f.status == "completed"),
                 )
             )
             store.last_active_at = now()

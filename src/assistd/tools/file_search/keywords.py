@@ -123,13 +123,23 @@ class KeywordIndex:
 
     # ------------------------------------------------------------------------------------------ search
     def search(
-        self, store_ids: Sequence[str], query: str, k: int, file_ids: Sequence[str] | None = None
+        self,
+        store_ids: Sequence[str],
+        query: str,
+        k: int,
+        file_ids: Sequence[str] | None = None,
+        total: int | None = None,
     ) -> list[KeywordHit]:
-        """The `k` best chunks of `store_ids` (restricted to `file_ids` unless None) for the query's words."""
+        """The `k` best chunks of `store_ids` (restricted to `file_ids` unless None) for the query's words.
+        `total`: the number of chunks in the stores when the caller knows it (PostgreSQL's idf; else
+        counted)."""
         if not store_ids or k <= 0 or (file_ids is not None and not file_ids):
             return []
-        run = self._search_postgres if self.postgres else self._search_sqlite
-        return retrying(lambda: run(list(store_ids), query, k, file_ids), what="keyword search", attempts=4)
+        if self.postgres:
+            run = lambda: self._search_postgres(list(store_ids), query, k, file_ids, total)  # noqa: E731
+        else:
+            run = lambda: self._search_sqlite(list(store_ids), query, k, file_ids)  # noqa: E731
+        return retrying(run, what="keyword search", attempts=4)
 
     def _search_sqlite(
         self, store_ids: list[str], query: str, k: int, file_ids: Sequence[str] | None
@@ -137,24 +147,50 @@ class KeywordIndex:
         words = list(dict.fromkeys(terms(query)))
         if not words:
             return []
-        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+        phrases = ['"' + w.replace('"', '""') + '"' for w in words]
         where = "c.store_id IN :stores" + (" AND c.file_id IN :files" if file_ids is not None else "")
         sql = text(
             "SELECT c.store_id, c.chunk_id, c.file_id, bm25(keyword_fts) AS rank "
             "FROM keyword_fts JOIN keyword_chunks c ON c.rowid = keyword_fts.rowid "
             f"WHERE keyword_fts MATCH :match AND {where} ORDER BY rank, c.chunk_id LIMIT :k"
         ).bindparams(bindparam("stores", expanding=True))
-        params: dict = {"match": match, "stores": store_ids, "k": k}
+        params: dict = {"stores": store_ids, "k": k}
         if file_ids is not None:
             sql = sql.bindparams(bindparam("files", expanding=True))
             params["files"] = list(file_ids)
         with self.db.session() as s:
-            rows = s.execute(sql, params).all()
+            # Document frequencies (over the whole table, as bm25() counts them), each counted up to the cap.
+            counts = s.execute(
+                text(
+                    "SELECT "
+                    + ", ".join(
+                        f"(SELECT count(*) FROM (SELECT rowid FROM keyword_fts WHERE keyword_fts MATCH :p{i} "
+                        "LIMIT :cap))"
+                        for i in range(len(phrases))
+                    )
+                ),
+                {"cap": COMMON_TERM_ROWS, **{f"p{i}": p for i, p in enumerate(phrases)}},
+            ).one()
+            rare = [p for p, n in zip(phrases, counts, strict=True) if 0 < n < COMMON_TERM_ROWS]
+            if not any(counts):
+                return []
+            if rare:  # common words only score with others: they would make every chunk a candidate
+                rows = s.execute(sql, {**params, "match": " OR ".join(rare)}).all()
+            else:  # only common words: the chunks with all of them, else any of them
+                used = [p for p, n in zip(phrases, counts, strict=True) if n]
+                rows = s.execute(sql, {**params, "match": " AND ".join(used)}).all()
+                if len(rows) < k and len(used) > 1:
+                    rows = s.execute(sql, {**params, "match": " OR ".join(used)}).all()
         # bm25() is negative, lower is better; a chunk can score ~0 when a word is in over half the chunks.
         return [KeywordHit(r[0], r[1], r[2], max(-float(r[3]), 1e-6)) for r in rows]
 
     def _search_postgres(
-        self, store_ids: list[str], query: str, k: int, file_ids: Sequence[str] | None
+        self,
+        store_ids: list[str],
+        query: str,
+        k: int,
+        file_ids: Sequence[str] | None,
+        total: int | None,
     ) -> list[KeywordHit]:
         with self.db.session() as s:
             lexemes = [
@@ -179,35 +215,41 @@ class KeywordIndex:
             df = {lex: int(n) for lex, n in counts if n}
             if not df:
                 return []
-            total = max(
-                int(
+            if not total:
+                total = int(
                     s.execute(
-                        text(
-                            f"SELECT count(*) FROM (SELECT 1 FROM keyword_chunks WHERE {scope} LIMIT :most) x"
-                        ),
-                        {**params, "most": 50 * COMMON_TERM_ROWS},
+                        text("SELECT count(*) FROM keyword_chunks WHERE store_id = ANY(:stores)"), params
                     ).scalar_one()
-                ),
-                max(df.values()),
-            )
+                )
+            total = max(total, max(df.values()))
             used = sorted(df)
-            rare = [lex for lex in used if df[lex] < COMMON_TERM_ROWS] or used
             weights = [math.log(1 + (total - df[lex] + 0.5) / (df[lex] + 0.5)) for lex in used]
             score = " + ".join(
                 f"{w!r} * ts_rank(tsv, to_tsquery('simple', quote_literal(:l{i})), 1)"
                 for i, w in enumerate(weights)
             )
-            select = " || ".join(f"to_tsquery('simple', quote_literal(:r{i}))" for i in range(len(rare)))
-            sql = text(
-                f"SELECT store_id, chunk_id, file_id, {score} AS score FROM ("
-                f"SELECT store_id, chunk_id, file_id, tsv FROM keyword_chunks WHERE {scope} "
-                f"AND tsv @@ ({select}) LIMIT :candidates) c ORDER BY score DESC, chunk_id LIMIT :k"
-            )
             for i, lex in enumerate(used):
                 params[f"l{i}"] = lex
-            for i, lex in enumerate(rare):
-                params[f"r{i}"] = lex
-            rows = s.execute(sql, {**params, "candidates": CANDIDATE_ROWS, "k": k}).all()
+
+            def ranked(lexes: list[str], op: str) -> list:
+                select = f" {op} ".join(
+                    f"to_tsquery('simple', quote_literal(:r{i}))" for i in range(len(lexes))
+                )
+                sql = text(
+                    f"SELECT store_id, chunk_id, file_id, {score} AS score FROM ("
+                    f"SELECT store_id, chunk_id, file_id, tsv FROM keyword_chunks WHERE {scope} "
+                    f"AND tsv @@ ({select}) LIMIT :candidates) c ORDER BY score DESC, chunk_id LIMIT :k"
+                )
+                chosen = {f"r{i}": lex for i, lex in enumerate(lexes)}
+                return s.execute(sql, {**params, **chosen, "candidates": CANDIDATE_ROWS, "k": k}).all()
+
+            rare = [lex for lex in used if df[lex] < COMMON_TERM_ROWS]
+            if rare:  # common words score on the chunks the rarer ones find (else every chunk is a candidate)
+                rows = ranked(rare, "||")
+            else:  # only common words: the chunks with all of them, else any of them (at most CANDIDATE_ROWS)
+                rows = ranked(used, "&&")
+                if len(rows) < k and len(used) > 1:
+                    rows = ranked(used, "||")
         return [KeywordHit(r[0], r[1], r[2], float(r[3])) for r in rows if r[3] > 0]
 
 

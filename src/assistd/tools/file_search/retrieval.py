@@ -38,6 +38,7 @@ class Scope:
     # True when every file of the store may answer: Chroma and the keyword index then search unfiltered
     # (much faster on big stores); hits are still checked against `files`.
     complete: bool = False
+    chunks: int = 0  # chunks in the whole store (the keyword ranking's idf); 0: counted when needed
 
 
 @dataclass
@@ -80,7 +81,7 @@ class HybridRetriever:
             self.keywords.ensure_backfilled(scope.store_id, lambda store=scope.store_id: self._corpus(store))
             hits = [
                 hit
-                for hit in self.keywords.search([scope.store_id], query, k, allowed)
+                for hit in self.keywords.search([scope.store_id], query, k, allowed, scope.chunks or None)
                 if hit.file_id in scope.files
             ]
             missing = [hit.chunk_id for hit in hits if (scope.store_id, hit.chunk_id) not in found]
