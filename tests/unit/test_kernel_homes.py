@@ -204,3 +204,17 @@ def test_code_still_runs_when_the_home_cannot_be_written(tmp_path, caplog):
     finally:
         interpreter.shutdown()
         empty.dispose()
+
+
+def test_a_wake_up_checks_at_once(db, workers):
+    """What a database notification of a thread deletion does: the check runs now, not at its next period."""
+    a = workers("worker-a", code_home_check_seconds=3600)
+    add_thread(db, "thread_w")
+    a.execute("p", "thread_w", "v = 1", [])
+    kernel = a._sessions["thread_w"].kernel
+    with db.session() as s:
+        s.delete(s.get(ThreadRow, "thread_w"))
+    time.sleep(1)
+    assert kernel.alive()  # nothing looks before the period...
+    a.wake("thread_w")
+    wait_for(lambda: not kernel.alive() and "thread_w" not in a._sessions, "the woken check ends the kernel")
