@@ -100,13 +100,15 @@ class IngestQueue:
         """Takes up to `limit` claimable files, oldest first; none taken twice by concurrent workers."""
         T = VectorStoreFileRow
         clock = db_now()
+        due = (
+            T.status == "in_progress",
+            or_(T.lease_until.is_(None), T.lease_until < clock),
+            or_(T.not_before.is_(None), T.not_before <= clock),
+        )
+        probe = select(T.id).where(*due).limit(1)
         pick = (
             select(T.vector_store_id, T.id)
-            .where(
-                T.status == "in_progress",
-                or_(T.lease_until.is_(None), T.lease_until < clock),
-                or_(T.not_before.is_(None), T.not_before <= clock),
-            )
+            .where(*due)
             .order_by(T.created_at, T.vector_store_id, T.id)
             .limit(limit)
         )
@@ -128,6 +130,9 @@ class IngestQueue:
         )
 
         def run() -> list[Claim]:
+            with self.db.session() as s:
+                if s.execute(probe).first() is None:
+                    return []  # nothing to claim: no write (SQLite's write lock is shared by every process)
             with self.db.session() as s:
                 return [Claim(*row) for row in s.execute(stmt).all()]
 
