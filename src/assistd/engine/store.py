@@ -25,7 +25,7 @@ from assistd.services.messages import to_object as message_object
 from assistd.services.run_views import run_object, step_object
 from assistd.services.runs import STEP_PREFIX
 from assistd.storage.assistants import AssistantRow
-from assistd.storage.clock import db_now
+from assistd.storage.clock import db_now, read_now
 from assistd.storage.db import Database
 from assistd.storage.kernel_homes import KernelHomeRow
 from assistd.storage.messages import MessageRow
@@ -168,10 +168,10 @@ class RunStore:
                     .values(
                         worker_id=worker_id, epoch=RunRow.epoch + 1, lease_until=db_now() + self.lease_seconds
                     )
-                    .returning(RunRow.id, RunRow.epoch)
+                    .returning(RunRow.created_at, RunRow.id, RunRow.epoch)
                     .execution_options(synchronize_session=False)
                 ).all()
-            return [Claim(rid, worker_id, epoch) for rid, epoch in rows]
+            return [Claim(rid, worker_id, epoch) for _, rid, epoch in sorted(rows)]  # oldest first
 
         claims = retrying(once, what="claiming runs")
         with self._claims_lock:
@@ -202,8 +202,9 @@ class RunStore:
         return {c.run_id: found.get(c.run_id) for c in held}
 
     def heartbeat(self, worker_id: str, role: str, lease_seconds: float) -> None:
-        """This worker is alive (workers table, database clock)."""
+        """This worker is alive (workers table, database clock); this node's offset to that clock is read."""
         with self.db.session() as s:
+            read_now(s)
             row = s.get(WorkerRow, worker_id)
             if row is None:
                 row = WorkerRow(id=worker_id, role=role, started_at=0.0, lease_until=0.0)
