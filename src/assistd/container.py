@@ -22,6 +22,7 @@ from assistd.llm.engines import open_backend
 from assistd.llm.registry import ModelRegistry
 from assistd.services.assistants import AssistantService
 from assistd.services.files import FileService
+from assistd.services.ingest_queue import INGEST_CHANNEL
 from assistd.services.messages import MessageService
 from assistd.services.runs import RunService, active_run_id
 from assistd.services.threads import ThreadService
@@ -95,6 +96,7 @@ class Container:
         file_search = build_file_search(settings, db, blobs, worker_id)  # models/Chroma load on first use
         file_search.install(resources, files, messages, threads)
         extras["file_search"] = file_search
+        listener.on(INGEST_CHANNEL, lambda _store_id: file_search.worker.wake())  # files attached elsewhere
         store = RunStore(db, bus, settings.run_lease_seconds)
         executor = RunExecutor(store, registry, catalog, Toolbox(extras, files, blobs), settings)
         engine = RunEngine(

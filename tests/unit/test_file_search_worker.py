@@ -353,3 +353,31 @@ def test_indexing_goes_on_across_a_postgres_restart(tmp_path, postgres):
     finally:
         world.svc.close()
         world.db.dispose()
+
+
+def test_a_file_attached_in_another_process_wakes_the_workers_at_once(tmp_path, postgres):
+    """PostgreSQL NOTIFY on attach: a worker that polls only every two minutes still starts within seconds."""
+    from assistd.services.ingest_queue import INGEST_CHANNEL
+    from assistd.storage.notify import Listener
+
+    url = postgres.new_database(f"ingest_{uuid.uuid4().hex[:10]}")
+    api = World(tmp_path / "api", worker_id="api:1:aa", url=url)  # its worker never starts
+    worker = World(tmp_path / "worker", worker_id="worker:1:bb", url=url)
+    worker.blobs = api.blobs
+    worker.svc.worker.blobs = api.blobs  # one shared files dir
+    worker.svc.worker.poll_seconds = 120
+    listener = Listener(worker.db)
+    listener.on(INGEST_CHANNEL, lambda _store_id: worker.svc.worker.wake())
+    try:
+        listener.start()
+        worker.svc.start()
+        time.sleep(1.0)  # the worker has looked once and now sleeps until woken
+        store_id, file_id = _store_with_file(api)
+        row = api.wait_status(store_id, file_id, "completed", timeout=60)
+        assert row.status == "completed" and row.worker_id == "worker:1:bb"
+    finally:
+        listener.stop()
+        worker.svc.close()
+        api.svc.close()
+        worker.db.dispose()
+        api.db.dispose()

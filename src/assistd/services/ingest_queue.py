@@ -29,6 +29,7 @@ from assistd.storage.retry import retrying
 from assistd.storage.vector_store_files import VectorStoreFileRow
 from assistd.storage.vector_stores import VectorStoreRow
 
+INGEST_CHANNEL = "assistd_ingest"  # PostgreSQL NOTIFY: files were attached (payload: store id)
 MAX_ATTEMPTS = 3  # starts without an outcome (crashes) before a file fails
 RETRY_ATTEMPTS = 10  # tries of a file that keeps meeting transient errors
 FIRST_RETRY_SECONDS = 5.0

@@ -22,10 +22,12 @@ from assistd.protocol.vector_stores import (
     VectorStoreFileUpdate,
     chunking_spec,
 )
+from assistd.services.ingest_queue import INGEST_CHANNEL
 from assistd.services.vector_store_views import after_commit, batch_object, file_object
 from assistd.storage.blobs import BlobStore
 from assistd.storage.db import Database
 from assistd.storage.files import FileRow
+from assistd.storage.notify import notify
 from assistd.storage.vector_store_batches import VectorStoreFileBatchRow
 from assistd.storage.vector_store_files import VectorStoreFileRow
 from assistd.storage.vector_stores import VectorStoreRow
@@ -94,6 +96,7 @@ class VectorStoreFileService:
         store.last_active_at = now()
         s.add(store)
         after_commit(s, self.wake)
+        notify(s, self.db, INGEST_CHANNEL, store.id)  # the workers of other processes (PostgreSQL)
         return row
 
     def create(self, project: str, store_id: str, req: VectorStoreFileCreate) -> VectorStoreFileObject:
