@@ -135,6 +135,23 @@ def test_deleting_a_thread_on_one_node_ends_its_kernel_on_the_other(nodes):
     assert "was deleted: shutting its kernel down" in holder.log()
 
 
+def test_a_threads_runs_follow_its_kernel_whichever_node_gets_them(nodes):
+    """The kernel lives on one node; the thread's next runs, created through the other node, are claimed by
+    the kernel's node (claim affinity on kernel_homes): its variables are there, nothing is announced."""
+    database, servers = nodes
+    first = client_of(servers[0])
+    assistant_id = new_assistant(first)
+    thread = first.beta.threads.create()
+    run_code(first, assistant_id, thread.id, "x = 41")
+    holder_id = homes(database)[thread.id]
+    holder = next(s for s in servers if s.proc.pid == int(holder_id.split(":")[1]))
+    other = client_of(next(s for s in servers if s is not holder))
+    for _ in range(2):
+        logs = run_code(other, assistant_id, thread.id, "print(x)")
+        assert "41" in logs and KERNEL_MOVED not in logs
+        assert homes(database)[thread.id] == holder_id
+
+
 def test_a_run_after_its_kernels_node_died_gets_a_fresh_kernel_and_is_told(nodes):
     """Runs last: it kills a node. The thread's kernel lives on one node, that node dies (kill -9); the
     thread's next run, through the other node, gets a fresh kernel and its output says so."""
