@@ -17,6 +17,18 @@ from tests.support import KEY_B
 
 # The shared cluster: an API-only node, two workers, and two nodes that do both.
 ROLES = ("api", "worker", "worker", "all", "all")
+CLUSTERS: list[Cluster] = []  # every cluster of the session, newest last, for the logs of a failed test
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed cluster test shows the logs of the nodes (of the three newest clusters)."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for cluster in CLUSTERS[-3:]:
+            report.sections.append((f"nodes of {cluster.database}", cluster.logs()))
+            report.sections.append((f"pg_stat_activity of {cluster.database}", cluster.activity()))
+    return report
 
 
 def pytest_collection_modifyitems(items):
@@ -50,6 +62,7 @@ def make_cluster(tmp_path_factory, postgres, chroma, engine) -> Iterator[Callabl
             tmp_path_factory.mktemp("cluster"), postgres, chroma, engine, roles=roles, args=args
         )
         made.append(cluster)
+        CLUSTERS.append(cluster)
         return cluster
 
     yield make

@@ -201,7 +201,19 @@ class Cluster:
     def sql(self, query: str, *params) -> list[tuple]:
         """A query on the cluster's database, for checks the API cannot make (who holds a run)."""
         with psycopg.connect(self.postgres.dsn_for(self.database), autocommit=True) as conn:
-            return conn.execute(query, params).fetchall()
+            cursor = conn.execute(query, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def activity(self) -> str:
+        """The database's sessions now: who waits on what, who sits idle in a transaction."""
+        try:
+            rows = self.sql(
+                "SELECT pid, state, wait_event_type, wait_event, now() - xact_start, left(query, 160) "
+                "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        except psycopg.Error as exc:
+            return f"(no activity: {exc})"
+        return "\n".join(" | ".join(str(v) for v in row) for row in rows)
 
     def logs(self) -> str:
         return "\n".join(f"===== {n.name} ({n.role})\n{n.log()[-6000:]}" for n in self.nodes)
