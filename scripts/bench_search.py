@@ -11,7 +11,7 @@
    Vectors are random unit vectors inserted straight into an embedded Chroma (embedding 100k chunks would
    take far too long on a small CPU).
 2. Memory per node (--memory): a `chroma run` server holds the vectors (the cluster setup); a fresh process
-   (a "node") searches one store 200 times, then 50 stores (2k chunks each) in turn, 4 rounds; its RSS
+   (a "node") searches one store 200 times, then 50 stores (1k chunks each) in turn, 4 rounds; its RSS
    after each phase. The keyword index is in the database, so the node's memory must not grow with stores.
 
 PostgreSQL: a throwaway cluster (tests/postgres.py, Debian's binaries). The machine's cores and load
@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -90,22 +91,12 @@ def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def fill(
-    keywords: KeywordIndex, chunks: ChunkStore | None, store_id: str, n: int, corpus: Corpus, seed: int
+    keywords: KeywordIndex, chunks: ChunkStore, store_id: str, n: int, corpus: Corpus, seed: int
 ) -> dict[str, dict]:
-    """`n` chunks in files of PER_FILE: keyword index (and Chroma, with random vectors). Returns the files."""
-    gen = np.random.default_rng(seed)
-    files: dict[str, dict] = {}
-    for start in range(0, n, PER_FILE):
-        count = min(PER_FILE, n - start)
-        file_id = f"file-{store_id}-{start // PER_FILE:05d}"
-        files[file_id] = {}
-        ids = [chunk_id(file_id, i) for i in range(count)]
-        texts = [corpus.chunk() for _ in range(count)]
-        keywords.add(store_id, file_id, list(zip(ids, texts, strict=True)))
-        if chunks is not None:
-            metas = [{"file_id": file_id, "filename": f"{file_id}.txt", "chunk": i} for i in range(count)]
-            chunks.upsert(store_id, ids, unit_vectors(gen, count), texts, metas)
-    return files
+    """`n` chunks in files of PER_FILE, in the keyword index and in Chroma (random vectors)."""
+    texts = [corpus.chunk() for _ in range(n)]
+    fill_keywords(keywords, store_id, texts)
+    return fill_chroma(chunks, store_id, texts, seed)
 
 
 class GivenVector:
@@ -148,32 +139,58 @@ def open_database(backend: str, workdir: Path, name: str, pg) -> Database:
     return db
 
 
-def latency(backend: str, sizes: list[int], queries: int, workdir: Path, pg) -> None:
+def latency(backends: list[str], sizes: list[int], queries: int, workdir: Path, pg) -> None:
     corpus = Corpus()
     questions = [corpus.question() for _ in range(queries)]
     for n in sizes:
-        db = open_database(backend, workdir, f"lat{n}", pg)
-        keywords = KeywordIndex(db)
-        chunks = ChunkStore(workdir / f"chroma-{backend}-{n}")
+        # One Chroma per size, the same chunks in every database.
+        chunks = ChunkStore(workdir / f"chroma-{n}")
+        texts = [corpus.chunk() for _ in range(n)]
         began = time.perf_counter()
-        files = fill(keywords, chunks, "vs_bench", n, corpus, seed=n)
-        filled = time.perf_counter() - began
-        retriever = HybridRetriever(chunks, GivenVector(), keywords)  # type: ignore[arg-type]
-        scope = Scope("vs_bench", files, {f: f"{f}.txt" for f in files}, complete=True, chunks=n)
-        for q in questions[:5]:  # warm caches (both sides) before timing
-            retriever.search([scope], q, 20)
-        kw = timed(lambda q, k=keywords, n=n: k.search(["vs_bench"], q, 80, total=n), questions)
-        hy = timed(lambda q, r=retriever, s=scope: r.search([s], q, 20), questions)
-        hits = [len(keywords.search(["vs_bench"], q, 80)) for q in questions[:20]]
-        print(
-            f"  {backend:<8} {n:>7} chunks | keyword p50 {percentile(kw, 50):6.1f} ms p95 "
-            f"{percentile(kw, 95):6.1f} ms | hybrid p50 {percentile(hy, 50):6.1f} ms p95 "
-            f"{percentile(hy, 95):6.1f} ms | {queries} queries, keyword hits/query "
-            f"~{statistics.mean(hits):.0f} "
-            f"| fill {filled:5.1f} s | {machine()}",
-            flush=True,
-        )
-        db.dispose()
+        files = fill_chroma(chunks, "vs_bench", texts, seed=n)
+        chroma_fill = time.perf_counter() - began
+        for backend in backends:
+            db = open_database(backend, workdir, f"lat{n}", pg)
+            keywords = KeywordIndex(db)
+            began = time.perf_counter()
+            fill_keywords(keywords, "vs_bench", texts)
+            keyword_fill = time.perf_counter() - began
+            retriever = HybridRetriever(chunks, GivenVector(), keywords)  # type: ignore[arg-type]
+            scope = Scope("vs_bench", files, {f: f"{f}.txt" for f in files}, complete=True, chunks=n)
+            for q in questions[:5]:  # warm caches (both sides) before timing
+                retriever.search([scope], q, 20)
+            kw = timed(lambda q, k=keywords, n=n: k.search(["vs_bench"], q, 80, total=n), questions)
+            hy = timed(lambda q, r=retriever, s=scope: r.search([s], q, 20), questions)
+            hits = [len(keywords.search(["vs_bench"], q, 80, total=n)) for q in questions[:20]]
+            print(
+                f"  {backend:<8} {n:>7} chunks | keyword p50 {percentile(kw, 50):6.1f} ms p95 "
+                f"{percentile(kw, 95):6.1f} ms | hybrid p50 {percentile(hy, 50):6.1f} ms p95 "
+                f"{percentile(hy, 95):6.1f} ms | {queries} queries, keyword hits/query "
+                f"~{statistics.mean(hits):.0f} | fill: keywords {keyword_fill:5.1f} s, Chroma "
+                f"{chroma_fill:5.1f} s | {machine()}",
+                flush=True,
+            )
+            db.dispose()
+
+
+def fill_chroma(chunks: ChunkStore, store_id: str, texts: list[str], seed: int) -> dict[str, dict]:
+    gen = np.random.default_rng(seed)
+    files: dict[str, dict] = {}
+    for start in range(0, len(texts), PER_FILE):
+        part = texts[start : start + PER_FILE]
+        file_id = f"file-{store_id}-{start // PER_FILE:05d}"
+        files[file_id] = {}
+        ids = [chunk_id(file_id, i) for i in range(len(part))]
+        metas = [{"file_id": file_id, "filename": f"{file_id}.txt", "chunk": i} for i in range(len(part))]
+        chunks.upsert(store_id, ids, unit_vectors(gen, len(part)), part, metas)
+    return files
+
+
+def fill_keywords(keywords: KeywordIndex, store_id: str, texts: list[str]) -> None:
+    for start in range(0, len(texts), PER_FILE):
+        part = texts[start : start + PER_FILE]
+        file_id = f"file-{store_id}-{start // PER_FILE:05d}"
+        keywords.add(store_id, file_id, [(chunk_id(file_id, i), t) for i, t in enumerate(part)])
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -213,7 +230,7 @@ print(json.dumps(out))
 """
 
 
-def memory(backend: str, workdir: Path, pg, stores: int = 50, per_store: int = 2000) -> None:
+def memory(backend: str, workdir: Path, pg, stores: int = 50, per_store: int = 1000) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from tests.contract.test_ingest_outage import Chroma
 
@@ -256,6 +273,7 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="node RSS with 1 vs 50 stores (chroma run)")
     parser.add_argument("--no-latency", action="store_true")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up (PostgreSQL, temp dir) when stopped
     backends = args.backends.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     pg = None
@@ -267,10 +285,10 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
             workdir = Path(tmp)
-            for backend in backends:
-                if not args.no_latency:
-                    latency(backend, sizes, args.queries, workdir, pg)
-                if args.memory:
+            if not args.no_latency:
+                latency(backends, sizes, args.queries, workdir, pg)
+            if args.memory:
+                for backend in backends:
                     memory(backend, workdir, pg)
     finally:
         if pg is not None:

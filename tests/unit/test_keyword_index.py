@@ -123,19 +123,24 @@ def test_common_words_score_but_do_not_select(db, monkeypatch):
     from assistd.tools.file_search import keywords
 
     monkeypatch.setattr(keywords, "COMMON_TERM_ROWS", 50)  # "common" and "filler" are in 300 chunks
+    monkeypatch.setattr(keywords, "PG_COMMON_TERM_ROWS", 50)
     index = KeywordIndex(db)
     index.add(
         "vs_a", "big", [(f"big#{i}", f"common filler number {i}" + " common" * (i % 3)) for i in range(300)]
     )
     index.add("vs_a", "needle", [("needle#0", "filler about a xylophone"), ("needle#1", "xylophone common")])
-    hits = index.search(["vs_a"], "common xylophone", 10, total=302)
-    assert {h.chunk_id for h in hits} == {"needle#0", "needle#1"}  # only chunks with the rare word
-    if db.is_postgres:  # the common word adds to the score of the chunks that have it
-        assert hits[0].chunk_id == "needle#1"
-    # only common words: the chunks with all of them first, any of them when too few have all
-    both = index.search(["vs_a"], "common filler", 20)
-    assert len(both) == 20 and all(h.chunk_id.startswith("big#") for h in both)
-    assert len(index.search(["vs_a"], "common filler", 400)) == 302
+    for analyzed in (False, True):  # PostgreSQL: frequencies counted, then from ANALYZE's statistics
+        if analyzed and db.is_postgres:
+            with db.session() as s:
+                s.execute(text("ANALYZE keyword_chunks"))
+        hits = index.search(["vs_a"], "common xylophone", 10, total=302)
+        assert {h.chunk_id for h in hits} == {"needle#0", "needle#1"}  # only chunks with the rare word
+        if db.is_postgres:  # the common word adds to the score of the chunks that have it
+            assert hits[0].chunk_id == "needle#1"
+        # only common words: the chunks with all of them first, any of them when too few have all
+        both = index.search(["vs_a"], "common filler", 20, total=302)
+        assert len(both) == 20 and all(h.chunk_id.startswith("big#") for h in both)
+        assert len(index.search(["vs_a"], "common filler", 400, total=302)) == 302
 
 
 def test_backfill_once_under_the_database(db):

@@ -3,10 +3,12 @@
 SQLite: an FTS5 table ranked with its bm25() (k1 = 1.2, b = 0.75; document frequencies over all stores of the
 database). PostgreSQL: a tsvector per chunk with a GIN index; the score of a chunk is a BM25-like sum over
 the query's terms of idf(term) * ts_rank(chunk, term) (ts_rank saturates with repetitions and is normalised
-by the chunk's length), idf from the term's document frequency in the stores searched, counted up to
-COMMON_TERM_ROWS. Terms found in more chunks than that ("common") still score but do not select candidates
-when the query has rarer ones, and at most CANDIDATE_ROWS chunks are ranked: the query's cost stays bounded
-on big stores whatever words it holds.
+by the chunk's length), idf from the term's document frequency in the stores searched. A term that ANALYZE's
+statistics list among the table's most common elements takes its frequency from its share of the table;
+the others are counted, up to PG_COMMON_TERM_ROWS. Terms in more chunks than that ("common") still score but
+do not select candidates when the query has rarer ones, and at most CANDIDATE_ROWS chunks are ranked: the
+query's cost stays bounded on big stores whatever words it holds. SQLite counts up to COMMON_TERM_ROWS (FTS5
+reads a doclist fast) and scores only the rarer terms when there are some.
 
 Query words are split and filtered like bm25.terms (stop words dropped); 'simple' text search configuration
 on PostgreSQL (no stemming), unicode61 without diacritics on SQLite.
@@ -29,6 +31,7 @@ from assistd.storage.retry import retrying
 from assistd.tools.file_search.bm25 import STOPWORDS, terms
 
 COMMON_TERM_ROWS = 5_000
+PG_COMMON_TERM_ROWS = 1_000  # counting reads table rows (the store filter): a lower cap
 CANDIDATE_ROWS = 20_000
 INSERT_BATCH = 500
 
@@ -193,34 +196,47 @@ class KeywordIndex:
         total: int | None,
     ) -> list[KeywordHit]:
         with self.db.session() as s:
-            lexemes = [
-                lex
-                for lex in s.execute(
-                    text("SELECT unnest(tsvector_to_array(to_tsvector('simple', :q)))"), {"q": clean(query)}
-                ).scalars()
-                if lex not in STOPWORDS
-            ]
-            if not lexemes:
-                return []
-            scope = "store_id = ANY(:stores)" + (" AND file_id = ANY(:files)" if file_ids is not None else "")
-            params: dict = {"stores": store_ids, "files": list(file_ids or []), "cap": COMMON_TERM_ROWS}
-            counts = s.execute(
-                text(
-                    "SELECT t.lex, (SELECT count(*) FROM (SELECT 1 FROM keyword_chunks "
-                    f"WHERE {scope} AND tsv @@ to_tsquery('simple', quote_literal(t.lex)) LIMIT :cap) x) "
-                    "FROM unnest(CAST(:lexes AS text[])) AS t(lex)"
-                ),
-                {**params, "lexes": lexemes},
-            ).all()
-            df = {lex: int(n) for lex, n in counts if n}
-            if not df:
-                return []
             if not total:
                 total = int(
                     s.execute(
-                        text("SELECT count(*) FROM keyword_chunks WHERE store_id = ANY(:stores)"), params
+                        text("SELECT count(*) FROM keyword_chunks WHERE store_id = ANY(:stores)"),
+                        {"stores": store_ids},
                     ).scalar_one()
                 )
+            # The query's words, each with its share of all chunks when ANALYZE's statistics list it among
+            # the table's most common elements (no count needed for those).
+            found = s.execute(
+                text(
+                    "WITH q AS (SELECT unnest(tsvector_to_array(to_tsvector('simple', :q))) AS lex), "
+                    "e AS (SELECT u.elem, u.freq FROM pg_stats p, "
+                    "unnest(p.most_common_elems::text::text[], p.most_common_elem_freqs) AS u(elem, freq) "
+                    "WHERE p.tablename = 'keyword_chunks' AND p.attname = 'tsv') "
+                    "SELECT q.lex, e.freq FROM q LEFT JOIN e ON e.elem = q.lex"
+                ),
+                {"q": clean(query)},
+            ).all()
+            share = {lex: float(freq or 0.0) for lex, freq in found if lex not in STOPWORDS}
+            if not share:
+                return []
+            df = {lex: int(f * total) for lex, f in share.items() if f * total >= PG_COMMON_TERM_ROWS}
+            lexemes = [lex for lex in share if lex not in df]
+            scope = "store_id = ANY(:stores)" + (" AND file_id = ANY(:files)" if file_ids is not None else "")
+            params: dict = {"stores": store_ids, "files": list(file_ids or []), "cap": PG_COMMON_TERM_ROWS}
+            if lexemes:  # one capped count per word, its word a constant: the GIN index finds the rows
+                counts = s.execute(
+                    text(
+                        "SELECT "
+                        + ", ".join(
+                            f"(SELECT count(*) FROM (SELECT 1 FROM keyword_chunks WHERE {scope} "
+                            f"AND tsv @@ to_tsquery('simple', quote_literal(:c{i})) LIMIT :cap) x{i})"
+                            for i in range(len(lexemes))
+                        )
+                    ),
+                    {**params, **{f"c{i}": lex for i, lex in enumerate(lexemes)}},
+                ).one()
+                df.update({lex: int(n) for lex, n in zip(lexemes, counts, strict=True) if n})
+            if not df:
+                return []
             total = max(total, max(df.values()))
             used = sorted(df)
             weights = [math.log(1 + (total - df[lex] + 0.5) / (df[lex] + 0.5)) for lex in used]
@@ -243,7 +259,7 @@ class KeywordIndex:
                 chosen = {f"r{i}": lex for i, lex in enumerate(lexes)}
                 return s.execute(sql, {**params, **chosen, "candidates": CANDIDATE_ROWS, "k": k}).all()
 
-            rare = [lex for lex in used if df[lex] < COMMON_TERM_ROWS]
+            rare = [lex for lex in used if df[lex] < PG_COMMON_TERM_ROWS]
             if rare:  # common words score on the chunks the rarer ones find (else every chunk is a candidate)
                 rows = ranked(rare, "||")
             else:  # only common words: the chunks with all of them, else any of them (at most CANDIDATE_ROWS)
