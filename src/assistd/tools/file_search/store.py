@@ -31,9 +31,18 @@ from assistd.storage.retry import TransientError, is_transient, retrying
 from assistd.tools.file_search.chunking import Chunk
 
 COSINE = {"hnsw": {"space": "cosine"}}
-CHROMA_ATTEMPTS = 6  # 0.2 + 0.4 + 0.8 + 1.6 + 2 s between them: about CHROMA_RETRY_SECONDS
-CHROMA_RETRY_SECONDS = 5
+CHROMA_ATTEMPTS = 8  # 0.2 + 0.4 + 0.8 + 1.6 + 2 + 2 + 2 s between them: about CHROMA_RETRY_SECONDS
+CHROMA_RETRY_SECONDS = 9
 T = TypeVar("T")
+
+
+_CHROMA_TEXT = (
+    "502 bad gateway",
+    "503 service",
+    "504 gateway",
+    "service unavailable",
+    "could not connect to a chroma server",
+)
 
 
 class ChromaUnavailable(TransientError):
@@ -58,7 +67,8 @@ def chroma_transient(exc: BaseException) -> bool:
         except (TypeError, ValueError):
             return False
     text = str(exc).lower()
-    return any(t in text for t in ("502 bad gateway", "503 service", "504 gateway", "service unavailable"))
+    # chromadb's HttpClient turns a refused connection while it checks tenant and database into ValueError
+    return any(t in text for t in _CHROMA_TEXT)
 
 
 @dataclass
@@ -166,7 +176,7 @@ class ChunkStore:
                 metadatas=metas[start : start + step],
             )
 
-        step = max(1, int(self._retry("max batch size", self.client.get_max_batch_size)))
+        step = max(1, int(self._retry("max batch size", lambda: self.client.get_max_batch_size())))
         for start in range(0, len(ids), step):
             self._retry("upsert", lambda start=start: batch(start, step))
 
