@@ -13,6 +13,9 @@ from sqlmodel import Session, create_engine
 
 from assistd.storage import nul
 
+PG_IDLE_IN_TX_MS = 5000
+PG_LOCK_TIMEOUT_MS = 5000
+
 
 class Database:
     def __init__(self, url: str) -> None:
@@ -25,6 +28,14 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             connect_args = {"check_same_thread": False, "timeout": 30}
+        if self.is_postgres:
+            # A process paused inside a transaction (SIGSTOP, a VM freeze) must not hold its row locks for as
+            # long as it sleeps: the server ends such a session, and a statement that waits for a lock gives
+            # up (a transient error: retried), so other workers can take its runs over.
+            connect_args = {
+                "options": f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TX_MS} "
+                f"-c lock_timeout={PG_LOCK_TIMEOUT_MS}"
+            }
         extra: dict = {"json_serializer": nul.json_serializer} if self.is_postgres else {}
         self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True, **extra)
         if self.is_sqlite:

@@ -160,6 +160,8 @@ def _literal_default(conn: Connection, column) -> str:
 def _migration_lock(db: Database) -> Iterator[Connection]:
     if db.is_postgres:
         with db.engine.connect() as conn:
+            # a migration may wait for the lock, and for tables in use, as long as it takes
+            conn.execute(text("SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"))
             if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar():
                 log.info("waiting for another process to finish migrating the database")
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
@@ -170,6 +172,7 @@ def _migration_lock(db: Database) -> Iterator[Connection]:
                 if not conn.closed and not conn.invalidated:
                     conn.rollback()
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+                    conn.execute(text("RESET lock_timeout; RESET idle_in_transaction_session_timeout"))
                     conn.commit()
         return
     with _file_lock(db), db.engine.connect() as conn:
