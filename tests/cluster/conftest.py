@@ -52,9 +52,9 @@ def engine(tmp_path_factory) -> Iterator[EngineProcess]:
     proc.stop()
 
 
-@pytest.fixture(scope="session")
-def make_cluster(tmp_path_factory, postgres, chroma, engine) -> Iterator[Callable[..., Cluster]]:
-    """Builds clusters of their own (a fresh database each); all are stopped at the end of the session."""
+@contextlib.contextmanager
+def _cluster_factory(tmp_path_factory, postgres, chroma, engine) -> Iterator[Callable[..., Cluster]]:
+    """Builds clusters (a fresh database each), stopped when the context ends."""
     made: list[Cluster] = []
 
     def make(roles=("api", "worker", "worker"), args: list[str] | None = None) -> Cluster:
@@ -65,15 +65,32 @@ def make_cluster(tmp_path_factory, postgres, chroma, engine) -> Iterator[Callabl
         CLUSTERS.append(cluster)
         return cluster
 
-    yield make
-    for cluster in made:
-        with contextlib.suppress(Exception):
-            cluster.stop()
+    try:
+        yield make
+    finally:
+        for cluster in made:
+            with contextlib.suppress(Exception):
+                cluster.stop()
+
+
+@pytest.fixture
+def make_cluster(tmp_path_factory, postgres, chroma, engine) -> Iterator[Callable[..., Cluster]]:
+    """Clusters of a test's own, stopped after the test (idle nodes would load the machine)."""
+    with _cluster_factory(tmp_path_factory, postgres, chroma, engine) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def make_module_cluster(tmp_path_factory, postgres, chroma, engine) -> Iterator[Callable[..., Cluster]]:
+    with _cluster_factory(tmp_path_factory, postgres, chroma, engine) as make:
+        yield make
 
 
 @pytest.fixture(scope="session")
-def cluster(make_cluster) -> Cluster:
-    return make_cluster(ROLES)
+def cluster(tmp_path_factory, postgres, chroma, engine) -> Iterator[Cluster]:
+    """The shared cluster of the contract and stream tests."""
+    with _cluster_factory(tmp_path_factory, postgres, chroma, engine) as make:
+        yield make(ROLES)
 
 
 @pytest.fixture(scope="session")

@@ -38,8 +38,8 @@ CREATE TRIGGER test_log_messages AFTER INSERT ON messages FOR EACH ROW EXECUTE F
 
 
 @pytest.fixture(scope="module")
-def api_pair(make_cluster) -> Cluster:
-    cluster = make_cluster(("api", "api"))
+def api_pair(make_module_cluster) -> Cluster:
+    cluster = make_module_cluster(("api", "api"))
     cluster.sql(INSERT_LOG)
     return cluster
 
