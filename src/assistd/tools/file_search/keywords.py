@@ -131,9 +131,13 @@ class KeywordIndex:
             return False
         chunks = load()
         with self.db.session() as s:
-            claimed = s.execute(text("DELETE FROM keyword_backfill WHERE store_id = :s"), {"s": store_id})
+            claim = "DELETE FROM keyword_backfill WHERE store_id = :s"
+            if self.postgres:  # a node copying it now holds the row: do not wait for it (lock_timeout)
+                claim += " AND store_id IN (SELECT store_id FROM keyword_backfill WHERE store_id = :s "
+                claim += "FOR UPDATE SKIP LOCKED)"
+            claimed = s.execute(text(claim), {"s": store_id})
             if claimed.rowcount == 0:
-                return False  # another node did it meanwhile (its DELETE committed first)
+                return False  # another node did it, or is doing it (its words are found once it commits)
             by_file: dict[str, list[tuple[str, str]]] = {}
             for cid, fid, body in chunks:
                 by_file.setdefault(fid, []).append((cid, body))
