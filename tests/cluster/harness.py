@@ -11,8 +11,6 @@ from __future__ import annotations
 import itertools
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,50 +20,14 @@ import httpx
 import openai
 import psycopg
 
+from tests.chroma import ChromaProcess
 from tests.postgres import PostgresServer
 from tests.remote_engine import EngineProcess, models_file
-from tests.support import DEFAULT_MODEL, KEY_A, ServerProcess, free_port
+from tests.support import DEFAULT_MODEL, KEY_A, ServerProcess
 
-CHROMA = Path(sys.executable).parent / "chroma"
 ACTIVE = ("queued", "in_progress", "requires_action", "cancelling")
 TERMINAL = ("completed", "incomplete", "failed", "cancelled", "expired")
 _names = itertools.count(1)
-
-
-class ChromaProcess:
-    """`chroma run` (the chromadb package's CLI) on a free port, data in `path`."""
-
-    def __init__(self, path: Path, timeout: float = 120) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        path.mkdir(parents=True, exist_ok=True)
-        self.log_path = path.parent / f"chroma-{self.port}.log"
-        cmd = [str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chroma run exited early:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"chroma run did not become ready:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Node(ServerProcess):

@@ -19,7 +19,7 @@ import numpy as np
 import openai
 import pytest
 
-from tests.contract.test_ingest_outage import Chroma
+from tests.chroma import ChromaProcess
 from tests.support import KEY_A, ServerProcess
 
 TOKEN = "chroma-test-token"
@@ -77,8 +77,7 @@ class TokenProxy:
 
 @pytest.fixture
 def chroma(tmp_path):
-    server = Chroma(tmp_path / "chroma")
-    server.start()
+    server = ChromaProcess(tmp_path / "chroma")
     yield server
     server.stop()
 

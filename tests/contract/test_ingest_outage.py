@@ -4,51 +4,12 @@ files end `completed` and searchable."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import httpx
 import openai
 
-from tests.support import KEY_A, ServerProcess, free_port
-
-CHROMA = Path(sys.executable).parent / "chroma"
-
-
-class Chroma:
-    """`chroma run` on a fixed port and data dir, so that it can be stopped and started again."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.port = path, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = path.parent / "chroma.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 120) -> None:
-        cmd = [str(CHROMA), "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text(errors="replace")
-            try:
-                if httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"chroma run did not become ready:\n{self.log_path.read_text(errors='replace')}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+from tests.chroma import ChromaProcess
+from tests.support import KEY_A, ServerProcess
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -59,8 +20,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def test_files_attached_while_chroma_is_down_complete_when_it_returns(tmp_path):
-    chroma = Chroma(tmp_path / "chroma")
-    chroma.start()
+    chroma = ChromaProcess(tmp_path / "chroma")
     server = ServerProcess(
         tmp_path / "data",
         env={"ASSISTD_CHROMA_URL": chroma.url},
