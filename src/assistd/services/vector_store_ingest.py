@@ -335,7 +335,7 @@ class IngestWorker:
             try:
                 action = self.queue.cleanup_for(claim)
                 if action == "drop_store":
-                    self.ingestor.store.drop(claim.store_id)
+                    self.ingestor.drop_store(claim.store_id)
                 elif action == "delete_file":
                     self.ingestor.remove(claim.store_id, claim.file_id)
             except Exception:

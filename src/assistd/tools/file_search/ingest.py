@@ -42,6 +42,8 @@ class KeywordWriter(Protocol):
 
     def delete_file(self, store_id: str, file_id: str) -> None: ...
 
+    def drop(self, store_id: str) -> None: ...
+
 
 @dataclass
 class Prepared:
@@ -142,6 +144,12 @@ class Ingestor:
                     self.keywords.add(
                         store_id, f.file_id, [(chunk_id(f.file_id, c.index), c.text) for c in f.chunks]
                     )
+
+    def drop_store(self, store_id: str) -> None:
+        """A deleted store's chunks leave Chroma and the keyword index (written after it was deleted)."""
+        self.store.drop(store_id)
+        if self.keywords is not None:
+            self.keywords.drop(store_id)
 
     def remove(self, store_id: str, file_id: str) -> None:
         """A file's chunks leave Chroma and the keyword index (a failed or cancelled file)."""
