@@ -253,7 +253,7 @@ def check_database(settings: Settings) -> Check:
             "database",
             False,
             f"cannot connect to {shown}: {exc}",
-            "check ASSISTD_DATABASE_URL (and `pip install -e '.[postgres]'` for PostgreSQL)",
+            "check ASSISTD_DATABASE_URL (PostgreSQL: postgresql+psycopg://user:password@host/db)",
         )
     missing = sorted(set(SQLModel.metadata.tables) - present)
     if revision != newest:
