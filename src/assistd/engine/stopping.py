@@ -31,10 +31,10 @@ def expired(run: RunRow) -> bool:
 
 def check(run: RunRow, cancel: threading.Event) -> None:
     """Ends the run's execution if it was cancelled or has expired."""
+    if expired(run):  # first: the sweeper also sets the signal of a run whose time is up
+        raise RunStopped("expired")
     if cancel.is_set():
         raise RunStopped("cancelled")
-    if expired(run):
-        raise RunStopped("expired")
 
 
 def stopping(run: RunRow, cancel: threading.Event) -> Callable[[], bool]:

@@ -132,11 +132,14 @@ class RunStore:
             if self.claims.pop(run_id, None) is not None:
                 self.ended.add(run_id)
 
-    def forget(self, run_id: str) -> None:
-        """The execution of the run in this process is over."""
+    def forget(self, run_id: str, claim: object = None) -> None:
+        """The execution of the run under `claim` is over in this process (a newer claim of the same run,
+        taken meanwhile, stays); what it left unwritten is dropped."""
         with self._claims_lock:
-            self.claims.pop(run_id, None)
-            self.ended.discard(run_id)
+            if self.claims.get(run_id) is claim:
+                self.claims.pop(run_id, None)
+                self.ended.discard(run_id)
+                self.bus.discard(run_id)
 
     # ------------------------------------------------------------------------------------ ownership
     def claim_next(self, worker_id: str, limit: int, run_id: str | None = None) -> list[Claim]:
@@ -234,8 +237,7 @@ class RunStore:
         with self.db.session() as s:
             stmt = select(RunRow).where(
                 RunRow.status.in_(("in_progress", "cancelling")),  # type: ignore[attr-defined]
-                RunRow.worker_id != None,  # noqa: E711
-                RunRow.lease_until < db_now(),
+                _unheld(),
             )
             return list(s.exec(stmt))
 
@@ -357,9 +359,13 @@ class RunStore:
         return done
 
     def require_action(self, run_id: str, calls: list[dict[str, Any]]) -> None:
-        def body(s: Session, events: list[Event]) -> None:
+        """Parks the run for the client's tool outputs (RunStopped when it was cancelled meanwhile)."""
+
+        def body(s: Session, events: list[Event]) -> bool:
             row = s.get(RunRow, run_id)
             assert row is not None
+            if row.status == "cancelling":  # cancelled as it was about to park: it ends cancelled instead
+                return False
             row.status = "requires_action"
             row.required_action = {
                 "type": "submit_tool_outputs",
@@ -369,8 +375,12 @@ class RunStore:
             s.add(row)
             s.flush()
             events.append(self._run_event(row))
+            return True
 
-        self._tx(run_id, body)
+        if not self._tx(run_id, body):
+            from assistd.engine.stopping import RunStopped  # (stopping imports this module)
+
+            raise RunStopped("cancelled")
         self.release(run_id)
 
     def add_tool_round(self, run_id: str) -> int:

@@ -132,13 +132,26 @@ class RunEngine:
             return self.capacity - len(self.active)
 
     def _run(self, run_id: str) -> None:
+        """Executes a run this process has just claimed, unless it is executing it already: then that
+        execution, when it ends, sees the new claim and executes the run again (`_execute`)."""
         with self._lock:
             if run_id in self.active:
                 return
-            self.active[run_id] = StopSignal()
-        self.pool.submit(self._execute, run_id)
+            if self._stop.is_set():  # shutting down: the claim goes back to the queue
+                flag = None
+            else:
+                flag = self.active[run_id] = StopSignal()
+        if flag is None:
+            self._safely(lambda: self.store.requeue_unstarted(run_id))
+            return
+        try:
+            self.pool.submit(self._execute, run_id, self.store.claims.get(run_id))
+        except RuntimeError:  # the pool was shut down in between
+            with self._lock:
+                self.active.pop(run_id, None)
+            self._safely(lambda: self.store.requeue_unstarted(run_id))
 
-    def _execute(self, run_id: str) -> None:
+    def _execute(self, run_id: str, claim: object) -> None:
         with self._lock:
             flag = self.active[run_id]
         try:
@@ -148,9 +161,12 @@ class RunEngine:
         except Exception:
             log.exception("run %s crashed the executor", run_id)
         finally:
-            self.store.forget(run_id)
+            self.store.forget(run_id, claim)  # a newer claim of the same run (tool outputs came) stays
             with self._lock:
                 self.active.pop(run_id, None)
+                again = self.store.holds(run_id)
+            if again:
+                self._run(run_id)
             self._wake.set()  # room for another run
 
     def _seen(self, run_id: str, status: str) -> None:

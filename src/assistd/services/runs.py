@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -198,10 +199,15 @@ class RunService:
         message, whether it is generating, queued or waiting for tool outputs."""
         with self.db.session() as s:
             row = self._row(s, project, thread_id, run_id)
-            if row.status in TERMINAL:
+            marked = s.execute(  # only if it has not ended meanwhile (a worker may be ending it now)
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.status.not_in(TERMINAL))  # type: ignore[attr-defined]
+                .values(status="cancelling")
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            s.refresh(row)
+            if not marked:
                 raise InvalidRequest(f"Cannot cancel run with status '{row.status}'.", param="run_id")
-            row.status = "cancelling"
-            s.add(row)
             if self.on_cancelling is not None:
                 self.on_cancelling(s, run_id)
             return run_object(row)
@@ -213,7 +219,15 @@ class RunService:
         at that moment (a stream follows the run's events from there)."""
         with self.db.session() as s:
             row = self._row(s, project, thread_id, run_id)
-            if row.status != "requires_action" or not row.required_action:
+            # Taken first, and only if it still waits (a cancel or the expiry may be ending it now).
+            taken = s.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.status == "requires_action")  # type: ignore[arg-type]
+                .values(status="queued", worker_id=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            s.refresh(row)
+            if not taken or not row.required_action:
                 raise InvalidRequest(
                     f"Runs in status '{row.status}' do not accept tool outputs.", param="run_id"
                 )
@@ -234,8 +248,7 @@ class RunService:
             step.step_details = {**step.step_details, "tool_calls": calls}
             step.status, step.completed_at = "completed", now()
             step.usage = (step.engine_state or {}).get("usage")
-            row.status, row.required_action = "queued", None
-            row.worker_id, row.lease_until = None, None  # back in the queue: any worker takes it
+            row.required_action = None  # back in the queue (status set above): any worker takes it
             s.add(step)
             s.add(row)
             s.flush()

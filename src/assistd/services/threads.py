@@ -35,7 +35,8 @@ def lock_thread_row(s: Session, project: str, thread_id: str) -> ThreadRow:
     thread take turns, whatever the number of server processes (PostgreSQL: a row lock; SQLite: the write
     lock, taken by the first statement so that what is read next is current)."""
     if s.get_bind().dialect.name == "postgresql":
-        s.exec(select(ThreadRow.id).where(ThreadRow.id == thread_id).with_for_update()).first()
+        # FOR NO KEY UPDATE: creations take turns, yet a worker's inserts referencing the thread never wait
+        s.exec(select(ThreadRow.id).where(ThreadRow.id == thread_id).with_for_update(key_share=True)).first()
     else:
         s.execute(update(ThreadRow).where(ThreadRow.id == thread_id).values(id=ThreadRow.id))  # type: ignore[arg-type]
     return get_thread_row(s, project, thread_id)
