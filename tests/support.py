@@ -29,15 +29,20 @@ def free_port() -> int:
 
 
 def wait_healthy(
-    proc: subprocess.Popen, url: str, log: Callable[[], str], what: str, timeout: float = 120
+    proc: subprocess.Popen,
+    url: str,
+    log: Callable[[], str],
+    what: str,
+    timeout: float = 120,
+    path: str = "/health",
 ) -> None:
-    """Waits until `url`/health answers 200; raises with the process's log when it exits or times out."""
+    """Waits until `url` + `path` answers 200; raises with the process's log when it exits or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited early:\n{log()}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -12,20 +12,12 @@ import httpx
 import pytest
 
 from tests.contract.helpers import MODEL
+from tests.contract.test_runs import TEXT_EVENTS as HEAD  # the opening events of a text run
 from tests.support import KEY_A
 
 pytestmark = [pytest.mark.cluster, pytest.mark.model]
 
 HEADERS = {"Authorization": f"Bearer {KEY_A}", "OpenAI-Beta": "assistants=v2"}
-HEAD = [
-    "thread.run.created",
-    "thread.run.queued",
-    "thread.run.in_progress",
-    "thread.run.step.created",
-    "thread.run.step.in_progress",
-    "thread.message.created",
-    "thread.message.in_progress",
-]
 
 
 def tail(status: str) -> list[str]:
