@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support import MODELS_DIR, ServerProcess, free_port, wait_healthy
+from tests.support import MODELS_DIR, ServerProcess, free_port, stop_process, wait_healthy
 
 MODEL_FILE = MODELS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -70,13 +70,7 @@ class EngineProcess:
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def models_file(path: Path, name: str, url: str, model_path: Path | None = MODEL_FILE, **extra: Any) -> Path:
