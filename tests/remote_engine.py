@@ -3,6 +3,7 @@ process on a free port, and an `assistd serve` whose models file names it by `ur
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -79,7 +80,8 @@ def models_file(path: Path, name: str, url: str, model_path: Path | None = MODEL
     if model_path is not None:
         lines.append(f'path = "{model_path}"')
     for key, value in extra.items():
-        shown = f'"{value}"' if isinstance(value, str) else str(value).lower()
+        # A JSON string is a TOML basic string (escapes and all): multi-line templates survive.
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value).lower()
         lines.append(f"{key} = {shown}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,78 @@
+"""The scripted engine (tests/scripted_engine.py) behind the real server: a models file registers it by
+`url` with a ChatML `chat_template` and no GGUF, and runs through the openai SDK get the scripted text, as
+a model family's end-to-end tests will. No weights are involved."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.remote_engine import models_file, remote_server
+from tests.scripted_engine import ScriptedEngine
+from tests.support import KEY_A
+
+pytestmark = pytest.mark.contract
+
+MODEL = "scripted-chatml"
+# SmolLM2's template: ChatML.
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with ScriptedEngine(
+        CHATML, control_tokens=["<|im_start|>"], eog_tokens=["<|im_end|>"], eos="<|im_end|>"
+    ) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def server(engine, tmp_path_factory):
+    base = tmp_path_factory.mktemp("scripted-engine")
+    models = models_file(base / "models.toml", MODEL, engine.url, model_path=None, chat_template=CHATML)
+    server = remote_server(base / "server", models)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def assistant(client):
+    return client.beta.assistants.create(model=MODEL, instructions="You are terse.")
+
+
+def test_a_run_answers_with_the_scripted_text(engine, client, assistant):
+    engine.script("Hello from the script.")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Say hello."}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "completed", run.last_error
+    message = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0]
+    assert message.role == "assistant" and message.content[0].text.value == "Hello from the script."
+    request = engine.requests[-1]
+    assert not request.continuation and request.body["stream"] is True
+    assert request.prompt.startswith("<|im_start|>system\nYou are terse.")
+    assert request.prompt.endswith("<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\n")
+    assert run.usage.completion_tokens == request.tokens_predicted > 0
+    assert run.usage.prompt_tokens == len(engine.tokenize(request.prompt))
+
+
+def test_a_streamed_run_gets_the_text_in_deltas(engine, client, assistant):
+    text = "Streamed from the script, piece by piece."
+    engine.script(text)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Stream something."}])
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        deltas = list(stream.text_deltas)
+    assert "".join(deltas) == text and len(deltas) > 1
+    assert stream.get_final_run().status == "completed"
+    stored = client.beta.threads.messages.list(thread.id).data[0]
+    assert stored.content[0].text.value == text
