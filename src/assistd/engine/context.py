@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistd.llm.backend import LLMBackend
+from assistd.llm.errors import EngineError
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
@@ -21,6 +22,10 @@ MAX_TOOL_TEXT = 3000  # characters of one tool call's arguments or output shown 
 
 class PromptTooLong(Exception):
     pass
+
+
+class TemplateRefused(Exception):
+    """The model's chat template raised on the conversation (its `raise_exception`, or any Jinja error)."""
 
 
 @dataclass
@@ -121,39 +126,69 @@ def fit(
     reserve: int,
     render: Any,
 ) -> Prompt:
-    """Renders the conversation, dropping the oldest history until it fits in the budget."""
+    """Renders the conversation, dropping the oldest history until it fits in the budget.
+
+    Only message lists a strict chat template accepts are rendered (Llama 3.x with tools refuses a list with
+    no user message, Mistral's templates one whose roles do not alternate from a user message): the whole
+    conversation first, and after that only with history kept from a user message on. The fixed part (system
+    prompt, tools, this run's tool turns) is what the whole rendering takes beyond the history's estimate."""
     budget = backend.n_ctx - reserve
     if run.max_prompt_tokens:
         budget = min(budget, run.max_prompt_tokens)
     history = list(conversation.history)
     strategy = run.truncation_strategy or {}
     if strategy.get("type") == "last_messages" and strategy.get("last_messages"):
-        history = history[-int(strategy["last_messages"]) :]
+        # At most the last N messages, as hosted; those before the window's first user message are left
+        # out too (an assistant message first breaks templates that want user/assistant alternation),
+        # unless the window holds no user message at all: it is then kept as it is.
+        history = _from_user(history[-int(strategy["last_messages"]) :])
     dropped = len(conversation.history) - len(history)
-    sizes = [backend.count_tokens(m["content"] or "") + PER_MESSAGE_OVERHEAD for m in history]
-    fixed = backend.count_tokens(render(conversation.messages([])))
+    text = _render(render, conversation.messages(history))
+    tokens = backend.count_tokens(text)
+    if tokens <= budget:
+        return Prompt(text=text, tokens=tokens, dropped=dropped)
+    if not history:
+        raise PromptTooLong(f"the instructions and tool results alone take {tokens} tokens (budget {budget})")
+    # Where the kept history may start: at a user message (or anywhere, when there is none to start at).
+    starts = [i for i, m in enumerate(history) if i > 0 and m["role"] == "user"]
+    if not starts and not any(m["role"] == "user" for m in history):
+        starts = list(range(1, len(history)))
     # Drop by estimate first (cheap), then confirm with the real rendering.
-    while len(history) > 1 and fixed + sum(sizes) > budget:
-        history.pop(0)
-        sizes.pop(0)
-        dropped += 1
-    while True:
-        text = render(conversation.messages(history))
+    sizes = [backend.count_tokens(m["content"] or "") + PER_MESSAGE_OVERHEAD for m in history]
+    fixed = tokens - sum(sizes)
+    while len(starts) > 1 and fixed + sum(sizes[starts[0] :]) > budget:
+        starts.pop(0)
+    first, kept = 0, history
+    while tokens > budget:
+        if starts:
+            first = starts.pop(0)
+            kept = history[first:]
+        else:
+            # The last part left (the last user message and what follows it) and still too long: keep the
+            # end of its longest message (a lone message's end is what is being asked).
+            longest = max(range(len(kept)), key=lambda i: len(kept[i]["content"] or ""))
+            content = kept[longest]["content"] or ""
+            cut = max(len(content) // 8, (tokens - budget) * 4)
+            if cut >= len(content):
+                raise PromptTooLong(f"the prompt needs {tokens} tokens, more than the budget of {budget}")
+            kept = [*kept[:longest], {**kept[longest], "content": content[cut:]}, *kept[longest + 1 :]]
+        text = _render(render, conversation.messages(kept))
         tokens = backend.count_tokens(text)
-        if tokens <= budget:
-            return Prompt(text=text, tokens=tokens, dropped=dropped)
-        if len(history) > 1:
-            history.pop(0)
-            dropped += 1
-            continue
-        if not history:
-            raise PromptTooLong(
-                f"the instructions and tool results alone take {tokens} tokens (budget {budget})"
-            )
-        # One message left and still too long: keep its end, which is what is being asked.
-        content = history[0]["content"]
-        excess = tokens - budget
-        cut = max(len(content) // 8, excess * 4)
-        if cut >= len(content):
-            raise PromptTooLong(f"the prompt needs {tokens} tokens, more than the budget of {budget}")
-        history[0] = {**history[0], "content": content[cut:]}
+    return Prompt(text=text, tokens=tokens, dropped=dropped + first)
+
+
+def _from_user(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`history` from its first user message on (all of it when it holds none)."""
+    for i, message in enumerate(history):
+        if message["role"] == "user":
+            return history[i:]
+    return history
+
+
+def _render(render: Any, messages: list[dict[str, Any]]) -> str:
+    try:
+        return render(messages)
+    except EngineError:  # the engine renders or counts for us and could not be reached: an outage
+        raise
+    except Exception as exc:  # a template raises what it likes: jinja2's errors, raise_exception, TypeError
+        raise TemplateRefused(str(exc) or type(exc).__name__) from exc
