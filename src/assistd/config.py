@@ -59,6 +59,9 @@ class ModelEntry(BaseModel):
     temperature: float = 0.2
     top_p: float = 0.9
     repeat_penalty: float = 1.1
+    # A safety cap on the tokens of one reply (small models loop); None: only the client's
+    # max_completion_tokens and the context limit a reply, as on the hosted API.
+    max_reply_tokens: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _where(self) -> ModelEntry:
@@ -150,7 +153,11 @@ class Settings(BaseSettings):
     run_expiry_seconds: int = Field(600, description="a run not finished this long after creation expires")
     run_lease_seconds: int = Field(30, description="a worker that stops renewing its lease loses the run")
     max_reply_tokens: int = Field(
-        1024, description="most tokens one model reply may take unless a run says less"
+        1024,
+        ge=0,
+        description="most tokens one reply of the bundled SmolLM2 model may take (a safety: small models "
+        "loop; 0: none); other models take `max_reply_tokens` from the models file, and have no cap "
+        "without it but the run's max_completion_tokens and the context",
     )
     max_tool_call_tokens: int = Field(512, description="most tokens one round of tool calls may take")
     max_tool_rounds: int = Field(8, description="consecutive server-side tool rounds allowed in one run")
@@ -288,6 +295,7 @@ class Settings(BaseSettings):
             n_threads=self.n_threads,
             n_gpu_layers=self.n_gpu_layers,
             engine=self.engine,
+            max_reply_tokens=self.max_reply_tokens or None,
         )
         entries = {bundled.name: bundled}
         for entry in read_models_toml(self.models_toml):

@@ -78,14 +78,16 @@ def build_rig(
     replies: list[str] | None = None,
     delay: float = 0.0,
     n_ctx: int = 4096,
+    model: dict[str, Any] | None = None,
     **settings_fields: Any,
 ) -> Rig:
+    """`model`: fields of the fake model's models-file entry (e.g. its max_reply_tokens)."""
     settings = Settings(data_dir=tmp_path, run_lease_seconds=2, **settings_fields)
     db = Database(f"sqlite:///{tmp_path / 'engine.db'}")
     db.create_schema()
     backend = ScriptedBackend(replies, name=MODEL, n_ctx=n_ctx, delay=delay)
     catalog = ModelCatalog(
-        [ModelEntry(name=MODEL, path=tmp_path / "none.gguf", n_ctx=n_ctx)], MODEL, created=0
+        [ModelEntry(name=MODEL, path=tmp_path / "none.gguf", n_ctx=n_ctx, **(model or {}))], MODEL, created=0
     )
     resources = ToolResourceResolver()
     messages = MessageService(db, resources)

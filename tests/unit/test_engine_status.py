@@ -1,4 +1,4 @@
-"""Run and message status tell the truth (issue 10 §3), with the scripted fake model (fast): the server's
+"""Run and message status tell the truth (issue 10 §3), with the scripted fake model (fast): the model's
 reply cap ends a run `incomplete`, a run waiting for the model stays `queued`, and recovery executes a run
 that never produced a step."""
 
@@ -26,10 +26,10 @@ def _until(condition, timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-def test_the_server_reply_cap_ends_the_run_incomplete(tmp_path):
-    rig = build_rig(tmp_path, ["a b c d e f g h"], max_reply_tokens=3)
+def test_the_model_reply_cap_ends_the_run_incomplete(tmp_path):
+    rig = build_rig(tmp_path, ["a b c d e f g h"], model={"max_reply_tokens": 3})
     thread_id, assistant_id = rig.thread(), rig.assistant()
-    run = rig.create_run(thread_id, assistant_id)  # no max_completion_tokens: the server's cap applies
+    run = rig.create_run(thread_id, assistant_id)  # no max_completion_tokens: the model's cap applies
     recorder = Recorder(rig.bus, run.id)
     rig.executor.execute(run.id, threading.Event())
     done = rig.runs.get(PROJECT, thread_id, run.id)
@@ -43,7 +43,7 @@ def test_the_server_reply_cap_ends_the_run_incomplete(tmp_path):
 
 
 def test_a_reply_within_the_cap_completes(tmp_path):
-    rig = build_rig(tmp_path, ["a b c"], max_reply_tokens=3)
+    rig = build_rig(tmp_path, ["a b c"], model={"max_reply_tokens": 3})
     thread_id, assistant_id = rig.thread(), rig.assistant()
     run = rig.create_run(thread_id, assistant_id)
     rig.executor.execute(run.id, threading.Event())

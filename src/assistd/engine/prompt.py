@@ -10,6 +10,7 @@ from typing import Any
 
 from assistd.config import ModelEntry, Settings
 from assistd.engine import tool_rules
+from assistd.engine.budget import reply_caps
 from assistd.engine.context import Conversation, fit, history_messages, tool_turns
 from assistd.engine.toolbox import chat_tools
 from assistd.errors import NotFound
@@ -61,8 +62,9 @@ class PromptBuilder:
             history=history_messages(history, self._filenames(run, history)),
             tool_turns=tool_turns(steps),
         )
-        max_tokens = self._max_tokens(run, steps)
-        prompt = fit(backend, conversation, run, reserve=min(max_tokens, backend.n_ctx // 2), render=render)
+        caps = reply_caps(run, entry, steps)  # the client's max_completion_tokens, the model's cap
+        prompt = fit(backend, conversation, run, reserve=caps.reserve(backend.n_ctx), render=render)
+        max_tokens = caps.tokens(backend.n_ctx, prompt.tokens)  # and what the context leaves
         params = GenerationParams(
             max_tokens=max_tokens,
             temperature=run.temperature if run.temperature is not None else entry.temperature,
@@ -70,13 +72,6 @@ class PromptBuilder:
             repeat_penalty=entry.repeat_penalty,
         )
         return Turn(text=prompt.text, params=params, fmt=fmt, forced=forced, code_only=code_only)
-
-    def _max_tokens(self, run: RunRow, steps: list[StepRow]) -> int:
-        limit = self.settings.max_reply_tokens
-        if run.max_completion_tokens:
-            used = sum((s.usage or {}).get("completion_tokens", 0) for s in steps)
-            limit = min(limit, max(1, run.max_completion_tokens - used))
-        return limit
 
     def _filenames(self, run: RunRow, history: list[MessageRow]) -> dict[str, str]:
         names = {}

@@ -4,10 +4,12 @@ completed or left open while the run waits for the client's function outputs."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from assistd.config import Settings
 from assistd.engine import citations
+from assistd.engine.budget import DESCRIPTION, REASON, Limit
 from assistd.engine.reply import Call, Reply
 from assistd.engine.store import RunStore
 from assistd.engine.streaming import MessageSink
@@ -15,6 +17,8 @@ from assistd.engine.toolbox import code_argument
 from assistd.llm.backend import GenerationResult
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
+
+log = logging.getLogger("assistd.engine")
 
 ARG_FRAGMENT = 24  # characters of tool-call arguments per streamed delta
 
@@ -30,9 +34,15 @@ class Recorder:
 
     # ------------------------------------------------------------------------------------ final text
     def final_message(
-        self, run: RunRow, reply: Reply, sources: list[citations.Source], steps: list[StepRow]
+        self,
+        run: RunRow,
+        reply: Reply,
+        sources: list[citations.Source],
+        steps: list[StepRow],
+        limit: Limit = "max_completion_tokens",
     ) -> None:
-        """Completes the reply's message and ends the run (`incomplete` when a token cap cut it short)."""
+        """Completes the reply's message and ends the run (`incomplete` when a token cap cut it short:
+        `limit` is the one that bounded the reply, budget.py)."""
         sink = reply.sink or MessageSink(self.store, run)
         if not sink.text.strip() and not _made_outputs(steps):
             raise NoAnswer(_no_answer(reply, self.settings.max_tool_call_tokens))
@@ -44,7 +54,7 @@ class Recorder:
             indexed = [{"index": i, **a} for i, a in enumerate(annotations)]
             self.store.text_delta(sink.message, 0, text[len(sink.text) :], indexed or None)
         usage = usage_of(reply.result)
-        # Any token cap (the run's max_completion_tokens, the server's max_reply_tokens, the context's end)
+        # Any token cap (the run's max_completion_tokens, the model's max_reply_tokens, the context's end)
         # cut the reply short: it is incomplete, never a completed answer cut mid-word.
         budget_hit = reply.result.finish_reason == "length"
         status = "incomplete" if budget_hit else "completed"
@@ -54,7 +64,8 @@ class Recorder:
         details = {"type": "message_creation", "message_creation": {"message_id": sink.message.id}}
         self.store.save_step(sink.step, details, status="completed", usage=usage)
         if budget_hit:
-            self.store.finish(run.id, "incomplete", incomplete_details={"reason": "max_completion_tokens"})
+            log.info("run %s incomplete: the reply reached %s", run.id, DESCRIPTION[limit])
+            self.store.finish(run.id, "incomplete", incomplete_details={"reason": REASON[limit]})
         else:
             self.store.finish(run.id, "completed")
 

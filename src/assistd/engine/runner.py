@@ -9,7 +9,8 @@ import logging
 import threading
 
 from assistd.config import ModelEntry, Settings
-from assistd.engine.context import PromptTooLong
+from assistd.engine.budget import Limit, reply_caps
+from assistd.engine.context import PromptTooLong, TemplateRefused
 from assistd.engine.prompt import PromptBuilder
 from assistd.engine.record import NoAnswer, Recorder, usage_of
 from assistd.engine.reply import Reply, ReplyReader
@@ -71,6 +72,12 @@ class RunExecutor:
                 self.store.finish(
                     run_id, "failed", {"code": "invalid_prompt", "message": f"The prompt is too long: {exc}."}
                 )
+        except TemplateRefused as exc:  # the conversation, not the server: a failed run, never a 500
+            log.warning(
+                "run %s: the chat template of model %s refused the conversation: %s", run_id, run.model, exc
+            )
+            message = f"The chat template of model '{run.model}' refused the conversation: {exc}"
+            self.store.finish(run_id, "failed", {"code": "server_error", "message": message})
         except RoundLimit as exc:
             self.store.finish(run_id, "failed", {"code": "server_error", "message": str(exc)})
         except ToolUnavailable as exc:
@@ -92,15 +99,15 @@ class RunExecutor:
             history = self.store.history(run)
             steps = self.store.steps(run.id)
             functions = offered_functions(run, entry, bool(tools.store_ids))
-            reply = self._ask(run, entry, history, steps, functions, cancel)
+            reply, limit = self._ask(run, entry, history, steps, functions, cancel)
             if reply.calls and reply.sink is not None:
                 self.recorder.close_preamble(reply.sink)
             if reply.calls and repeats(reply.calls, steps):
                 # The model asks again for what this run already called and got back (small models loop
                 # so): it answers with those results instead, without tools.
-                reply = self._ask(run, entry, history, steps, [], cancel)
+                reply, limit = self._ask(run, entry, history, steps, [], cancel)
             if not reply.calls:
-                self.recorder.final_message(run, reply, tools.sources, steps)
+                self.recorder.final_message(run, reply, tools.sources, steps, limit)
                 return
             step, records = self.recorder.open_tool_calls(run, reply.calls)
             state = self.tools.execute(run, tools, step, records, reply.calls, history, cancel)
@@ -116,16 +123,18 @@ class RunExecutor:
         steps: list[StepRow],
         functions: list[dict],
         cancel: threading.Event,
-    ) -> Reply:
+    ) -> tuple[Reply, Limit]:
         """One model turn: wait for the model (the run starts once it has it), build the prompt, generate
-        and read the reply."""
+        and read the reply; with the limit that bounded the reply's length (budget.py)."""
         stop = stopping(run, cancel)
         try:
             with self.registry.use(run.model, abandon=stop) as backend:
                 begin(self.store, run, cancel)
                 check(run, cancel)
                 turn = self.prompts.build(backend, run, entry, history, steps, functions)
-                return self.replies.ask(backend, turn, run, functions, stop)
+                reply = self.replies.ask(backend, turn, run, functions, stop)
+                caps = reply_caps(run, entry, steps)
+                return reply, caps.bound(backend.n_ctx, reply.result.prompt_tokens)
         except LockAbandoned:
             check(run, cancel)
             raise
