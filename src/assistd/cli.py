@@ -169,14 +169,19 @@ def run_engine(args: argparse.Namespace) -> int:
 
 def models_list(settings: Settings) -> int:
     """One line per model: default marker, name, context, whether its GGUF file is there, where it is
-    served from, and by which engine (no engine is contacted: `assistd doctor` does that)."""
+    served from, by which engine, and the model family it is taken for (no engine is contacted: `assistd
+    doctor` does that)."""
+    from assistd.families.of_model import family_of
     from assistd.llm.engines import engine_name
 
     for entry in settings.model_entries():
         state = "MISSING" if entry.path is not None and not entry.path.exists() else "ok"
         marker = "*" if entry.name == settings.default_model else " "
         where = str(entry.path) if entry.url is None else entry.url
-        print(f"{marker} {entry.name:32} n_ctx={entry.n_ctx:<6} {state:8} {where}  [{engine_name(entry)}]")
+        print(
+            f"{marker} {entry.name:32} n_ctx={entry.n_ctx:<6} {state:8} {where}  [{engine_name(entry)}]  "
+            f"family {family_of(entry)}"
+        )
     return 0
 
 

@@ -50,6 +50,8 @@ class ModelEntry(BaseModel):
     n_ctx: int = 8192
     n_gpu_layers: int = 0
     n_threads: int | None = None
+    # the model family (families/registry.py: gpt-oss, qwen3, deepseek-r1, mistral, llama3, ... generic);
+    # default: recognised from the chat template
     chat_format: str | None = None
     # Small models cannot be trusted to call file_search themselves: the query then comes from the
     # user's last message. "model" lets the model call the tool (grammar constrained).
@@ -62,6 +64,15 @@ class ModelEntry(BaseModel):
     # A safety cap on the tokens of one reply (small models loop); None: only the client's
     # max_completion_tokens and the context limit a reply, as on the hosted API.
     max_reply_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("chat_format")
+    @classmethod
+    def _known_family(cls, value: str | None) -> str | None:
+        if value is not None:
+            from assistd.families import family_named
+
+            family_named(value)  # raises, naming the choices
+        return value
 
     @model_validator(mode="after")
     def _where(self) -> ModelEntry:

@@ -66,7 +66,9 @@ def check_models(settings: Settings) -> list[Check]:
 
 def check_model(entry: ModelEntry, is_default: bool) -> Check:
     """The model's file where its engine needs one (embedded, llama-cpp-python; or the tokenizer of a
-    remote model), and the engine itself: xllamacpp importable, or the engine at `url` answering."""
+    remote model), and the engine itself: xllamacpp importable, or the engine at `url` answering; and the
+    model family it is taken for."""
+    from assistd.families.of_model import family_of
     from assistd.llm.engines import engine_name
 
     file = check_model_file(entry.name, entry.path, is_default) if entry.path is not None else None
@@ -75,7 +77,7 @@ def check_model(entry: ModelEntry, is_default: bool) -> Check:
     label = f"model {entry.name}" + (" (default)" if is_default else "")
     if entry.engine == "llama-cpp-python":
         assert file is not None
-        return Check(label, True, f"{file.detail}; engine {engine_name(entry)}")
+        return Check(label, True, f"{file.detail}; engine {engine_name(entry)}; family {family_of(entry)}")
     if entry.url is None:
         try:
             import xllamacpp
@@ -83,10 +85,14 @@ def check_model(entry: ModelEntry, is_default: bool) -> Check:
             return Check(label, False, f"cannot import xllamacpp: {exc}", "pip install -e . (xllamacpp)")
         version = getattr(xllamacpp, "__version__", "?")
         assert file is not None
-        return Check(label, True, f"{file.detail}; embedded llama.cpp server engine (xllamacpp {version})")
+        detail = f"{file.detail}; embedded llama.cpp server engine (xllamacpp {version})"
+        return Check(label, True, f"{detail}; family {family_of(entry)}")
     where = f"; tokenizer and template from {entry.path}" if entry.path is not None else ""
     try:
-        found = check_openai_engine(entry) if entry.engine == "openai" else check_llama_server(entry)
+        if entry.engine == "openai":
+            found = f"{check_openai_engine(entry)}; family {family_of(entry)}"
+        else:
+            found = check_llama_server(entry)
     except Exception as exc:  # EngineError names the model and the engine
         fix = (
             f"start the engine at {entry.url} (for llama.cpp: `assistd engine MODEL.gguf --port PORT`), "
@@ -106,9 +112,15 @@ def check_llama_server(entry: ModelEntry) -> str:
         props = http.get_json("/props", timeout=ENGINE_SECONDS)
     finally:
         http.close()
+    from assistd.families.of_model import family_of
+
     n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx", "?")
     slots = props.get("total_slots", "?")
-    return f"llama.cpp server at {entry.url}: healthy, {slots} slots of {n_ctx} tokens of context"
+    family = family_of(entry, props.get("chat_template") or None)
+    return (
+        f"llama.cpp server at {entry.url}: healthy, {slots} slots of {n_ctx} tokens of context; "
+        f"family {family}"
+    )
 
 
 def check_openai_engine(entry: ModelEntry) -> str:

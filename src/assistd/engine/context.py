@@ -86,7 +86,11 @@ def tool_turns(steps: list[StepRow]) -> list[dict[str, Any]]:
             )
             results.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": output})
         if calls:
-            turns.append({"role": "assistant", "content": "", "tool_calls": calls})
+            turn: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": calls}
+            reasoning = (step.engine_state or {}).get("reasoning")
+            if reasoning:  # kept within the run's tool loop, as gpt-oss (`thinking`) and Qwen3 read it
+                turn.update(thinking=reasoning, reasoning_content=reasoning)
+            turns.append(turn)
             turns.extend(results)
     return turns
 

@@ -14,11 +14,12 @@ from assistd.engine.budget import reply_caps
 from assistd.engine.context import Conversation, fit, history_messages, tool_turns
 from assistd.engine.toolbox import chat_tools
 from assistd.errors import NotFound
+from assistd.families import Family, family_for
 from assistd.llm.backend import GenerationParams, LLMBackend
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
-from assistd.tools.calls import ToolFormat, format_for, template_takes_tools
+from assistd.tools.calls import FORMATS, ToolFormat, template_takes_tools
 
 CODE_HINT = (
     "\n\nAnswer by writing Python code in a ```python block; it is run in a Jupyter kernel and you see its "
@@ -34,6 +35,7 @@ class Turn:
     text: str  # the rendered prompt
     params: GenerationParams
     fmt: ToolFormat  # the template's tool-call syntax (also when no tools are offered: its markers then stop)
+    family: Family  # the model family: its reasoning markup and the control tokens the engine must print
     forced: dict[str, Any] | None  # grammar options when tool_choice requires a call this turn
     code_only: bool  # the required call can only be code: the model writes it in a ```python fence
 
@@ -52,11 +54,13 @@ class PromptBuilder:
         steps: list[StepRow],
         functions: list[dict[str, Any]],
     ) -> Turn:
-        fmt = format_for(backend.chat_template)
+        family = family_for(backend.chat_template, entry.chat_format)
+        fmt = FORMATS[family.tools]
         forced = tool_rules.forced(run, functions, steps)
         code_only = forced is not None and tool_rules.code_only(forced, functions)
         shows_tools = bool(functions) or any(s.type == "tool_calls" for s in steps)
-        render = _renderer(backend, fmt, [] if code_only else chat_tools(functions), shows_tools)
+        variables = family.effort(run.reasoning_effort)  # e.g. gpt-oss's `Reasoning: high`
+        render = _renderer(backend, fmt, [] if code_only else chat_tools(functions), shows_tools, variables)
         conversation = Conversation(
             system=system_prompt(run) + (CODE_HINT if code_only else ""),
             history=history_messages(history, self._filenames(run, history)),
@@ -71,7 +75,9 @@ class PromptBuilder:
             top_p=run.top_p if run.top_p is not None else entry.top_p,
             repeat_penalty=entry.repeat_penalty,
         )
-        return Turn(text=prompt.text, params=params, fmt=fmt, forced=forced, code_only=code_only)
+        return Turn(
+            text=prompt.text, params=params, fmt=fmt, family=family, forced=forced, code_only=code_only
+        )
 
     def _filenames(self, run: RunRow, history: list[MessageRow]) -> dict[str, str]:
         names = {}
@@ -92,16 +98,22 @@ def system_prompt(run: RunRow) -> str:
     return system
 
 
-def _renderer(backend: LLMBackend, fmt: ToolFormat, tools: list[dict[str, Any]], shows_tools: bool) -> Any:
-    """Renders chat messages with the template; with tools, in the format's way of showing them (and the
-    run's earlier calls)."""
+def _renderer(
+    backend: LLMBackend,
+    fmt: ToolFormat,
+    tools: list[dict[str, Any]],
+    shows_tools: bool,
+    variables: dict[str, Any],
+) -> Any:
+    """Renders chat messages with the template (and the family's template variables); with tools, in the
+    format's way of showing them (and the run's earlier calls)."""
 
     def render(messages: list[dict[str, Any]]) -> str:
         if not shows_tools:
-            return backend.render(messages)
+            return backend.render(messages, **variables)
         prepared, tools_for_template = fmt.prepare(
             messages, tools, template_takes_tools(backend.chat_template)
         )
-        return backend.render(prepared, tools_for_template)
+        return backend.render(prepared, tools_for_template, **variables)
 
     return render

@@ -45,6 +45,11 @@ class Recorder:
         `limit` is the one that bounded the reply, budget.py)."""
         sink = reply.sink or MessageSink(self.store, run)
         if not sink.text.strip() and not _made_outputs(steps):
+            if reply.reasoning and reply.result.finish_reason == "length":
+                # the cap came while the model was still thinking: incomplete, no half-thought shown
+                log.info("run %s incomplete while reasoning: %s", run.id, DESCRIPTION[limit])
+                self.store.finish(run.id, "incomplete", incomplete_details={"reason": REASON[limit]})
+                return
             raise NoAnswer(_no_answer(reply, self.settings.max_tool_call_tokens))
         sink.open()
         assert sink.message is not None and sink.step is not None
@@ -62,7 +67,8 @@ class Recorder:
             sink.message, sink.content(annotations, text), status=status, incomplete_reason="max_tokens"
         )
         details = {"type": "message_creation", "message_creation": {"message_id": sink.message.id}}
-        self.store.save_step(sink.step, details, status="completed", usage=usage)
+        state = {"reasoning": reply.reasoning} if reply.reasoning else None  # never shown in the message
+        self.store.save_step(sink.step, details, status="completed", usage=usage, state=state)
         if budget_hit:
             log.info("run %s incomplete: the reply reached %s", run.id, DESCRIPTION[limit])
             self.store.finish(run.id, "incomplete", incomplete_details={"reason": REASON[limit]})

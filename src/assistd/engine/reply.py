@@ -20,8 +20,9 @@ from assistd.config import Settings
 from assistd.engine.prompt import Turn
 from assistd.engine.stopping import after_generation
 from assistd.engine.store import RunStore
-from assistd.engine.streaming import MarkerWatch, MessageSink
+from assistd.engine.streaming import MessageSink
 from assistd.engine.tool_rules import tool_names
+from assistd.families import ReplyChannels
 from assistd.llm.backend import GenerationParams, GenerationResult, LLMBackend
 from assistd.storage.runs import RunRow
 from assistd.tools.calls import ParsedCall, ToolFormat, json_schema_grammar
@@ -47,6 +48,7 @@ class Reply:
     result: GenerationResult
     sink: MessageSink | None  # the streamed message, when the reply was text (or text before its calls)
     unfinished_call: bool = False  # the reply opened a tool call that did not parse
+    reasoning: str = ""  # what the model thought before it answered or called (never shown in a message)
 
 
 def new_call_id() -> str:
@@ -64,40 +66,68 @@ class ReplyReader:
         self, backend: LLMBackend, turn: Turn, run: RunRow, functions: list[dict[str, Any]], stop: Stop
     ) -> Reply:
         params = turn.params
+        params.preserved_tokens = list(turn.family.preserved)
         if turn.code_only:
-            return self._forced_code(backend, turn.text, verbatim(params), run, stop)
+            prompt = turn.family.constrained(turn.text, answer=True)
+            return self._forced_code(backend, prompt, verbatim(params), run, stop)
         if turn.forced is not None:
             exact = verbatim(params)
-            return self._forced_calls(backend, turn.fmt, turn.text, exact, functions, turn.forced, run, stop)
+            prompt = turn.family.constrained(turn.text, answer=False)
+            return self._forced_calls(backend, turn.fmt, prompt, exact, functions, turn.forced, run, stop)
         grammar = response_grammar(run.response_format)
         if grammar is not None:  # the grammar admits JSON only: no tool markup can start
             params.grammar = grammar  # the penalty stays: a JSON answer is composed, and loops without it
-            return self._text(backend, None, turn.text, params, run, stop)
+            prompt = turn.family.constrained(turn.text, answer=True)
+            return self._text(backend, turn, None, prompt, params, run, stop)
         if not functions:  # tools are off: any tool markup ends the reply
             params.stop = [*params.stop, *turn.fmt.stop_markers(tool_names(run))]
-            return self._text(backend, turn.fmt, turn.text, params, run, stop)
-        return self._auto(backend, turn.fmt, turn.text, params, functions, run, stop)
+            return self._text(backend, turn, turn.fmt, turn.text, params, run, stop)
+        return self._auto(backend, turn, turn.text, params, functions, run, stop)
+
+    def _stream(
+        self,
+        backend: LLMBackend,
+        turn: Turn,
+        prompt: str,
+        params: GenerationParams,
+        markers: tuple[str, ...],
+        run: RunRow,
+        stop: Stop,
+    ) -> tuple[MessageSink, ReplyChannels, GenerationResult]:
+        """Generates a reply whose content streams into the run's message as it comes; its reasoning is
+        kept apart, and generation ends where a tool call begins (`channels.call_at`)."""
+        sink = MessageSink(self.store, run)
+        channels = turn.family.channels(prompt, markers)
+        result = backend.generate(
+            prompt,
+            params,
+            lambda piece: sink.write(channels.feed(piece).content),
+            lambda: stop() or channels.call_at is not None,
+        )
+        if channels.call_at is None:
+            sink.write(channels.flush().content)
+        return sink, channels, result
 
     def _text(
         self,
         backend: LLMBackend,
+        turn: Turn,
         fmt: ToolFormat | None,
         prompt: str,
         params: GenerationParams,
         run: RunRow,
         stop: Stop,
     ) -> Reply:
-        sink = MessageSink(self.store, run)
-        result = backend.generate(prompt, params, sink.write, stop)
+        sink, channels, result = self._stream(backend, turn, prompt, params, (), run, stop)
         after_generation(run, result)
         if fmt is not None:
             _drop_markup(sink, fmt, tool_names(run))
-        return Reply(text=sink.text, calls=[], result=result, sink=sink)
+        return Reply(text=sink.text, calls=[], result=result, sink=sink, reasoning=channels.reasoning)
 
     def _auto(
         self,
         backend: LLMBackend,
-        fmt: ToolFormat,
+        turn: Turn,
         prompt: str,
         params: GenerationParams,
         functions: list[dict[str, Any]],
@@ -105,32 +135,30 @@ class ReplyReader:
         stop: Stop,
     ) -> Reply:
         """The model answers or calls tools, as it likes. Text streams as message text until a call opens
-        (the format's marker, or a call's JSON without it, wherever it comes); the call is then finished
-        under the grammar, in the format's own syntax. Other tool markup (a stray closing tag) ends the
-        reply."""
-        sink = MessageSink(self.store, run)
+        (the format's marker, or a call's JSON without it, wherever it comes outside the reasoning); the call
+        is then finished under the grammar, in the format's own syntax. Other tool markup (a stray closing
+        tag) ends the reply."""
+        fmt = turn.fmt
         names = tool_names(run)
         opening = fmt.call_markers(names)
-        watch = MarkerWatch(opening)
         # Other markup ends the reply; not markup that contains an opening (the stop would hide it).
         others = [m for m in fmt.stop_markers(names) if not any(o in m for o in opening)]
         first = dataclasses.replace(params, stop=[*params.stop, *others])
-        result = backend.generate(
-            prompt, first, lambda piece: sink.write(watch.feed(piece)), lambda: stop() or watch.triggered
-        )
-        if not watch.triggered:
-            sink.write(watch.flush())
+        sink, channels, result = self._stream(backend, turn, prompt, first, opening, run, stop)
+        if channels.call_at is None:
             after_generation(run, result)
             _drop_markup(sink, fmt, names)
-            return Reply(text=sink.text, calls=[], result=result, sink=sink)
+            return Reply(text=sink.text, calls=[], result=result, sink=sink, reasoning=channels.reasoning)
         # The reply opened a tool call: finish it under the grammar so that it parses.
-        head = watch.before + fmt.start_marker
+        head = fmt.head(channels.raw[: channels.call_at])
         params = verbatim(params)
-        params.grammar = fmt.grammar(functions, parallel=run.parallel_tool_calls, continuation=True)
+        parallel = run.parallel_tool_calls and not fmt.single_call
+        params.grammar = fmt.grammar(functions, parallel=parallel, continuation=True)
         params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
         rest = backend.generate(prompt + head, params, lambda _piece: None, stop)
         after_generation(run, rest)
-        calls = _named_calls(fmt.parse(head + rest.text).calls)
+        call_text = head[len(channels.raw[: channels.call_at]) :] + rest.text
+        calls = _named_calls(fmt.parse(call_text).calls)
         combined = GenerationResult(
             text=head + rest.text,
             prompt_tokens=result.prompt_tokens,
@@ -148,6 +176,7 @@ class ReplyReader:
             result=combined,
             sink=sink if sink.message is not None or not calls else None,
             unfinished_call=not calls,
+            reasoning=channels.reasoning,
         )
 
     def _forced_calls(
@@ -161,6 +190,8 @@ class ReplyReader:
         run: RunRow,
         stop: Stop,
     ) -> Reply:
+        if fmt.single_call:
+            forced = {**forced, "parallel": False}
         params.grammar = fmt.grammar(functions, **forced)
         params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
         result = backend.generate(prompt, params, lambda _piece: None, stop)

@@ -111,6 +111,8 @@ class RunExecutor:
                 return
             step, records = self.recorder.open_tool_calls(run, reply.calls)
             state = self.tools.execute(run, tools, step, records, reply.calls, history, cancel)
+            if reply.reasoning:  # kept with the step (the run inspector; the family's tool loop)
+                state["reasoning"] = reply.reasoning
             check_rounds(self.store.add_tool_round(run.id), self.settings.max_tool_rounds)
             if self.recorder.close_tool_calls(run, step, records, state, usage_of(reply.result)):
                 return  # parked in requires_action

@@ -16,6 +16,7 @@ class GenerationParams:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None  # GBNF text; decoding is constrained to it
+    preserved_tokens: list[str] = field(default_factory=list)  # control tokens the engine must print
     repeat_penalty: float = 1.0
     seed: int | None = None
 
@@ -35,9 +36,12 @@ class LLMBackend(Protocol):
     chat_template: str | None
     slots: int  # generations its engine runs at once (batched); the registry queues the others
 
-    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+    def render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **variables: Any
+    ) -> str:
         """The prompt text for `messages` (OpenAI chat form) through the model's chat template, ending with
-        the opening of an assistant turn."""
+        the opening of an assistant turn; `variables` are extra template variables (`reasoning_effort`).
+        A template that refuses the conversation raises (llm.vocab.TemplateError or jinja2's errors)."""
         ...
 
     def tokenize(self, text: str) -> list[int]: ...

@@ -26,7 +26,9 @@ class ScriptedBackend:
         self.penalties: list[float] = []
         self.started = threading.Event()
 
-    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+    def render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **variables: Any
+    ) -> str:
         lines = [f"<{m['role']}>{m.get('content') or ''}" for m in messages]
         return "\n".join(lines) + "\n<assistant>"
 

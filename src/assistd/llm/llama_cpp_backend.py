@@ -15,6 +15,7 @@ from assistd.llm.backend import GenerationParams, GenerationResult
 from assistd.llm.errors import ModelLoadError
 from assistd.llm.llama_log import diverted_output, route_llama_log
 from assistd.llm.malloc import release_large_frees
+from assistd.llm.vocab import ChatRenderer
 
 log = logging.getLogger("assistd.llm")
 
@@ -22,7 +23,6 @@ log = logging.getLogger("assistd.llm")
 class LlamaCppBackend:
     def __init__(self, entry: ModelEntry, cache_bytes: int) -> None:
         import llama_cpp
-        from llama_cpp import llama_chat_format
 
         if entry.path is None or not entry.path.exists():
             raise ModelLoadError(
@@ -51,28 +51,23 @@ class LlamaCppBackend:
             release_large_frees()  # or evicted states leave holes in the run threads' heaps
             self.llm.set_cache(KVStateCache(capacity_bytes=cache_bytes))
         self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
-        if entry.chat_format:
-            self._formatter: Any = llama_chat_format.get_chat_completion_handler(entry.chat_format)
-            self._uses_handler = True
-        elif self.chat_template:
-            model = self.llm._model
-            self._formatter = llama_chat_format.Jinja2ChatFormatter(
-                template=self.chat_template,
-                eos_token=model.token_get_text(self.llm.token_eos()),
-                bos_token=model.token_get_text(self.llm.token_bos()),
-            )
-            self._uses_handler = False
-        else:
+        template = entry.chat_template or self.chat_template
+        if not template:
             raise ModelLoadError(
                 f"model '{entry.name}' ({entry.path}) has no chat template in its GGUF metadata; "
-                "set `chat_format` for it in the models file"
+                "set `chat_template` for it in the models file"
             )
+        self.chat_template = template
+        model = self.llm._model
+        self._renderer = ChatRenderer(
+            template, model.token_get_text(self.llm.token_bos()), model.token_get_text(self.llm.token_eos())
+        )
         log.info("loaded model %s (n_ctx=%d, n_gpu_layers=%d)", self.name, self.n_ctx, entry.n_gpu_layers)
 
-    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
-        if self._uses_handler:
-            raise ModelLoadError("chat_format overrides render through llama-cpp-python's handlers only")
-        return self._formatter(messages=messages, tools=tools or None).prompt
+    def render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **variables: Any
+    ) -> str:
+        return self._renderer.render(messages, tools, **variables)
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)

@@ -71,6 +71,8 @@ class LlamaServerBackend(RemotePrompting):
         }
         if params.grammar:
             body["grammar"] = params.grammar
+        if params.preserved_tokens:  # the family's markup: llama.cpp prints control tokens only when named
+            body["preserved_tokens"] = params.preserved_tokens
         if params.seed is not None:
             body["seed"] = params.seed
         pieces: list[str] = []

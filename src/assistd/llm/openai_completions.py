@@ -142,6 +142,9 @@ class OpenAICompletionsBackend(RemotePrompting):
             body["seed"] = params.seed
         if params.grammar:
             body.update(grammar_fields(self._grammar_param, params.grammar))
+        if params.preserved_tokens:  # the family's markup tokens (harmony, Mistral) must come back as text:
+            body["skip_special_tokens"] = False  # vLLM's and SGLang's key
+            body["preserved_tokens"] = params.preserved_tokens  # llama.cpp's
         return body
 
     def generate(

@@ -84,18 +84,81 @@ class ServerVocab:
 
 
 class ChatRenderer:
-    """A chat template (Jinja, as in the GGUF metadata) rendered with llama-cpp-python's formatter, ending
-    with the opening of an assistant turn."""
+    """A chat template (Jinja, as in the GGUF metadata) rendered as Hugging Face's transformers renders it
+    (sandboxed, trim_blocks and lstrip_blocks, loop controls, `raise_exception`, `strftime_now`, a `tojson`
+    that keeps non-ASCII text), ending with the opening of an assistant turn. Extra template variables
+    (`reasoning_effort`, `enable_thinking`, ...) are passed through."""
 
     def __init__(self, template: str, bos_text: str, eos_text: str) -> None:
-        from llama_cpp import llama_chat_format
+        import jinja2.ext
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        self._formatter = llama_chat_format.Jinja2ChatFormatter(
-            template=template, eos_token=eos_text, bos_token=bos_text
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+        )
+        env.filters["tojson"] = _tojson
+        env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
+        self._template = env.from_string(template)
+        self._bos, self._eos = bos_text, eos_text
+        self._takes_system = True
+        try:  # Gemma's templates refuse a system message: it then opens the first user message
+            self.render([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
+        except TemplateError as exc:
+            self._takes_system = "system" not in str(exc).lower()
+        except Exception:
+            pass  # a template that needs more than this is judged when a run renders it
+
+    def render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **variables: Any
+    ) -> str:
+        if not self._takes_system:
+            messages = _system_into_user(messages)
+        return self._template.render(
+            messages=messages,
+            tools=tools or None,
+            bos_token=self._bos,
+            eos_token=self._eos,
+            add_generation_prompt=True,
+            **variables,
         )
 
-    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
-        return self._formatter(messages=messages, tools=tools or None).prompt
+
+def _system_into_user(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not messages or messages[0].get("role") != "system":
+        return messages
+    system, rest = messages[0].get("content") or "", messages[1:]
+    if rest and rest[0].get("role") == "user":
+        return [{**rest[0], "content": f"{system}\n\n{rest[0].get('content') or ''}"}, *rest[1:]]
+    return [{"role": "user", "content": system}, *rest]
+
+
+class TemplateError(ValueError):
+    """The chat template refused the conversation (its `raise_exception`)."""
+
+
+def _raise(message: str) -> None:
+    raise TemplateError(message)
+
+
+def _strftime_now(fmt: str) -> str:
+    import datetime
+
+    return datetime.datetime.now().strftime(fmt)
+
+
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: Any = None,
+    sort_keys: bool = False,
+) -> str:
+    import json
+
+    # a plain str, as transformers gives it: a Markup would HTML-escape what templates add to it
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 class RemotePrompting:
@@ -110,8 +173,10 @@ class RemotePrompting:
     def label(self) -> str:
         return self._http.label
 
-    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
-        return self._renderer.render(messages, tools)
+    def render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **variables: Any
+    ) -> str:
+        return self._renderer.render(messages, tools, **variables)
 
     def tokenize(self, text: str) -> list[int]:
         return self._vocab.tokenize(text)

@@ -21,7 +21,7 @@ class AssistantCreate(RequestModel):
     temperature: Temperature = None
     top_p: TopP = None
     response_format: ResponseFormat | None = None
-    reasoning_effort: ReasoningEffort = None  # accepted, no effect (protocol.base)
+    reasoning_effort: ReasoningEffort = None  # to the model family's template (protocol.base)
 
 
 class AssistantUpdate(AssistantCreate):

@@ -253,8 +253,10 @@ METADATA_SCHEMA = {
 Metadata = Annotated[
     dict[str, str] | None, AfterValidator(_check_metadata), WithJsonSchema(METADATA_SCHEMA, mode="validation")
 ]
-# Accepted on assistants and runs as the SDK sends it (Agency Swarm sends null); the local models take no
-# reasoning effort, so it changes nothing, and the SDK's Assistant and Run objects do not echo it.
+# Accepted on assistants and runs as the SDK sends it (Agency Swarm sends null). Kept with the assistant
+# and the run (a run's own value wins) and given to the model family's template (families/registry.py:
+# gpt-oss writes `Reasoning: low|medium|high`, Qwen3 turns thinking off for none/minimal); the SDK's
+# Assistant and Run objects do not echo it.
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None
 # Sampling numbers: JSON numbers only (strict: no "0.5" strings, no booleans), in the OpenAI ranges.
 Temperature = Annotated[float | None, Field(ge=0, le=2, strict=True)]

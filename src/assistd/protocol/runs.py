@@ -69,7 +69,7 @@ class RunOptions(RequestModel):
 class RunCreate(RunOptions):
     additional_instructions: str | None = None
     additional_messages: list[MessageCreate] | None = None
-    reasoning_effort: ReasoningEffort = None  # accepted, no effect (protocol.base)
+    reasoning_effort: ReasoningEffort = None  # to the model family's template (protocol.base)
 
 
 class ThreadAndRunCreate(RunOptions):

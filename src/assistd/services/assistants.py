@@ -79,6 +79,7 @@ class AssistantService:
                 temperature=req.temperature,
                 top_p=req.top_p,
                 response_format=self.check_response_format(req.response_format),
+                reasoning_effort=req.reasoning_effort,
             )
             s.add(row)
             return to_object(row)
@@ -104,7 +105,7 @@ class AssistantService:
             if "model" in given and req.model is not None:
                 self.catalog.require(req.model)
                 row.model = req.model
-            for field in ("name", "description", "instructions", "temperature", "top_p"):
+            for field in ("name", "description", "instructions", "temperature", "top_p", "reasoning_effort"):
                 if field in given:
                     setattr(row, field, getattr(req, field))
             if "tools" in given:

@@ -147,6 +147,7 @@ class RunService:
             response_format=self.assistants.check_response_format(req.response_format)
             if req.response_format is not None
             else (assistant.response_format or "auto"),
+            reasoning_effort=getattr(req, "reasoning_effort", None) or assistant.reasoning_effort,
         )
 
     # ---------------------------------------------------------------------------------------- reading

@@ -25,3 +25,4 @@ class AssistantRow(SQLModel, table=True):
     temperature: float | None = None
     top_p: float | None = None
     response_format: Any = json_field()
+    reasoning_effort: str | None = None

@@ -65,6 +65,7 @@ class RunRow(SQLModel, table=True):
     tool_choice: Any = json_field()
     parallel_tool_calls: bool = True
     response_format: Any = json_field()
+    reasoning_effort: str | None = None  # the run's, else its assistant's
     # engine bookkeeping, never sent to clients
     tool_resources: dict[str, Any] | None = json_field()
     worker_id: str | None = ref_field()

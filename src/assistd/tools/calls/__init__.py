@@ -17,6 +17,13 @@ from assistd.tools.calls.formats import (
     compile_arguments,
 )
 from assistd.tools.calls.gbnf import GrammarBuilder, SchemaCompiler, UnsupportedSchema
+from assistd.tools.calls.native import (
+    DeepSeekR1Format,
+    DeepSeekV31Format,
+    HarmonyFormat,
+    MistralArgsFormat,
+    MistralFormat,
+)
 from assistd.tools.calls.types import ParsedCall, ParsedReply, ToolFormat
 
 __all__ = [
@@ -36,17 +43,27 @@ __all__ = [
     "validate_arguments",
 ]
 
-FORMATS: dict[str, BaseFormat] = {f.name: f for f in (HermesFormat(), Llama3Format(), GenericFormat())}
+FORMATS: dict[str, BaseFormat] = {
+    f.name: f
+    for f in (
+        HermesFormat(),
+        Llama3Format(),
+        GenericFormat(),
+        DeepSeekR1Format(),
+        DeepSeekV31Format(),
+        MistralFormat(),
+        MistralArgsFormat(),
+        HarmonyFormat(),
+    )
+}
 
 
-def format_for(chat_template: str | None) -> ToolFormat:
-    """The tool-call format a chat template was made for; generic when it knows nothing of tools."""
-    t = chat_template or ""
-    if "<tool_call>" in t:
-        return FORMATS["hermes"]
-    if "<|start_header_id|>" in t and ("<|python_tag|>" in t or "ipython" in t or template_takes_tools(t)):
-        return FORMATS["llama3"]
-    return FORMATS["generic"]
+def format_for(chat_template: str | None, chat_format: str | None = None) -> ToolFormat:
+    """The tool-call format of the model family a chat template belongs to (families/registry.py); generic
+    when it knows nothing of tools."""
+    from assistd.families import family_for
+
+    return FORMATS[family_for(chat_template, chat_format).tools]
 
 
 def template_takes_tools(chat_template: str | None) -> bool:

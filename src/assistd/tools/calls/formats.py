@@ -32,6 +32,11 @@ class BaseFormat(ABC):
     arguments_key = "arguments"
     native_template_tools = True  # pass `tools` to a template that takes them (the model was trained so)
     tag_markers: tuple[str, ...] = TAG_MARKERS  # the format's own tool markup
+    # a template that takes tools gets the run's calls as `tool_calls` (arguments as objects) and results as
+    # `tool` messages, and writes them back its own way (else: calls as text in the assistant's content)
+    structured_history = False
+    single_call = False  # one call per reply (harmony)
+    call_id_length = 0  # templates that insist on ids of this many letters and digits (Mistral: 9)
 
     def stop_markers(self, names: Iterable[str]) -> tuple[str, ...]:
         """Text that opens tool markup, for a run whose tools have these names: the format's tags, and the
@@ -74,6 +79,7 @@ class BaseFormat(ABC):
         out: list[dict] = []
         names: dict[str, str] = {}  # tool_call_id -> function name
         pending: list[tuple[str, str]] = []
+        later: dict[str, dict] = {}  # single_call formats: calls shown just before their results
 
         def flush() -> None:
             if pending:
@@ -84,13 +90,39 @@ class BaseFormat(ABC):
             role = message.get("role")
             content = _text(message.get("content"))
             if role == "tool":
-                fn_name = names.get(message.get("tool_call_id") or "", "")
+                call_id = message.get("tool_call_id") or ""
+                if keep_tool_role and self.structured_history:
+                    call_id = short_id(call_id, self.call_id_length)
+                    if call_id in later:
+                        out.append({"role": "assistant", "content": "", "tool_calls": [later.pop(call_id)]})
+                fn_name = names.get(call_id, "")
                 if keep_tool_role:
-                    out.append({**message, "content": content, "name": message.get("name") or fn_name})
+                    out.append(
+                        {
+                            **message,
+                            "tool_call_id": call_id,
+                            "content": content,
+                            "name": message.get("name") or fn_name,
+                        }
+                    )
                 else:
                     pending.append((fn_name, content))
                 continue
             flush()
+            if (
+                role == "assistant"
+                and message.get("tool_calls")
+                and keep_tool_role
+                and self.structured_history
+            ):
+                calls = _structured(message["tool_calls"], self.call_id_length)
+                for call in calls:
+                    names[call["id"]] = call["function"].get("name", "")
+                if self.single_call:  # one call per message: the others come before their results
+                    later.update({c["id"]: c for c in calls[1:]})
+                    calls = calls[:1]
+                out.append({**message, "content": content, "tool_calls": calls})
+                continue
             if role == "assistant" and message.get("tool_calls"):
                 calls = []
                 for call in message["tool_calls"]:
@@ -115,6 +147,11 @@ class BaseFormat(ABC):
         as stop strings would have ended."""
         cuts = [at for at in (text.find(m) for m in self.stop_markers(names)) if at >= 0]
         return (text[: min(cuts)] if cuts else text).strip()
+
+    def head(self, before: str) -> str:
+        """What to append to the prompt, after the text the model wrote before its call, to generate the
+        rest of the call under grammar(..., continuation=True)."""
+        return before + self.start_marker
 
     def through_marker(self, text: str) -> str:
         """`text` cut just after the first start_marker: what to append to the prompt before generating under
@@ -449,6 +486,28 @@ def _plain_history(messages: list[dict]) -> list[dict]:
         out.append({**clean, "content": content})
     flush()
     return out
+
+
+def _structured(calls: list[dict], id_length: int) -> list[dict]:
+    """Calls as chat templates read them: arguments as an object (most templates apply `tojson`)."""
+    out = []
+    for call in calls:
+        fn = call.get("function") or {}
+        arguments = json.loads(_arguments_json(fn.get("arguments")))
+        arguments = arguments if isinstance(arguments, dict) else {}
+        call_id = short_id(call.get("id") or "", id_length)
+        out.append({**call, "id": call_id, "function": {**fn, "arguments": arguments}})
+    return out
+
+
+def short_id(call_id: str, length: int) -> str:
+    """A call id of `length` letters and digits, the same for the same id (0: the id itself)."""
+    if not length or (len(call_id) == length and call_id.isalnum()):
+        return call_id
+    import hashlib
+
+    digest = hashlib.sha256(call_id.encode()).hexdigest()
+    return digest[:length]
 
 
 def _code_of(fn: dict) -> str:

@@ -1,0 +1,177 @@
+"""A model's reply, split as it streams into what the user may see (content), what the model thought
+(reasoning), and where a tool call begins. Each family writes these in its own markup: a think block
+(`<think>…</think>`, `[THINK]…[/THINK]`) or harmony's channels (`<|channel|>analysis<|message|>…<|end|>`).
+Text that may still become markup is held back until it is known not to be, so no markup ever reaches a
+message or a delta."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Piece:
+    content: str = ""
+    reasoning: str = ""
+
+
+@dataclass
+class ReplyChannels:
+    """The base splitter: everything is content until a call marker (no reasoning syntax)."""
+
+    call_markers: tuple[str, ...] = ()
+    raw: str = ""  # every character the model wrote
+    pos: int = 0  # characters of `raw` consumed
+    call_at: int | None = None  # where in `raw` a tool call begins, once one does
+    content: str = ""
+    reasoning: str = ""
+    _spans: list[tuple[int, int]] = field(default_factory=list)  # (content offset, raw offset) per run
+
+    def feed(self, piece: str) -> Piece:
+        self.raw += piece
+        out = Piece()
+        if self.call_at is None:
+            self._scan(out, final=False)
+        return out
+
+    def flush(self) -> Piece:
+        """The end of the reply: what was held back as possible markup is what it is."""
+        out = Piece()
+        if self.call_at is None:
+            self._scan(out, final=True)
+        return out
+
+    def raw_at(self, content_offset: int) -> int:
+        """The offset in `raw` of a content offset (content is raw with the markup and reasoning cut)."""
+        at = 0
+        for c, r in self._spans:
+            if c > content_offset:
+                break
+            at = r + (content_offset - c)
+        return at if self._spans else content_offset
+
+    # ------------------------------------------------------------------------------------- scanning
+    def _scan(self, out: Piece, final: bool) -> None:
+        at, marker = _first(self.raw, self.pos, self.call_markers)
+        if marker:
+            self._content(out, at)
+            self.call_at = at
+            return
+        self._content(out, len(self.raw) if final else len(self.raw) - _held(self.raw, self.call_markers))
+
+    def _content(self, out: Piece, end: int) -> None:
+        if end <= self.pos:
+            return
+        text = self.raw[self.pos : end]
+        self._spans.append((len(self.content), self.pos))
+        self.content += text
+        out.content += text
+        self.pos = end
+
+    def _reasoning(self, out: Piece, end: int) -> None:
+        if end <= self.pos:
+            return
+        text = self.raw[self.pos : end]
+        self.reasoning += text
+        out.reasoning += text
+        self.pos = end
+
+
+@dataclass
+class ThinkChannels(ReplyChannels):
+    """A think block: `open`…`close` is reasoning, the rest content. `thinking` when the prompt already
+    opened the block (DeepSeek-R1's and Qwen3-thinking-2507's templates end the generation prompt so): the
+    reply starts inside it. Call markers count only outside it."""
+
+    open: str = "<think>"
+    close: str = "</think>"
+    thinking: bool = False
+
+    def _scan(self, out: Piece, final: bool) -> None:
+        while self.call_at is None:
+            if self.thinking:
+                at = self.raw.find(self.close, self.pos)
+                if at < 0:
+                    self._reasoning(
+                        out, len(self.raw) if final else len(self.raw) - _held(self.raw, (self.close,))
+                    )
+                    return
+                self._reasoning(out, at)
+                self.pos, self.thinking = at + len(self.close), False
+                continue
+            markers = (self.open, *self.call_markers)
+            at, marker = _first(self.raw, self.pos, markers)
+            if not marker:
+                self._content(out, len(self.raw) if final else len(self.raw) - _held(self.raw, markers))
+                return
+            self._content(out, at)
+            if marker == self.open:
+                self.pos, self.thinking = at + len(self.open), True
+            else:
+                self.call_at = at
+
+
+HARMONY_MESSAGE = "<|message|>"
+HARMONY_END = ("<|end|>", "<|return|>", "<|call|>")
+HARMONY_START = "<|start|>assistant"
+
+
+@dataclass
+class HarmonyChannels(ReplyChannels):
+    """gpt-oss's harmony format: a reply is messages, each a header (`<|channel|>analysis`, `final`,
+    `commentary`, a recipient `to=functions.NAME`) then `<|message|>` then its text up to `<|end|>` (or
+    `<|return|>` / `<|call|>`, where generation ends). analysis is reasoning; final and commentary without a
+    recipient are content; a header with a recipient is a tool call, which begins at the header."""
+
+    in_header: bool = True  # the generation prompt ends with `<|start|>assistant`: a header comes first
+    channel: str = ""
+    header_at: int = 0
+
+    def _scan(self, out: Piece, final: bool) -> None:
+        while self.call_at is None:
+            if self.in_header:
+                if self.raw.startswith(HARMONY_START, self.pos):
+                    self.pos += len(HARMONY_START)
+                at = self.raw.find(HARMONY_MESSAGE, self.pos)
+                header = self.raw[self.header_at : at if at >= 0 else len(self.raw)]
+                if "to=" in header and "to=assistant" not in header:
+                    self.call_at = self.header_at
+                    return
+                if at < 0:
+                    return  # the header is still being written
+                self.channel = "analysis" if "analysis" in header else "final"
+                self.pos, self.in_header = at + len(HARMONY_MESSAGE), False
+                continue
+            at, marker = _first(self.raw, self.pos, HARMONY_END)
+            end = at if marker else len(self.raw) if final else len(self.raw) - _held(self.raw, HARMONY_END)
+            if self.channel == "analysis":
+                self._reasoning(out, end)
+            else:
+                self._content(out, end)
+            if not marker:
+                return
+            self.pos = self.header_at = at + len(marker)
+            self.in_header = True
+
+
+def _first(text: str, start: int, markers: tuple[str, ...] | list[str]) -> tuple[int, str]:
+    """The earliest marker in text[start:] and where it is ((-1, "") when none)."""
+    best, found = -1, ""
+    for m in markers:
+        if not m:
+            continue
+        at = text.find(m, start)
+        if at >= 0 and (best < 0 or at < best or (at == best and len(m) > len(found))):
+            best, found = at, m
+    return best, found
+
+
+def _held(text: str, markers: tuple[str, ...] | list[str]) -> int:
+    """How many characters at the end of `text` may be the start of a marker (held back)."""
+    held = 0
+    for m in markers:
+        for size in range(min(len(m) - 1, len(text)), held, -1):
+            if m.startswith(text[-size:]):
+                held = size
+                break
+    return held

@@ -1,0 +1,205 @@
+"""Model families end to end, without weights: each family's real chat template (tests/fixtures/templates)
+behind a scripted llama.cpp-compatible engine registered by `url`, the replies those models really write
+(tests/family_replies.py), the real server, and the official openai SDK.
+
+Per family: a plain question gets only the final answer (no reasoning, no markup, in the message or any
+delta); a call under `auto` in the family's own syntax parks the run in requires_action with the right
+name and arguments, and the follow-up answers; a forced call is constrained by a grammar; the second turn's
+prompt holds no earlier reasoning; reasoning_effort reaches the template."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.family_replies import FAMILIES
+from tests.remote_engine import models_file, remote_server
+from tests.scripted_engine import ScriptedEngine
+from tests.support import KEY_A
+
+pytestmark = pytest.mark.contract
+
+TEMPLATES = Path(__file__).parent.parent / "fixtures" / "templates"
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+MARKUP = re.compile(
+    r"<\|[a-z_]+\|>|</?think>|\[/?THINK\]|\[TOOL_CALLS\]|\[ARGS\]|<｜|<tool_call>|to=functions"
+)
+# the families whose own call syntax assistd parses (granite, glm-4.5 and kimi-k2 get the generic tool prompt)
+TOOL_FAMILIES = [
+    "gpt-oss", "qwen3", "deepseek-r1", "deepseek-v3.1", "mistral-small-3.2", "mistral-nemo", "magistral",
+    "llama-3.3",
+]  # fmt: skip
+# reasoning_effort that makes a family's template think as its scripted replies do (V3.1 thinks on request)
+EFFORT = {"deepseek-v3.1": "high"}
+
+
+def model(name: str) -> str:
+    return f"scripted-{name}"
+
+
+@pytest.fixture(scope="module")
+def engines():
+    made = {}
+    for name, fam in FAMILIES.items():
+        made[name] = ScriptedEngine(
+            (TEMPLATES / fam["template"]).read_text(),
+            control_tokens=fam.get("control_tokens", ()),
+            eog_tokens=fam.get("eog_tokens", ()),
+            bos=fam.get("bos", ""),
+            eos=fam.get("eos", ""),
+            user_tokens=fam.get("user_tokens", ()),
+        )
+    yield made
+    for engine in made.values():
+        engine.close()
+
+
+@pytest.fixture(scope="module")
+def server(engines, tmp_path_factory):
+    base = tmp_path_factory.mktemp("families")
+    parts = []
+    for name, engine in engines.items():
+        one = models_file(
+            base / f"{name}.toml",
+            model(name),
+            engine.url,
+            model_path=None,
+            chat_template=engine.chat_template,
+        )
+        parts.append(one.read_text())
+    models = base / "models.toml"
+    models.write_text("\n".join(parts))
+    server = remote_server(base / "server", models)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
+
+
+def run_of(client, name: str, question: str, **options):
+    assistant = client.beta.assistants.create(
+        model=model(name), instructions="You are helpful.", reasoning_effort=EFFORT.get(name)
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": question}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50, **options
+    )
+    return assistant, thread, run
+
+
+def answer_text(client, thread_id: str) -> str:
+    return client.beta.threads.messages.list(thread_id, order="desc").data[0].content[0].text.value
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_plain_answer_is_the_final_text_only(engines, client, name):
+    fam = FAMILIES[name]
+    engines[name].script(fam["answer"])
+    _, thread, run = run_of(client, name, "Say hello.")
+    assert run.status == "completed", run.last_error
+    text = answer_text(client, thread.id)
+    assert text == fam["answer_final"].strip()
+    assert not MARKUP.search(text)
+    if fam.get("answer_reasoning"):
+        assert fam["answer_reasoning"].strip() not in text
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_streamed_deltas_hold_no_markup(engines, client, name):
+    fam = FAMILIES[name]
+    engines[name].script(fam["answer"])
+    assistant = client.beta.assistants.create(model=model(name), reasoning_effort=EFFORT.get(name))
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Say hello."}])
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        deltas = list(stream.text_deltas)
+    assert stream.get_final_run().status == "completed"
+    assert "".join(deltas) == fam["answer_final"].strip()
+    for delta in deltas:
+        assert not MARKUP.search(delta), delta
+
+
+@pytest.mark.parametrize("name", TOOL_FAMILIES)
+def test_call_under_auto_then_answer(engines, client, name):
+    fam = FAMILIES[name]
+    engine = engines[name]
+    engine.script(fam["call"], *fam.get("call_continuation", ()))
+    assistant, thread, run = run_of(client, name, "What is the weather in Rome?", tools=[WEATHER])
+    assert run.status == "requires_action", run.last_error
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Rome"})
+    ]
+    assert engine.requests[-1].grammar  # the call was finished under the family's grammar
+    # no message was opened by the reasoning before the call
+    assert client.beta.threads.messages.list(thread.id).data[0].role == "user"
+    engine.script(fam["answer"])
+    run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id,
+        run_id=run.id,
+        tool_outputs=[{"tool_call_id": calls[0].id, "output": "Sunny, 24 C"}],
+    )
+    assert run.status == "completed", run.last_error
+    assert answer_text(client, thread.id) == fam["answer_final"].strip()
+    follow_up = engine.requests[-1].prompt
+    assert "Sunny, 24 C" in follow_up
+    # second turn: the earlier reasoning is not in the prompt
+    client.beta.threads.messages.create(thread.id, role="user", content="And tomorrow?")
+    engine.script(fam["answer"])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50, tools=[WEATHER]
+    )
+    assert run.status == "completed", run.last_error
+    second = engine.requests[-1].prompt
+    for thought in (fam.get("answer_reasoning"), fam.get("call_reasoning")):
+        if thought and thought.strip():
+            assert thought.strip() not in second
+
+
+@pytest.mark.parametrize("name", TOOL_FAMILIES)
+def test_forced_call_uses_a_grammar(engines, client, name):
+    fam = FAMILIES[name]
+    engine = engines[name]
+    engine.script(fam["forced"])
+    _, _, run = run_of(client, name, "Weather in Rome?", tools=[WEATHER], tool_choice="required")
+    assert run.status == "requires_action", run.last_error
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Rome"})
+    ]
+    request = engine.requests[-1]
+    assert request.grammar and "get_weather" in request.grammar
+    client.beta.threads.runs.cancel(thread_id=run.thread_id, run_id=run.id)
+
+
+@pytest.mark.parametrize(
+    "name, effort, expect",
+    [("gpt-oss", "high", "Reasoning: high"), ("gpt-oss", None, "Reasoning: medium")],
+)
+def test_reasoning_effort_reaches_the_template(engines, client, name, effort, expect):
+    engines[name].script(FAMILIES[name]["answer"])
+    options = {"reasoning_effort": effort} if effort else {}
+    _, _, run = run_of(client, name, "Hi.", **options)
+    assert run.status == "completed", run.last_error
+    assert expect in engines[name].requests[-1].prompt
+
+
+def test_qwen3_thinking_off(engines, client):
+    engines["qwen3"].script("Hello, world!")
+    _, thread, run = run_of(client, "qwen3", "Hi.", reasoning_effort="none")
+    assert run.status == "completed", run.last_error
+    assert engines["qwen3"].requests[-1].prompt.endswith("<think>\n\n</think>\n\n")
+    assert answer_text(client, thread.id) == "Hello, world!"
