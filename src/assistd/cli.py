@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assistd.config import Settings
+from assistd.config import ModelsFileError, Settings
 
 
 def is_loopback(host: str) -> bool:
@@ -316,6 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ModelsFileError as exc:
+        print(f"assistd: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return serve(settings_from(args))
     settings = Settings()

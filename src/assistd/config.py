@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -314,6 +314,10 @@ class Settings(BaseSettings):
         return list(entries.values())
 
 
+class ModelsFileError(ValueError):
+    """A models file entry that cannot be used, said in one line (the CLI prints it, no traceback)."""
+
+
 def read_models_toml(path: Path) -> list[ModelEntry]:
     if not path.exists():
         return []
@@ -321,7 +325,14 @@ def read_models_toml(path: Path) -> list[ModelEntry]:
     base = path.parent
     entries = []
     for item in data.get("models", []):
-        entry = ModelEntry(**item)
+        try:
+            entry = ModelEntry(**item)
+        except ValidationError as exc:
+            why = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
+            raise ModelsFileError(f"models file {path}: model {item.get('name')!r}: {why}") from None
         if entry.path is not None and not entry.path.is_absolute():
             entry.path = base / entry.path
         entries.append(entry)

@@ -114,8 +114,15 @@ def test_plain_answer_is_the_final_text_only(engines, client, name):
     text = answer_text(client, thread.id)
     assert text == fam["answer_final"].strip()
     assert not MARKUP.search(text)
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, include=["reasoning"]).data
+    kept = getattr(steps[0], "reasoning", None)  # assistd's include: the run inspector shows it
     if fam.get("answer_reasoning"):
         assert fam["answer_reasoning"].strip() not in text
+        assert kept == fam["answer_reasoning"]
+    else:
+        assert kept is None
+    plain = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+    assert "reasoning" not in plain[0].model_dump()  # not without the include: the SDK's shape
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -203,3 +210,34 @@ def test_qwen3_thinking_off(engines, client):
     assert run.status == "completed", run.last_error
     assert engines["qwen3"].requests[-1].prompt.endswith("<think>\n\n</think>\n\n")
     assert answer_text(client, thread.id) == "Hello, world!"
+
+
+def test_a_cap_hit_while_reasoning_ends_incomplete_without_a_message(engines, client):
+    engines["qwen3"].script("<think>\n" + "Let me think about this at length. " * 40 + "</think>\n\nDone.")
+    _, thread, run = run_of(client, "qwen3", "Think hard.", max_completion_tokens=20)
+    assert run.status == "incomplete", run.last_error
+    assert run.incomplete_details.reason == "max_completion_tokens"
+    assert run.usage.completion_tokens == 20  # the reasoning tokens count
+    answer = client.beta.threads.messages.list(thread.id).data[0]
+    assert answer.role == "assistant" and answer.status == "incomplete"
+    assert answer.content[0].text.value == ""  # no half-thought
+
+
+def test_an_unknown_chat_format_is_refused_at_start(tmp_path):
+    import subprocess
+    import sys
+
+    models = models_file(
+        tmp_path / "models.toml", "x", "http://127.0.0.1:9", model_path=None, chat_format="nope"
+    )
+    env = {"ASSISTD_MODELS_FILE": str(models), "ASSISTD_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "assistd", "serve", "--port", "9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "chat_format 'nope'; choose one of: gpt-oss," in done.stderr
+    assert "Traceback" not in done.stderr

@@ -14,6 +14,7 @@ from assistd.engine.events import Event
 from assistd.protocol.common import ListPage, PageQuery
 from assistd.protocol.runs import (
     FILE_SEARCH_CONTENT,
+    REASONING,
     RunCreate,
     RunObject,
     RunUpdate,
@@ -24,7 +25,9 @@ from assistd.protocol.runs import (
 
 # What a step may include beyond its default fields: the SDK sends `include[]`, a plain `include` works too.
 INCLUDE = [
-    query_param("include[]", type="array", items={"type": "string", "enum": [FILE_SEARCH_CONTENT]}),
+    query_param(
+        "include[]", type="array", items={"type": "string", "enum": [FILE_SEARCH_CONTENT, REASONING]}
+    ),
 ]
 
 

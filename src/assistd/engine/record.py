@@ -44,12 +44,10 @@ class Recorder:
         """Completes the reply's message and ends the run (`incomplete` when a token cap cut it short:
         `limit` is the one that bounded the reply, budget.py)."""
         sink = reply.sink or MessageSink(self.store, run)
-        if not sink.text.strip() and not _made_outputs(steps):
-            if reply.reasoning and reply.result.finish_reason == "length":
-                # the cap came while the model was still thinking: incomplete, no half-thought shown
-                log.info("run %s incomplete while reasoning: %s", run.id, DESCRIPTION[limit])
-                self.store.finish(run.id, "incomplete", incomplete_details={"reason": REASON[limit]})
-                return
+        # a cap that came while the model was still thinking: an empty incomplete message (its step counts
+        # the reasoning tokens), never the half-thought
+        thinking_cut = bool(reply.reasoning) and reply.result.finish_reason == "length"
+        if not sink.text.strip() and not _made_outputs(steps) and not thinking_cut:
             raise NoAnswer(_no_answer(reply, self.settings.max_tool_call_tokens))
         sink.open()
         assert sink.message is not None and sink.step is not None

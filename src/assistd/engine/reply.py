@@ -122,7 +122,7 @@ class ReplyReader:
         after_generation(run, result)
         if fmt is not None:
             _drop_markup(sink, fmt, tool_names(run))
-        return Reply(text=sink.text, calls=[], result=result, sink=sink, reasoning=channels.reasoning)
+        return Reply(text=sink.text, calls=[], result=result, sink=sink, reasoning=channels.reasoning.strip())
 
     def _auto(
         self,
@@ -148,7 +148,9 @@ class ReplyReader:
         if channels.call_at is None:
             after_generation(run, result)
             _drop_markup(sink, fmt, names)
-            return Reply(text=sink.text, calls=[], result=result, sink=sink, reasoning=channels.reasoning)
+            return Reply(
+                text=sink.text, calls=[], result=result, sink=sink, reasoning=channels.reasoning.strip()
+            )
         # The reply opened a tool call: finish it under the grammar so that it parses.
         head = fmt.head(channels.raw[: channels.call_at])
         params = verbatim(params)
@@ -176,7 +178,7 @@ class ReplyReader:
             result=combined,
             sink=sink if sink.message is not None or not calls else None,
             unfinished_call=not calls,
-            reasoning=channels.reasoning,
+            reasoning=channels.reasoning.strip(),
         )
 
     def _forced_calls(

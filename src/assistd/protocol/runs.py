@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from assistd.protocol.base import (
     Metadata,
@@ -21,6 +21,9 @@ MAX_RUN_TOOLS = 20
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
 ACTIVE = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
 FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+# assistd's own include: a step's `reasoning` (what the model thought before it answered or called), for
+# an operator debugging a run (the Playground's run inspector); never in a message, a delta or by default
+REASONING = "reasoning"
 
 
 class TruncationStrategy(WireModel):
@@ -122,6 +125,8 @@ class RunObject(BaseModel):
 
 
 class StepObject(BaseModel):
+    model_config = ConfigDict(extra="allow")  # `reasoning`, only when asked for (REASONING)
+
     id: str
     object: Literal["thread.run.step"] = "thread.run.step"
     created_at: int

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistd.protocol.runs import FILE_SEARCH_CONTENT, StepObject
+from assistd.protocol.runs import FILE_SEARCH_CONTENT, REASONING, StepObject
 from assistd.protocol.runs import RunObject as RunObject
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
@@ -43,7 +43,11 @@ def step_object(row: StepRow, include: tuple[str, ...] = ()) -> StepObject:
     details = row.step_details
     if row.type == "tool_calls" and FILE_SEARCH_CONTENT not in include:
         details = _without_result_content(details)
+    extra = {}
+    if REASONING in include:
+        extra["reasoning"] = (row.engine_state or {}).get("reasoning")
     return StepObject(
+        **extra,
         id=row.id,
         created_at=row.created_at,
         assistant_id=row.assistant_id,

@@ -3,7 +3,8 @@
 // that requires action, a form to type the function outputs and submit them.
 import { $, clear, facts, h, pretty, time } from "./dom.js";
 
-const INCLUDE = "step_details.tool_calls[*].file_search.results[*].content";
+// file_search result texts, and assistd's `reasoning` of a step (what the model thought; never in a message)
+const INCLUDE = ["step_details.tool_calls[*].file_search.results[*].content", "reasoning"];
 const ENDED = ["completed", "failed", "cancelled", "expired", "incomplete"];
 const ACTIVE = ["queued", "in_progress", "requires_action"];
 const STEPS_SHOWN = 5;
@@ -151,6 +152,8 @@ export class Inspector {
         ["message", d.type === "message_creation" ? d.message_creation.message_id : ""],
         ["error", step.last_error ? `${step.last_error.code}: ${step.last_error.message}` : ""],
       ]),
+      step.reasoning ? h("details", { class: "reasoning" },
+        h("summary", { class: "small muted" }, "reasoning"), h("pre", {}, step.reasoning)) : null,
       d.type === "tool_calls" ? d.tool_calls.map((c) => this.callView(c)) : null);
   }
 
