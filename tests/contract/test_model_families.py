@@ -241,3 +241,72 @@ def test_an_unknown_chat_format_is_refused_at_start(tmp_path):
     assert done.returncode == 2
     assert "chat_format 'nope'; choose one of: gpt-oss," in done.stderr
     assert "Traceback" not in done.stderr
+
+
+SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "place",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_json_schema_answer(engines, client, name):
+    engine = engines[name]
+    engine.script('{"city": "Rome"}')
+    _, thread, run = run_of(client, name, "Which city?", response_format=SCHEMA)
+    assert run.status == "completed", run.last_error
+    assert json.loads(answer_text(client, thread.id)) == {"city": "Rome"}
+    request = engine.requests[-1]
+    assert request.grammar  # constrained to the schema
+    if name == "gpt-oss":  # the answer goes to the final channel, no analysis first
+        assert request.prompt.endswith("<|start|>assistant<|channel|>final<|message|>")
+    if FAMILIES[name].get("reasoning_prefilled"):  # a think block the template opened is closed first
+        assert request.prompt.rstrip().endswith("</think>")
+
+
+PARALLEL = [name for name in TOOL_FAMILIES if FAMILIES[name].get("parallel")]
+
+
+@pytest.mark.parametrize("name", PARALLEL)
+def test_parallel_calls_under_auto(engines, client, name):
+    fam = FAMILIES[name]
+    engines[name].script(fam["parallel"])
+    _, _, run = run_of(client, name, "Weather in Rome and Paris?", tools=[WEATHER])
+    assert run.status == "requires_action", run.last_error
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Rome"}),
+        ("get_weather", {"city": "Paris"}),
+    ]
+    client.beta.threads.runs.cancel(thread_id=run.thread_id, run_id=run.id)
+
+
+CODE_CALLS = {
+    "gpt-oss": "<|channel|>analysis<|message|>Compute it.<|end|><|start|>assistant<|channel|>commentary "
+    'to=functions.code_interpreter <|constrain|>json<|message|>{"code": "print(6*7)"}',
+    "qwen3": '<think>\nCompute it.\n</think>\n\n<tool_call>\n{"name": "code_interpreter", "arguments": '
+    '{"code": "print(6*7)"}}\n</tool_call>',
+}
+
+
+@pytest.mark.parametrize("name", list(CODE_CALLS))
+def test_code_interpreter_call_in_the_family_syntax(engines, client, name):
+    engine = engines[name]
+    engine.script(CODE_CALLS[name], FAMILIES[name]["answer"])
+    _, thread, run = run_of(client, name, "What is 6*7? Use code.", tools=[{"type": "code_interpreter"}])
+    assert run.status == "completed", run.last_error
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+    ci = steps[0].step_details.tool_calls[0].code_interpreter
+    assert ci.input == "print(6*7)"
+    assert [o.logs.strip() for o in ci.outputs if o.type == "logs"] == ["42"]
+    assert "42" in engine.requests[-1].prompt  # the output went back to the model in its template's way
+    assert answer_text(client, thread.id) == FAMILIES[name]["answer_final"].strip()

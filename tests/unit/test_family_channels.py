@@ -124,3 +124,20 @@ def test_reasoning_effort_variables() -> None:
     assert family_named("gpt-oss").effort(None) == {}
     assert family_named("qwen3").effort("none") == {"enable_thinking": False}
     assert family_named("qwen3").effort("high") == {}
+
+
+@pytest.mark.parametrize("size", [1, 3, 100])
+def test_a_block_the_prompt_opened_ends_at_the_formats_call_tag(size: int) -> None:
+    text = (
+        "Need weather.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f"
+        '\n```json\n{"name": "x"}'
+    )
+    markers = ("<｜tool▁calls▁begin｜>", '{"name": "f"')
+    channels = ThinkChannels(call_markers=markers, thinking=True)
+    content, reasoning = feed(channels, text, size)
+    assert content == "" and reasoning == "Need weather."
+    assert channels.call_at == text.index("<｜tool▁calls▁begin｜>")
+    # JSON alone does not end it: a thought may quote a call
+    channels = ThinkChannels(call_markers=markers, thinking=True)
+    feed(channels, 'I could write {"name": "f"} here.</think>Answer.', size)
+    assert channels.call_at is None and channels.content == "Answer."

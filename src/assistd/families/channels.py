@@ -81,20 +81,31 @@ class ReplyChannels:
 class ThinkChannels(ReplyChannels):
     """A think block: `open`…`close` is reasoning, the rest content. `thinking` when the prompt already
     opened the block (DeepSeek-R1's and Qwen3-thinking-2507's templates end the generation prompt so): the
-    reply starts inside it. Call markers count only outside it."""
+    reply starts inside it. Call markers count only outside it, except that a block the prompt opened also
+    ends where the format's own call tag comes (a distill that goes straight to its call, never closing
+    the block); JSON that merely looks like a call stays reasoning there."""
 
     open: str = "<think>"
     close: str = "</think>"
     thinking: bool = False
 
+    def __post_init__(self) -> None:
+        self._prefilled = self.thinking
+        self._tags = tuple(m for m in self.call_markers if not m.startswith(("{", "[")))
+
     def _scan(self, out: Piece, final: bool) -> None:
         while self.call_at is None:
+            if self.thinking and self._prefilled and self._tags:
+                at, marker = _first(self.raw, self.pos, (self.close, *self._tags))
+                if marker and marker != self.close:
+                    self._reasoning(out, at)
+                    self.call_at = at
+                    return
             if self.thinking:
                 at = self.raw.find(self.close, self.pos)
                 if at < 0:
-                    self._reasoning(
-                        out, len(self.raw) if final else len(self.raw) - _held(self.raw, (self.close,))
-                    )
+                    ends = (self.close, *self._tags) if self._prefilled else (self.close,)
+                    self._reasoning(out, len(self.raw) if final else len(self.raw) - _held(self.raw, ends))
                     return
                 self._reasoning(out, at)
                 self.pos, self.thinking = at + len(self.close), False
