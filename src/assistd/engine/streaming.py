@@ -1,5 +1,5 @@
-"""Text sinks used while the model generates: the assistant message that is written as it streams, and
-the watcher that notices a reply opening a tool call."""
+"""The assistant message that is written as the model's reply streams (families/channels.py splits the
+reply into what the message may show, the reasoning, and where a tool call begins)."""
 
 from __future__ import annotations
 
@@ -65,46 +65,3 @@ class MessageSink:
 
     def content(self, annotations: list[dict[str, Any]] | None = None, text: str | None = None) -> list[dict]:
         return [text_part(self.text if text is None else text, annotations), *self.extra_parts]
-
-
-class MarkerWatch:
-    """Holds back reply text while it may be the start of a tool-call marker, wherever the marker comes in
-    the reply: the text before it is safe to show; the marker and what follows never are."""
-
-    def __init__(self, markers: tuple[str, ...] | list[str]) -> None:
-        self.markers = [m for m in markers if m]
-        self.text = ""  # everything the model wrote so far
-        self.released = 0  # characters of `text` given out as message text
-        self.triggered = False
-
-    @property
-    def before(self) -> str:
-        """The text before the marker (all the text while none came)."""
-        return self.text[: self.released] if self.triggered else self.text
-
-    def feed(self, piece: str) -> str:
-        """Returns the text that is safe to show as message text now."""
-        self.text += piece
-        if self.triggered:
-            return ""
-        found = [at for at in (self.text.find(m, self.released) for m in self.markers) if at >= 0]
-        if found:
-            self.triggered = True
-            return self._release(min(found))
-        held = max((_partial_marker(self.text, m) for m in self.markers), default=0)
-        return self._release(len(self.text) - held)
-
-    def flush(self) -> str:
-        return "" if self.triggered else self._release(len(self.text))
-
-    def _release(self, end: int) -> str:
-        out, self.released = self.text[self.released : end], max(self.released, end)
-        return out
-
-
-def _partial_marker(text: str, marker: str) -> int:
-    """The length of the longest end of `text` that is the beginning of `marker` (it may yet become it)."""
-    for size in range(min(len(marker) - 1, len(text)), 0, -1):
-        if marker.startswith(text[-size:]):
-            return size
-    return 0
