@@ -211,7 +211,12 @@ def test_named_call_then_the_answer(setup, client, assistants, family):
         )
         if run.status != "requires_action":
             break
-    assert run.status in ("completed", "incomplete"), (run.status, run.last_error, server_log(setup))
+    if family == "deepseek-r1-distill" and run.status == "failed":
+        # R1's prompt opens the think block; the 135M model never closes it, so its whole reply is
+        # reasoning (as llama.cpp and vLLM read it), never shown: the run says so
+        assert "never closed its think block" in run.last_error.message, run.last_error
+    else:
+        assert run.status in ("completed", "incomplete"), (run.status, run.last_error, server_log(setup))
     for text in message_texts(client, run.thread_id):
         assert not MARKUP.search(text), text
 

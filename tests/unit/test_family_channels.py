@@ -141,3 +141,8 @@ def test_a_block_the_prompt_opened_ends_at_the_formats_call_tag(size: int) -> No
     channels = ThinkChannels(call_markers=markers, thinking=True)
     feed(channels, 'I could write {"name": "f"} here.</think>Answer.', size)
     assert channels.call_at is None and channels.content == "Answer."
+
+
+def test_harmony_reply_without_any_header_is_the_answer() -> None:
+    content, reasoning = feed(HarmonyChannels(), "\nThe weather in Rome is hot.", 3)
+    assert content.strip() == "The weather in Rome is hot." and reasoning == ""

@@ -149,7 +149,10 @@ class HarmonyChannels(ReplyChannels):
                     self.call_at = self.header_at
                     return
                 if at < 0:
-                    return  # the header is still being written
+                    rest = self.raw[self.pos :]
+                    if final and "<|" not in rest and rest.strip():
+                        self._content(out, len(self.raw))  # no header at all: the model answered directly
+                    return  # else the header is still being written
                 self.channel = "analysis" if "analysis" in header else "final"
                 self.pos, self.in_header = at + len(HARMONY_MESSAGE), False
                 continue
