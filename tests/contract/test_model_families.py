@@ -310,3 +310,42 @@ def test_code_interpreter_call_in_the_family_syntax(engines, client, name):
     assert [o.logs.strip() for o in ci.outputs if o.type == "logs"] == ["42"]
     assert "42" in engine.requests[-1].prompt  # the output went back to the model in its template's way
     assert answer_text(client, thread.id) == FAMILIES[name]["answer_final"].strip()
+
+
+def test_a_function_without_description_on_gpt_oss(engines, client):
+    """The API makes `description` optional; gpt-oss's template reads it unguarded."""
+    engines["gpt-oss"].script(FAMILIES["gpt-oss"]["call"])
+    bare = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": WEATHER["function"]["parameters"]},
+    }
+    _, _, run = run_of(client, "gpt-oss", "Weather in Rome?", tools=[bare])
+    assert run.status == "requires_action", run.last_error
+    client.beta.threads.runs.cancel(thread_id=run.thread_id, run_id=run.id)
+
+
+def test_a_harmony_call_without_tools_ends_the_reply_not_the_run(engines, client):
+    """With no tools offered, a call the model writes anyway ends its reply; the text before it stands."""
+    engines["gpt-oss"].script(
+        "<|channel|>final<|message|>Let me look.<|end|><|start|>assistant<|channel|>commentary "
+        'to=functions.get_weather <|constrain|>json<|message|>{"city": "Rome"}'
+    )
+    _, thread, run = run_of(client, "gpt-oss", "Weather in Rome?")
+    assert run.status == "completed", run.last_error
+    assert answer_text(client, thread.id) == "Let me look."
+
+
+@pytest.mark.parametrize("name", ["mistral-nemo", "mistral-small-3.2", "gemma"])
+def test_user_messages_in_a_row_on_alternating_templates(engines, client, name):
+    """A thread may hold several user messages before a run; Mistral's and Gemma's templates insist on
+    alternating roles: the messages reach the model as one turn."""
+    fam = FAMILIES[name]
+    engines[name].script(fam["answer"])
+    assistant = client.beta.assistants.create(model=model(name), instructions="Be brief.")
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": "First question."}, {"role": "user", "content": "Second one."}]
+    )
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "completed", run.last_error
+    prompt = engines[name].requests[-1].prompt
+    assert "First question.\n\nSecond one." in prompt

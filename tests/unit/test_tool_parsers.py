@@ -158,10 +158,3 @@ def test_format_for_picks_by_template_text():
     llama = "{% if tools %}{{ '<|start_header_id|>ipython<|end_header_id|>' }}{% endif %}"
     assert format_for(llama).name == "llama3"
     assert format_for("{{ '<|start_header_id|>' + message['role'] }}").name == "generic"
-
-
-@pytest.mark.parametrize("fmt", [hermes, llama3, generic], ids=lambda f: f.name)
-def test_through_marker_cuts_a_streamed_head_at_the_marker(fmt):
-    head = "\n " + fmt.start_marker
-    assert fmt.through_marker(head + '[{"na') == head
-    assert fmt.through_marker("no marker yet") == "no marker yet"

@@ -10,8 +10,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import jinja2
+
 from assistd.llm.backend import LLMBackend
-from assistd.llm.errors import EngineError
+from assistd.llm.vocab import TemplateError
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
@@ -65,7 +67,17 @@ def message_text(row: MessageRow, filenames: dict[str, str]) -> str:
 
 
 def history_messages(rows: list[MessageRow], filenames: dict[str, str]) -> list[dict[str, Any]]:
-    return [{"role": row.role, "content": message_text(row, filenames)} for row in rows]
+    """The thread's messages as chat turns; messages of the same role in a row are one turn (a thread may
+    hold several user messages before a run, and templates that insist on alternating roles, Mistral's and
+    Gemma's, refuse them apart)."""
+    turns: list[dict[str, Any]] = []
+    for row in rows:
+        text = message_text(row, filenames)
+        if turns and turns[-1]["role"] == row.role:
+            turns[-1] = {**turns[-1], "content": f"{turns[-1]['content']}\n\n{text}"}
+        else:
+            turns.append({"role": row.role, "content": text})
+    return turns
 
 
 def tool_turns(steps: list[StepRow]) -> list[dict[str, Any]]:
@@ -80,7 +92,7 @@ def tool_turns(steps: list[StepRow]) -> list[dict[str, Any]]:
             name, arguments, output = _call_view(call, searches.get(call["id"], {}))
             if output is None:
                 continue
-            arguments, output = _clip(arguments), _clip(output)
+            arguments, output = _clip_arguments(arguments), _clip(output)
             calls.append(
                 {"id": call["id"], "type": "function", "function": {"name": name, "arguments": arguments}}
             )
@@ -101,6 +113,21 @@ def _clip(text: str) -> str:
         return text
     half = MAX_TOOL_TEXT // 2
     return f"{text[:half]}\n…[{len(text) - 2 * half} characters left out]…\n{text[-half:]}"
+
+
+def _clip_arguments(arguments: str) -> str:
+    """A call's arguments clipped value by value, so that they stay a JSON object (templates that take
+    calls as objects read them so; long code keeps its head and tail)."""
+    if len(arguments) <= MAX_TOOL_TEXT:
+        return arguments
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return _clip(arguments)
+    if not isinstance(value, dict):
+        return _clip(arguments)
+    clipped = {k: _clip(v) if isinstance(v, str) else v for k, v in value.items()}
+    return json.dumps(clipped, ensure_ascii=False)
 
 
 def _call_view(call: dict[str, Any], search: dict[str, str]) -> tuple[str, str, str | None]:
@@ -192,7 +219,5 @@ def _from_user(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _render(render: Any, messages: list[dict[str, Any]]) -> str:
     try:
         return render(messages)
-    except EngineError:  # the engine renders or counts for us and could not be reached: an outage
-        raise
-    except Exception as exc:  # a template raises what it likes: jinja2's errors, raise_exception, TypeError
+    except (jinja2.TemplateError, TemplateError, TypeError) as exc:  # jinja2's, raise_exception's, a bad op
         raise TemplateRefused(str(exc) or type(exc).__name__) from exc

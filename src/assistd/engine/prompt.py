@@ -19,7 +19,7 @@ from assistd.llm.backend import GenerationParams, LLMBackend
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
-from assistd.tools.calls import FORMATS, ToolFormat, template_takes_tools
+from assistd.tools.calls import ToolFormat, template_takes_tools
 
 CODE_HINT = (
     "\n\nAnswer by writing Python code in a ```python block; it is run in a Jupyter kernel and you see its "
@@ -55,7 +55,7 @@ class PromptBuilder:
         functions: list[dict[str, Any]],
     ) -> Turn:
         family = family_for(backend.chat_template, entry.chat_format)
-        fmt = FORMATS[family.tools]
+        fmt = family.format
         forced = tool_rules.forced(run, functions, steps)
         code_only = forced is not None and tool_rules.code_only(forced, functions)
         shows_tools = bool(functions) or any(s.type == "tool_calls" for s in steps)

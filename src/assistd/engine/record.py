@@ -242,7 +242,7 @@ def _no_answer(reply: Reply, call_tokens: int) -> str:
             "The model began a tool call that did not parse (within max_tool_call_tokens="
             f"{call_tokens}) and wrote no answer."
         )
-    if reply.reasoning:  # as llama.cpp's and vLLM's parsers read it: an unclosed think block is reasoning
+    if reply.reasoning and not reply.stray_call:  # an unclosed think block is reasoning (llama.cpp, vLLM)
         return (
             "The model gave no answer: its whole reply was reasoning (it never closed its think block), "
             "which is never shown as a message."

@@ -48,6 +48,7 @@ class Reply:
     result: GenerationResult
     sink: MessageSink | None  # the streamed message, when the reply was text (or text before its calls)
     unfinished_call: bool = False  # the reply opened a tool call that did not parse
+    stray_call: bool = False  # the reply went into call syntax where no call could be made (tools off)
     reasoning: str = ""  # what the model thought before it answered or called (never shown in a message)
 
 
@@ -106,6 +107,8 @@ class ReplyReader:
         )
         if channels.call_at is None:
             sink.write(channels.flush().content)
+        elif result.finish_reason == "cancelled" and not stop():  # we ended it where the call began
+            result = dataclasses.replace(result, finish_reason="stop")
         return sink, channels, result
 
     def _text(
@@ -122,7 +125,14 @@ class ReplyReader:
         after_generation(run, result)
         if fmt is not None:
             _drop_markup(sink, fmt, tool_names(run))
-        return Reply(text=sink.text, calls=[], result=result, sink=sink, reasoning=channels.reasoning.strip())
+        return Reply(
+            text=sink.text,
+            calls=[],
+            result=result,
+            sink=sink,
+            reasoning=channels.reasoning.strip(),
+            stray_call=channels.call_at is not None,  # a call where none can be made ended the reply
+        )
 
     def _auto(
         self,
@@ -156,7 +166,8 @@ class ReplyReader:
         params = verbatim(params)
         parallel = run.parallel_tool_calls and not fmt.single_call
         params.grammar = fmt.grammar(functions, parallel=parallel, continuation=True)
-        params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
+        left = max(1, params.max_tokens - result.completion_tokens)  # the reasoning before it counts
+        params.max_tokens = min(left, self.settings.max_tool_call_tokens)
         rest = backend.generate(prompt + head, params, lambda _piece: None, stop)
         after_generation(run, rest)
         call_text = head[len(channels.raw[: channels.call_at]) :] + rest.text
@@ -192,8 +203,9 @@ class ReplyReader:
         run: RunRow,
         stop: Stop,
     ) -> Reply:
-        if fmt.single_call:
-            forced = {**forced, "parallel": False}
+        if fmt.single_call:  # one call per message (harmony): the named function, or any one of them
+            forced = {"name": forced["name"]} if forced.get("name") else {}
+            forced["parallel"] = False
         params.grammar = fmt.grammar(functions, **forced)
         params.max_tokens = min(params.max_tokens, self.settings.max_tool_call_tokens)
         result = backend.generate(prompt, params, lambda _piece: None, stop)

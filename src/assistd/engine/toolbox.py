@@ -68,7 +68,9 @@ def offered_functions(run: RunRow, entry: ModelEntry, has_stores: bool) -> list[
 
 
 def chat_tools(functions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"type": "function", "function": fn} for fn in functions]
+    """Functions as chat templates take them; a description is optional in the API, not to every template
+    (gpt-oss's reads it unguarded)."""
+    return [{"type": "function", "function": {"description": "", **fn}} for fn in functions]
 
 
 def file_search_settings(run: RunRow, entry: ModelEntry) -> tuple[int, float]:

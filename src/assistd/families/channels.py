@@ -6,7 +6,8 @@ message or a delta."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 
 
 @dataclass
@@ -23,9 +24,7 @@ class ReplyChannels:
     raw: str = ""  # every character the model wrote
     pos: int = 0  # characters of `raw` consumed
     call_at: int | None = None  # where in `raw` a tool call begins, once one does
-    content: str = ""
     reasoning: str = ""
-    _spans: list[tuple[int, int]] = field(default_factory=list)  # (content offset, raw offset) per run
 
     def feed(self, piece: str) -> Piece:
         self.raw += piece
@@ -41,15 +40,6 @@ class ReplyChannels:
             self._scan(out, final=True)
         return out
 
-    def raw_at(self, content_offset: int) -> int:
-        """The offset in `raw` of a content offset (content is raw with the markup and reasoning cut)."""
-        at = 0
-        for c, r in self._spans:
-            if c > content_offset:
-                break
-            at = r + (content_offset - c)
-        return at if self._spans else content_offset
-
     # ------------------------------------------------------------------------------------- scanning
     def _scan(self, out: Piece, final: bool) -> None:
         at, marker = _first(self.raw, self.pos, self.call_markers)
@@ -62,10 +52,7 @@ class ReplyChannels:
     def _content(self, out: Piece, end: int) -> None:
         if end <= self.pos:
             return
-        text = self.raw[self.pos : end]
-        self._spans.append((len(self.content), self.pos))
-        self.content += text
-        out.content += text
+        out.content += self.raw[self.pos : end]
         self.pos = end
 
     def _reasoning(self, out: Piece, end: int) -> None:
@@ -91,7 +78,7 @@ class ThinkChannels(ReplyChannels):
 
     def __post_init__(self) -> None:
         self._prefilled = self.thinking
-        self._tags = tuple(m for m in self.call_markers if not m.startswith(("{", "[")))
+        self._tags = tuple(m for m in self.call_markers if not m.startswith(('{"', '[{"')))  # not JSON
 
     def _scan(self, out: Piece, final: bool) -> None:
         while self.call_at is None:
@@ -125,6 +112,7 @@ class ThinkChannels(ReplyChannels):
 HARMONY_MESSAGE = "<|message|>"
 HARMONY_END = ("<|end|>", "<|return|>", "<|call|>")
 HARMONY_START = "<|start|>assistant"
+HEADER_OPENERS = ("<|channel|>", " to=", "to=", "<|constrain|>", "<|start|>")  # what a header begins with
 
 
 @dataclass
@@ -143,16 +131,17 @@ class HarmonyChannels(ReplyChannels):
             if self.in_header:
                 if self.raw.startswith(HARMONY_START, self.pos):
                     self.pos += len(HARMONY_START)
+                rest = self.raw[self.pos :]
+                if rest and not any(o.startswith(rest[: len(o)]) for o in HEADER_OPENERS):
+                    self.channel, self.in_header = "final", False  # no header: the model answers directly
+                    continue
                 at = self.raw.find(HARMONY_MESSAGE, self.pos)
                 header = self.raw[self.header_at : at if at >= 0 else len(self.raw)]
                 if "to=" in header and "to=assistant" not in header:
                     self.call_at = self.header_at
                     return
                 if at < 0:
-                    rest = self.raw[self.pos :]
-                    if final and "<|" not in rest and rest.strip():
-                        self._content(out, len(self.raw))  # no header at all: the model answered directly
-                    return  # else the header is still being written
+                    return  # the header is still being written
                 self.channel = "analysis" if "analysis" in header else "final"
                 self.pos, self.in_header = at + len(HARMONY_MESSAGE), False
                 continue
@@ -182,10 +171,14 @@ def _first(text: str, start: int, markers: tuple[str, ...] | list[str]) -> tuple
 
 def _held(text: str, markers: tuple[str, ...] | list[str]) -> int:
     """How many characters at the end of `text` may be the start of a marker (held back)."""
-    held = 0
-    for m in markers:
-        for size in range(min(len(m) - 1, len(text)), held, -1):
-            if m.startswith(text[-size:]):
-                held = size
-                break
-    return held
+    starts = _starts(tuple(markers))
+    for size in range(min(len(text), max(map(len, markers), default=1) - 1), 0, -1):
+        if text[-size:] in starts:
+            return size
+    return 0
+
+
+@functools.lru_cache(maxsize=256)
+def _starts(markers: tuple[str, ...]) -> frozenset[str]:
+    """Every proper beginning of every marker (a set: the check per piece is a few lookups)."""
+    return frozenset(m[:i] for m in markers for i in range(1, len(m)))

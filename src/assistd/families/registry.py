@@ -53,8 +53,11 @@ class Family:
         return prompt
 
     @property
-    def reasons(self) -> bool:
-        return self.harmony or self.think is not None
+    def format(self) -> Any:
+        """Its tool-call format (a tools.calls ToolFormat)."""
+        from assistd.tools.calls import FORMATS
+
+        return FORMATS[self.tools]
 
 
 def _harmony_effort(effort: str | None) -> Kwargs:

@@ -6,6 +6,7 @@ prompt is sent) and its chat template (rendering). From the GGUF file through ll
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,7 +99,8 @@ class ChatRenderer:
         )
         env.filters["tojson"] = _tojson
         env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
-        self._template = env.from_string(template)
+        # `{% generation %}` marks training spans (transformers' AssistantTracker): the text renders as is
+        self._template = env.from_string(re.sub(r"{%-?\s*(end)?generation\s*-?%}", "", template))
         self._bos, self._eos = bos_text, eos_text
         self._takes_system = True
         try:  # Gemma's templates refuse a system message: it then opens the first user message

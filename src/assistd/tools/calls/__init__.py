@@ -63,7 +63,7 @@ def format_for(chat_template: str | None, chat_format: str | None = None) -> Too
     when it knows nothing of tools."""
     from assistd.families import family_for
 
-    return FORMATS[family_for(chat_template, chat_format).tools]
+    return family_for(chat_template, chat_format).format
 
 
 def template_takes_tools(chat_template: str | None) -> bool:

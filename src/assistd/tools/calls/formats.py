@@ -24,6 +24,7 @@ from assistd.tools.calls.types import ParsedCall, ParsedReply
 CALL_OPEN = '{"name":'  # every call object starts exactly so: it lets a grammar resume after a marker
 TAG_MARKERS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
 RESULTS_NUDGE = "Now answer the user in plain words, using these results."
+REASONING_KEYS = ("thinking", "reasoning_content")  # a tool turn's reasoning, as templates read it
 
 
 class BaseFormat(ABC):
@@ -131,7 +132,8 @@ class BaseFormat(ABC):
                     calls.append((fn.get("name", ""), _arguments_json(fn.get("arguments"))))
                 rendered = self.render_calls(calls)
                 text = f"{content}\n{rendered}" if content.strip() else rendered
-                out.append({"role": "assistant", "content": text})
+                thought = {k: message[k] for k in REASONING_KEYS if k in message}  # Qwen3 reads it back
+                out.append({"role": "assistant", "content": text, **thought})
                 continue
             clean = {k: v for k, v in message.items() if k not in ("tool_calls", "tool_call_id")}
             out.append({**clean, "content": content})
@@ -152,12 +154,6 @@ class BaseFormat(ABC):
         """What to append to the prompt, after the text the model wrote before its call, to generate the
         rest of the call under grammar(..., continuation=True)."""
         return before + self.start_marker
-
-    def through_marker(self, text: str) -> str:
-        """`text` cut just after the first start_marker: what to append to the prompt before generating under
-        grammar(..., continuation=True); a streamed piece may run past the marker (e.g. '<tool_call>[')."""
-        at = text.find(self.start_marker)
-        return text if at < 0 else text[: at + len(self.start_marker)]
 
     def grammar(
         self,

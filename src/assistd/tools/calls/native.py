@@ -105,7 +105,16 @@ class NamedArgsFormat(BaseFormat):
 
 DS_CALLS_BEGIN, DS_CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
 DS_CALL_BEGIN, DS_CALL_END, DS_SEP = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"
-DS_TAGS = (DS_CALLS_BEGIN, DS_CALLS_END, DS_CALL_BEGIN, DS_CALL_END, DS_SEP, "<｜tool▁outputs▁begin｜>")
+DS_CALLS_ALIAS = "<｜tool▁calls｜>"  # some R1 distills open their calls so (llama.cpp accepts it too)
+DS_TAGS = (
+    DS_CALLS_BEGIN,
+    DS_CALLS_END,
+    DS_CALL_BEGIN,
+    DS_CALL_END,
+    DS_SEP,
+    DS_CALLS_ALIAS,
+    "<｜tool▁outputs▁begin｜>",
+)
 
 
 class DeepSeekR1Format(NamedArgsFormat):
@@ -117,7 +126,7 @@ class DeepSeekR1Format(NamedArgsFormat):
     tag_markers = DS_TAGS
     structured_history = False  # its template concatenates `arguments` as text: calls are shown as text
     call_pattern = re.compile(
-        re.escape(DS_CALL_BEGIN)
+        f"(?:{re.escape(DS_CALL_BEGIN)}|{re.escape(DS_CALLS_ALIAS)})"
         + r"\s*(?:function)?\s*"
         + re.escape(DS_SEP)
         + r"\s*"
@@ -130,7 +139,7 @@ class DeepSeekR1Format(NamedArgsFormat):
         return f"{DS_CALL_BEGIN}function{DS_SEP}{name}\n```json\n"
 
     def call_markers(self, names: Iterable[str]) -> tuple[str, ...]:
-        return (DS_CALLS_BEGIN, DS_CALL_BEGIN, *json_markers(names))
+        return (DS_CALLS_BEGIN, DS_CALL_BEGIN, DS_CALLS_ALIAS, *json_markers(names))
 
 
 class DeepSeekV31Format(DeepSeekR1Format):

@@ -22,6 +22,8 @@ class ParsedReply:
 class ToolFormat(Protocol):
     name: str  # "hermes" | "llama3" | "generic"
     start_marker: str  # the text that opens a tool call in this format
+    single_call: bool  # one call per reply (harmony)
+    structured_history: bool  # templates that take tools get the run's calls as `tool_calls`
 
     def prepare(
         self, messages: list[dict], tools: list[dict], template_takes_tools: bool
@@ -37,7 +39,7 @@ class ToolFormat(Protocol):
 
     def visible_text(self, text: str, names: Iterable[str]) -> str: ...
 
-    def through_marker(self, text: str) -> str: ...
+    def head(self, before: str) -> str: ...  # the prompt's end before grammar(..., continuation=True)
 
     def grammar(
         self,
