@@ -36,6 +36,8 @@ MARKUP = re.compile(
     r"<\|[a-z_]+\|>|</?think>|\[/?THINK\]|\[TOOL_CALLS\]|\[ARGS\]|<｜|<tool_call>|to=functions"
 )
 # the families whose own call syntax assistd parses (granite, glm-4.5 and kimi-k2 get the generic tool prompt)
+# a template that refuses every conversation (as strict templates refuse what they do not take)
+BROKEN_TEMPLATE = "{{ raise_exception('This template takes no conversation at all.') }}"
 TOOL_FAMILIES = [
     "gpt-oss", "qwen3", "deepseek-r1", "deepseek-v3.1", "mistral-small-3.2", "mistral-nemo", "magistral",
     "llama-3.3",
@@ -60,6 +62,7 @@ def engines():
             eos=fam.get("eos", ""),
             user_tokens=fam.get("user_tokens", ()),
         )
+    made["broken"] = ScriptedEngine(BROKEN_TEMPLATE)
     yield made
     for engine in made.values():
         engine.close()
@@ -349,3 +352,12 @@ def test_user_messages_in_a_row_on_alternating_templates(engines, client, name):
     assert run.status == "completed", run.last_error
     prompt = engines[name].requests[-1].prompt
     assert "First question.\n\nSecond one." in prompt
+
+
+def test_a_template_that_fails_to_render_fails_the_run_naming_the_model(engines, client):
+    _, _, run = run_of(client, "broken", "Hello?")
+    assert run.status == "failed"
+    assert run.last_error.code == "server_error"
+    assert "scripted-broken" in run.last_error.message
+    assert "This template takes no conversation at all." in run.last_error.message
+    assert not engines["broken"].requests  # nothing reached the engine
