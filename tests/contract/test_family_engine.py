@@ -81,7 +81,9 @@ ANSWER_SCHEMA = {
 # model's answer there varies from run to run: with this output it answers in words (with "Sunny, 24 C" it
 # sometimes wrote nothing at all, which fails a run: "the model gave no answer").
 TOOL_OUTPUT = "sunny"
-MARKUP = re.compile(r"<\|channel\|>|\[TOOL_CALLS\]|<think>|<｜|<tool_call>")
+# the families' call and reasoning markup (SmolLM2 may spell out a template's role tokens as plain text,
+# `<｜User｜>` say, which the real models end their turn with instead: that is not what is checked here)
+MARKUP = re.compile(r"<\|channel\|>|\[TOOL_CALLS\]|\[ARGS\]|</?think>|\[/?THINK\]|<｜tool|<tool_call>")
 
 
 def model(family: str) -> str:

@@ -145,3 +145,16 @@ def test_a_block_the_prompt_opened_ends_at_the_formats_call_tag(size: int) -> No
 def test_harmony_reply_without_any_header_is_the_answer() -> None:
     content, reasoning = feed(HarmonyChannels(), "\nThe weather in Rome is hot.", 3)
     assert content.strip() == "The weather in Rome is hot." and reasoning == ""
+
+
+@pytest.mark.parametrize("size", [1, 3, 1000])
+def test_harmony_markup_a_confused_model_writes_is_never_shown(size: int) -> None:
+    # SmolLM2 under gpt-oss's template wrote this: a recipient that is not a function, markup mid-text
+    text = (
+        "<|channel|>final<|message|>Sunny.<|channel|>response<|message|>{ let x }"
+        "<|start|>user<|message|>What is it?<|end|>to=user<|message|>Echo"
+    )
+    content, reasoning = feed(HarmonyChannels(), text, size)
+    assert content == "Sunny.{ let x }"
+    assert "<|" not in content and "<|" not in reasoning
+    assert "What is it?" in reasoning and "Echo" in reasoning

@@ -112,7 +112,25 @@ class ThinkChannels(ReplyChannels):
 HARMONY_MESSAGE = "<|message|>"
 HARMONY_END = ("<|end|>", "<|return|>", "<|call|>")
 HARMONY_START = "<|start|>assistant"
-HEADER_OPENERS = ("<|channel|>", " to=", "to=", "<|constrain|>", "<|start|>")  # what a header begins with
+HEADER_OPENERS = (
+    "<|channel|>",
+    " to=",
+    "to=",
+    "<|constrain|>",
+    "<|start|>",
+    HARMONY_MESSAGE,
+)  # a header's start
+HARMONY_BREAKS = ("<|start|>", "<|channel|>", "<|constrain|>", HARMONY_MESSAGE)  # a new header in a text
+
+
+def _for_the_user(header: str) -> bool:
+    """Whether a harmony message with this header is for the user: the assistant's final or commentary
+    channel, no other recipient, no other role."""
+    if "analysis" in header:
+        return False
+    if "to=" in header:
+        return False
+    return "<|start|>" not in header or "<|start|>assistant" in header
 
 
 @dataclass
@@ -120,7 +138,9 @@ class HarmonyChannels(ReplyChannels):
     """gpt-oss's harmony format: a reply is messages, each a header (`<|channel|>analysis`, `final`,
     `commentary`, a recipient `to=functions.NAME`) then `<|message|>` then its text up to `<|end|>` (or
     `<|return|>` / `<|call|>`, where generation ends). analysis is reasoning; final and commentary without a
-    recipient are content; a header with a recipient is a tool call, which begins at the header."""
+    recipient are content; a header to `functions.NAME` is a tool call, which begins at the header. What a
+    confused model writes besides is never shown: a message to another recipient or from another role is
+    kept with the reasoning, and a harmony token inside a message's text ends that message."""
 
     in_header: bool = True  # the generation prompt ends with `<|start|>assistant`: a header comes first
     channel: str = ""
@@ -137,23 +157,24 @@ class HarmonyChannels(ReplyChannels):
                     continue
                 at = self.raw.find(HARMONY_MESSAGE, self.pos)
                 header = self.raw[self.header_at : at if at >= 0 else len(self.raw)]
-                if "to=" in header and "to=assistant" not in header:
+                if "to=functions." in header:
                     self.call_at = self.header_at
                     return
                 if at < 0:
                     return  # the header is still being written
-                self.channel = "analysis" if "analysis" in header else "final"
+                self.channel = "final" if _for_the_user(header) else "analysis"
                 self.pos, self.in_header = at + len(HARMONY_MESSAGE), False
                 continue
-            at, marker = _first(self.raw, self.pos, HARMONY_END)
-            end = at if marker else len(self.raw) if final else len(self.raw) - _held(self.raw, HARMONY_END)
+            markers = (*HARMONY_END, *HARMONY_BREAKS)
+            at, marker = _first(self.raw, self.pos, markers)
+            end = at if marker else len(self.raw) if final else len(self.raw) - _held(self.raw, markers)
             if self.channel == "analysis":
                 self._reasoning(out, end)
             else:
                 self._content(out, end)
             if not marker:
                 return
-            self.pos = self.header_at = at + len(marker)
+            self.pos = self.header_at = at + len(marker) if marker in HARMONY_END else at
             self.in_header = True
 
 
