@@ -10,7 +10,7 @@ from typing import Any
 
 from assistd.config import ModelEntry, Settings
 from assistd.engine import tool_rules
-from assistd.engine.budget import reply_caps
+from assistd.engine.budget import Limit, reply_caps
 from assistd.engine.context import Conversation, fit, history_messages, tool_turns
 from assistd.engine.toolbox import chat_tools
 from assistd.errors import NotFound
@@ -38,6 +38,7 @@ class Turn:
     family: Family  # the model family: its reasoning markup and the control tokens the engine must print
     forced: dict[str, Any] | None  # grammar options when tool_choice requires a call this turn
     code_only: bool  # the required call can only be code: the model writes it in a ```python fence
+    limit: Limit = "max_completion_tokens"  # the limit that sets params.max_tokens (budget.py)
 
 
 class PromptBuilder:
@@ -69,6 +70,7 @@ class PromptBuilder:
         caps = reply_caps(run, entry, steps)  # the client's max_completion_tokens, the model's cap
         prompt = fit(backend, conversation, run, reserve=caps.reserve(backend.n_ctx), render=render)
         max_tokens = caps.tokens(backend.n_ctx, prompt.tokens)  # and what the context leaves
+        limit = caps.bound(backend.n_ctx, prompt.tokens)  # which of them that is
         params = GenerationParams(
             max_tokens=max_tokens,
             temperature=run.temperature if run.temperature is not None else entry.temperature,
@@ -76,7 +78,13 @@ class PromptBuilder:
             repeat_penalty=entry.repeat_penalty,
         )
         return Turn(
-            text=prompt.text, params=params, fmt=fmt, family=family, forced=forced, code_only=code_only
+            text=prompt.text,
+            params=params,
+            fmt=fmt,
+            family=family,
+            forced=forced,
+            code_only=code_only,
+            limit=limit,
         )
 
     def _filenames(self, run: RunRow, history: list[MessageRow]) -> dict[str, str]:

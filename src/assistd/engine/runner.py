@@ -9,7 +9,7 @@ import logging
 import threading
 
 from assistd.config import ModelEntry, Settings
-from assistd.engine.budget import Limit, reply_caps
+from assistd.engine.budget import Limit
 from assistd.engine.context import PromptTooLong, TemplateRefused
 from assistd.engine.prompt import PromptBuilder
 from assistd.engine.record import NoAnswer, Recorder, usage_of
@@ -134,9 +134,7 @@ class RunExecutor:
                 begin(self.store, run, cancel)
                 check(run, cancel)
                 turn = self.prompts.build(backend, run, entry, history, steps, functions)
-                reply = self.replies.ask(backend, turn, run, functions, stop)
-                caps = reply_caps(run, entry, steps)
-                return reply, caps.bound(backend.n_ctx, reply.result.prompt_tokens)
+                return self.replies.ask(backend, turn, run, functions, stop), turn.limit
         except LockAbandoned:
             check(run, cancel)
             raise
