@@ -171,8 +171,6 @@ def test_a_template_that_raises_is_reported_as_refused():
 def test_llama_3_3_real_template_with_tools_through_truncation():
     """Llama 3.3's own template puts the tools in the first user message and refuses a list without one
     (what fit measured before); fitted, a long thread is truncated and rendered with its tools."""
-    if not LLAMA_33.exists():
-        pytest.skip(f"{LLAMA_33} not written yet")
     from assistd.llm.vocab import ChatRenderer
 
     renderer = ChatRenderer(LLAMA_33.read_text(), "<|begin_of_text|>", "<|eot_id|>")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import abstractmethod
 from collections.abc import Iterable
 
 from assistd.tools.calls import jsonscan
@@ -39,8 +40,9 @@ class NamedArgsFormat(BaseFormat):
     call_pattern: re.Pattern[str]  # matches a call's opening, group 1 the name, ending where the JSON starts
     close_pattern = re.compile(r"")
 
+    @abstractmethod
     def call_open(self, name: str) -> str:
-        raise NotImplementedError
+        """What a call to `name` opens with, up to its JSON arguments."""
 
     def instruction(self, functions: list[dict]) -> str:
         sigs = "\n".join(
