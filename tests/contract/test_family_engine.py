@@ -213,10 +213,11 @@ def test_named_call_then_the_answer(setup, client, assistants, family):
         )
         if run.status != "requires_action":
             break
-    if family == "deepseek-r1-distill" and run.status == "failed":
-        # R1's prompt opens the think block; the 135M model never closes it, so its whole reply is
-        # reasoning (as llama.cpp and vLLM read it), never shown: the run says so
-        assert "never closed its think block" in run.last_error.message, run.last_error
+    if run.status == "failed":
+        # the 135M model's free text under another family's template may hold no answer at all: R1's prompt
+        # opens the think block and the model never closes it (its whole reply is reasoning, as llama.cpp
+        # and vLLM read it), or a harmony reply is all analysis; the run then says so, never a crash
+        assert run.last_error.message.startswith("The model gave no answer"), run.last_error
     else:
         assert run.status in ("completed", "incomplete"), (run.status, run.last_error, server_log(setup))
     for text in message_texts(client, run.thread_id):
