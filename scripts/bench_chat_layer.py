@@ -50,6 +50,7 @@ from bench_support import (
     free_port,
     load,
     raw_completion,
+    stop_process,
     wait_healthy,
 )
 from bench_tools import FUNCTIONS, SCHEMAS, judge, prompts
@@ -657,12 +658,7 @@ class TemplateEngine:
 
     def stop(self) -> None:
         self.client.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.log.unlink(missing_ok=True)
 
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from tests.support import KEY_A, ServerProcess, free_port, wait_healthy  # noqa: E402
+from tests.support import KEY_A, ServerProcess, free_port, stop_process, wait_healthy  # noqa: E402
 
 from assistd.config import DEFAULT_MODEL_FILE, DEFAULT_MODEL_NAME, ModelEntry  # noqa: E402
 
@@ -71,12 +71,7 @@ class EngineProcess:
 
     def stop(self) -> None:
         self.client.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self._log.unlink(missing_ok=True)
 
 

@@ -32,5 +32,7 @@ def family_of(entry: ModelEntry, engine_template: str | None = None) -> str:
         except Exception as exc:  # a broken file: doctor's file check says so
             return f"? ({exc})"
     if template is None:
+        if entry.path is not None and not entry.path.exists():
+            return "? (model file missing)"
         return "? (template from the engine)"
     return f"{family_for(template).name} (from its chat template)"
