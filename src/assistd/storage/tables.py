@@ -1,9 +1,11 @@
 """Imports every table module so that SQLModel.metadata knows them all (schema creation, migrations)."""
 
 from assistd.storage.assistants import AssistantRow
+from assistd.storage.conversations import ConversationItemRow, ConversationRow
 from assistd.storage.files import FileRow
 from assistd.storage.kernel_homes import KernelHomeRow
 from assistd.storage.messages import MessageRow
+from assistd.storage.responses import ResponseEventRow, ResponseItemRow, ResponseRow
 from assistd.storage.run_events import RunEventRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
@@ -16,9 +18,14 @@ from assistd.storage.workers import WorkerRow
 
 __all__ = [
     "AssistantRow",
+    "ConversationItemRow",
+    "ConversationRow",
     "FileRow",
     "KernelHomeRow",
     "MessageRow",
+    "ResponseEventRow",
+    "ResponseItemRow",
+    "ResponseRow",
     "RunEventRow",
     "RunRow",
     "StepRow",
