@@ -1,6 +1,7 @@
 """Imports every table module so that SQLModel.metadata knows them all (schema creation, migrations)."""
 
 from assistd.storage.assistants import AssistantRow
+from assistd.storage.containers import ContainerFileRow, ContainerRow
 from assistd.storage.conversations import ConversationItemRow, ConversationRow
 from assistd.storage.files import FileRow
 from assistd.storage.kernel_homes import KernelHomeRow
@@ -18,6 +19,8 @@ from assistd.storage.workers import WorkerRow
 
 __all__ = [
     "AssistantRow",
+    "ContainerFileRow",
+    "ContainerRow",
     "ConversationItemRow",
     "ConversationRow",
     "FileRow",
