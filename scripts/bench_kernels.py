@@ -24,9 +24,8 @@ FIRST = "import pandas, matplotlib.pyplot\nprint(1)"
 def wait_pool(ci: CodeInterpreter, size: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        with ci._lock:
-            if len(ci._pool) >= size:
-                return
+        if ci.pool.warm_count() >= size:
+            return
         time.sleep(0.02)
     raise SystemExit("the pool did not fill")
 

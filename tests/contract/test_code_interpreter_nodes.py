@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from assistd.storage.db import Database
 from assistd.storage.kernel_homes import KernelHomeRow
-from assistd.tools.code_interpreter.interpreter import KERNEL_MOVED
+from assistd.tools.code_interpreter.homes import KERNEL_MOVED
 from tests.sandbox_support import require_isolation
 from tests.support import DEFAULT_MODEL, KEY_A, ServerProcess
 

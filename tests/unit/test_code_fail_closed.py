@@ -37,10 +37,10 @@ def test_without_isolation_nothing_runs(machine, caplog):
         assert reason is not None and "disabled" in reason and "--code-allow-unsandboxed" in reason
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert any("DISABLED" in line for line in errors), errors
-        assert interpreter._pool == [] and interpreter._pool_filling == 0  # no kernel was started
+        assert interpreter.pool.warm_count() == 0 and interpreter.pool.filling == 0  # no kernel was started
         with pytest.raises(CodeInterpreterUnavailable):
             interpreter.execute("p", "t-refused", "print(1)", [])
-        assert interpreter._sessions == {}
+        assert len(interpreter.sessions) == 0
         with pytest.raises(InvalidRequest) as info:
             interpreter.check_tools([{"type": "function"}, *CODE_TOOL], "tools")
         assert info.value.param == "tools" and "bubblewrap" in info.value.message
@@ -100,7 +100,7 @@ def test_a_run_that_reaches_the_refused_tool_fails_with_a_clear_error(tmp_path):
     call = '[{"name": "code_interpreter", "arguments": {"code": "print(6 * 7)"}}]</tool_call>'
     rig = build_rig(tmp_path, ["<tool_call>", call, "The answer is 42."])
     interpreter = CodeInterpreter(Settings(kernel_pool_size=0, code_bwrap_path="/nonexistent/bwrap"))
-    rig.executor.toolbox.extras["code_interpreter"] = interpreter
+    rig.executor.loop.toolbox.extras["code_interpreter"] = interpreter
     try:
         # An assistant made while the server still had its sandbox (no tools check on this rig).
         thread_id, assistant_id = rig.thread("Compute 6*7."), rig.assistant(tools=CODE_TOOL)
@@ -110,7 +110,7 @@ def test_a_run_that_reaches_the_refused_tool_fails_with_a_clear_error(tmp_path):
         assert done.status == "failed"
         assert "code interpreter is disabled" in done.last_error["message"]
         assert "bubblewrap" in done.last_error["message"]
-        assert interpreter._sessions == {}  # no kernel ran the code
+        assert len(interpreter.sessions) == 0  # no kernel ran the code
     finally:
         interpreter.shutdown()
 

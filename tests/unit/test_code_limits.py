@@ -11,7 +11,7 @@ import pytest
 
 from assistd.config import Settings
 from assistd.tools.code_interpreter import CodeInterpreter
-from assistd.tools.code_interpreter.interpreter import MB, disk_usage
+from assistd.tools.code_interpreter.limits import MB, disk_usage
 from tests.sandbox_support import lacking, require_mechanism
 
 FIVE_TIMES_100_MB = (
@@ -34,7 +34,7 @@ def ci():
 
 
 def session_usage(ci: CodeInterpreter, thread: str) -> int:
-    return session_usage_of(ci._sessions[thread].kernel)
+    return session_usage_of(ci.sessions[thread].kernel)
 
 
 def session_usage_of(kernel) -> int:
@@ -115,7 +115,7 @@ def test_a_thread_left_writing_after_the_execution_is_stopped(ci):
     )
     result = ci.execute("p", "t-background", code, [])
     assert not result.error and "started" in result.logs  # the execution itself wrote nothing
-    kernel = ci._sessions["t-background"].kernel
+    kernel = ci.sessions["t-background"].kernel
     deadline = time.monotonic() + 60
     while kernel.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -182,7 +182,7 @@ def test_a_kernel_and_all_it_starts_share_one_memory_cap():
         require_mechanism(interpreter.cgroups.active, f"a writable cgroup tree: {interpreter.cgroups.why}")
         result = interpreter.execute("p", "t-cg-mem", THREE_CHILDREN_OF_300_MB, [])
         assert "ALIVE 3" not in result.logs, result.logs
-        kernel = interpreter._sessions["t-cg-mem"].kernel
+        kernel = interpreter.sessions["t-cg-mem"].kernel
         assert kernel.cgroup is not None and kernel.cgroup.oom_kills() >= 1
         assert not interpreter.execute("p", "t-cg-mem", "print(1)", []).error  # usable afterwards
     finally:
@@ -205,7 +205,7 @@ def test_the_kernel_is_held_to_its_cpu_share():
         require_mechanism(interpreter.cgroups.active, f"a writable cgroup tree: {interpreter.cgroups.why}")
         code = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass"
         interpreter.execute("p", "t-cg-cpu", code, [])
-        kernel = interpreter._sessions["t-cg-cpu"].kernel
+        kernel = interpreter.sessions["t-cg-cpu"].kernel
         own = Path(f"/proc/{kernel.host_pid}/cgroup").read_text()
         assert all(d.name in own for d in kernel.cgroup.dirs)  # the kernel process is in its groups
         # 0.5 s of CPU at 0.2 core needs at least 25 periods of 100 ms: the group was throttled.

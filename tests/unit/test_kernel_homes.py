@@ -20,8 +20,7 @@ from assistd.storage.kernel_homes import KernelHomeRow
 from assistd.storage.threads import ThreadRow
 from assistd.storage.usage import UsageEventRow
 from assistd.tools.code_interpreter import CodeInterpreter
-from assistd.tools.code_interpreter.homes import KernelHomes
-from assistd.tools.code_interpreter.interpreter import KERNEL_MOVED
+from assistd.tools.code_interpreter.homes import KERNEL_MOVED, KernelHomes
 from tests.sandbox_support import require_isolation
 
 WAIT = 60  # seconds: generous, the machine is shared
@@ -117,21 +116,21 @@ def test_a_run_on_another_worker_gets_a_fresh_kernel_and_is_told(db, workers):
     a, b = workers("worker-a"), workers("worker-b")
     add_thread(db, "thread_m")
     a.execute("p", "thread_m", "x = 41\nopen('/mnt/data/a.txt', 'w').write('on a')", [])
-    kernel_a = a._sessions["thread_m"].kernel
+    kernel_a = a.sessions["thread_m"].kernel
     result = b.execute("p", "thread_m", "print('x' in dir())", [("in.csv", b"a\n1\n")])
     assert "False" in result.logs and KERNEL_MOVED in result.logs
     assert home_of(db, "thread_m").worker_id == "worker-b"
     # A notices that the home moved and ends its kernel
-    wait_for(lambda: "thread_m" not in a._sessions and not kernel_a.alive(), "worker A's kernel ends")
+    wait_for(lambda: "thread_m" not in a.sessions and not kernel_a.alive(), "worker A's kernel ends")
     # B's kernel is the thread's now: no note, variables kept, the input file placed again
     again = b.execute("p", "thread_m", "x = 1\nprint(open('/mnt/data/in.csv').read())", [])
     assert KERNEL_MOVED not in again.logs and "a\n1" in again.logs
     assert "True" in b.execute("p", "thread_m", "print('x' in dir())", []).logs
     # back on A: a fresh kernel again, told, and B's goes
-    kernel_b = b._sessions["thread_m"].kernel
+    kernel_b = b.sessions["thread_m"].kernel
     back = a.execute("p", "thread_m", "print('x' in dir())", [])
     assert "False" in back.logs and KERNEL_MOVED in back.logs
-    wait_for(lambda: "thread_m" not in b._sessions and not kernel_b.alive(), "worker B's kernel ends")
+    wait_for(lambda: "thread_m" not in b.sessions and not kernel_b.alive(), "worker B's kernel ends")
     assert home_of(db, "thread_m").worker_id == "worker-a"
 
 
@@ -151,17 +150,17 @@ def test_a_thread_deleted_elsewhere_ends_its_kernel(db, workers):
     add_thread(db, "thread_keep")
     a.execute("p", "thread_d", "v = 1", [])
     a.execute("p", "thread_keep", "w = 1", [])
-    kernel = a._sessions["thread_d"].kernel
+    kernel = a.sessions["thread_d"].kernel
     data_dir = kernel.plan.data_dir
     with db.session() as s:  # what another node's ThreadService.delete does
         s.delete(s.get(ThreadRow, "thread_d"))
     assert home_of(db, "thread_d") is None  # ON DELETE CASCADE
     wait_for(lambda: not kernel.alive() and not data_dir.exists(), "the deleted thread's kernel ends")
-    assert "thread_d" not in a._sessions
-    assert "thread_keep" in a._sessions and a._sessions["thread_keep"].kernel.alive()
+    assert "thread_d" not in a.sessions
+    assert "thread_keep" in a.sessions and a.sessions["thread_keep"].kernel.alive()
     gone = a.execute("p", "thread_d", "print(1)", [])
     assert gone.error and "deleted" in gone.logs
-    assert "thread_d" not in a._sessions
+    assert "thread_d" not in a.sessions
 
 
 def test_a_missing_row_is_written_back(db, workers):
@@ -184,7 +183,7 @@ def test_usage_counts_one_session_per_kernel(db, workers):
     assert sessions_counted(db) == 2
     b.execute("p", "thread_u", "2", [])
     assert sessions_counted(db) == 2
-    key = b._sessions["thread_u"].key
+    key = b.sessions["thread_u"].usage_key
     # the same kernel counted again (a retry after a commit whose answer was lost, another process's engine)
     UsageService(db).record_code_session("p", "thread_u", key)
     assert sessions_counted(db) == 2
@@ -211,10 +210,10 @@ def test_a_wake_up_checks_at_once(db, workers):
     a = workers("worker-a", code_home_check_seconds=3600)
     add_thread(db, "thread_w")
     a.execute("p", "thread_w", "v = 1", [])
-    kernel = a._sessions["thread_w"].kernel
+    kernel = a.sessions["thread_w"].kernel
     with db.session() as s:
         s.delete(s.get(ThreadRow, "thread_w"))
     time.sleep(1)
     assert kernel.alive()  # nothing looks before the period...
     a.wake("thread_w")
-    wait_for(lambda: not kernel.alive() and "thread_w" not in a._sessions, "the woken check ends the kernel")
+    wait_for(lambda: not kernel.alive() and "thread_w" not in a.sessions, "the woken check ends the kernel")

@@ -18,7 +18,8 @@ import pytest
 from assistd.config import Settings
 from assistd.tools.code_interpreter import reaper
 from assistd.tools.code_interpreter.cgroups import Cgroups
-from assistd.tools.code_interpreter.interpreter import UID_RANGE, CodeInterpreter
+from assistd.tools.code_interpreter.interpreter import CodeInterpreter
+from assistd.tools.code_interpreter.sandbox import UID_RANGE
 from tests.sandbox_support import require_mechanism
 from tests.support import ServerProcess
 

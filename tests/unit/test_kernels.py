@@ -39,9 +39,8 @@ def ci():
 def wait_pool(ci: CodeInterpreter, size: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with ci._lock:
-            if len(ci._pool) >= size:
-                return
+        if ci.pool.warm_count() >= size:
+            return
         time.sleep(0.05)
     raise AssertionError("the pool did not fill")
 
@@ -141,9 +140,9 @@ def test_kernel_death_replaced_with_note(ci):
 
 def test_close_session(ci):
     ci.execute("p", "t-close", "y = 1", [])
-    data_dir = ci._sessions["t-close"].kernel.plan.data_dir
+    data_dir = ci.sessions["t-close"].kernel.plan.data_dir
     ci.close_session("t-close")
-    assert "t-close" not in ci._sessions
+    assert "t-close" not in ci.sessions
     assert not data_dir.exists()
     result = ci.execute("p", "t-close", "print('y' in dir())", [])
     assert "False" in result.logs
@@ -179,12 +178,12 @@ def test_idle_session_shut_down():
     interpreter = CodeInterpreter(Settings(kernel_pool_size=0, kernel_idle_seconds=1, code_preload=""))
     try:
         assert not interpreter.execute("p", "t-idle", "z = 3", []).error
-        kernel = interpreter._sessions["t-idle"].kernel
+        kernel = interpreter.sessions["t-idle"].kernel
         deadline = time.monotonic() + 30
         # the session leaves the table first, then its kernel is shut down
-        while ("t-idle" in interpreter._sessions or kernel.alive()) and time.monotonic() < deadline:
+        while ("t-idle" in interpreter.sessions or kernel.alive()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "t-idle" not in interpreter._sessions
+        assert "t-idle" not in interpreter.sessions
         assert not kernel.alive()
         result = interpreter.execute("p", "t-idle", "print('z' in dir())", [])
         assert "False" in result.logs  # a new session
@@ -231,8 +230,8 @@ def test_two_interpreters_never_share_a_uid(ci):
     try:
         ci.execute("p", "t-uid-a", "v = 'a'", [])
         other.execute("p", "t-uid-b", "v = 'b'", [])
-        uid_a = ci._sessions["t-uid-a"].kernel.plan.uid
-        uid_b = other._sessions["t-uid-b"].kernel.plan.uid
+        uid_a = ci.sessions["t-uid-a"].kernel.plan.uid
+        uid_b = other.sessions["t-uid-b"].kernel.plan.uid
         if uid_a is None:
             lacking("not root: kernels run as the server's uid")
         assert uid_a != uid_b
@@ -276,7 +275,7 @@ def test_least_recently_used_session_goes_beyond_the_limit():
         for thread in ("t-lru-1", "t-lru-2", "t-lru-3"):
             interpreter.execute("p", thread, "v = 1", [])
             time.sleep(0.01)
-        assert set(interpreter._sessions) == {"t-lru-2", "t-lru-3"}
+        assert set(interpreter.sessions) == {"t-lru-2", "t-lru-3"}
     finally:
         interpreter.shutdown()
 

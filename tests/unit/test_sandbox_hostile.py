@@ -172,7 +172,7 @@ def test_fork_bomb(ci):
     assert result.error
     assert_recovered(ci, "t-fork")
     # nothing of the bomb survives the execution
-    kernel = ci._sessions["t-fork"].kernel
+    kernel = ci.sessions["t-fork"].kernel
     assert kernel is not None and kernel.strays() == []
 
 
@@ -251,7 +251,7 @@ def test_environment_not_visible(ci):
 def test_other_sessions_files_not_visible(ci):
     need_any(ci, "private filesystem view", "unprivileged user")
     run(ci, "t-owner", "open('/mnt/data/private.txt', 'w').write('mine')")
-    owner_dir = ci._sessions["t-owner"].kernel.plan.data_dir
+    owner_dir = ci.sessions["t-owner"].kernel.plan.data_dir
     result = run(ci, "t-thief", f"print(open({str(owner_dir / 'private.txt')!r}).read())")
     assert result.error
     assert "mine" not in result.logs
