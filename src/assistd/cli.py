@@ -201,6 +201,42 @@ def models_add(settings: Settings, name: str, path: str, n_ctx: int | None) -> i
     return 0
 
 
+def conversation_from_thread(settings: Settings, thread_id: str, project: str | None) -> int:
+    """`assistd conversations from-thread THREAD_ID`: a new conversation holding the thread's messages as
+    items, in order (what the thread held beyond its messages is said on stderr); prints its id."""
+    from assistd.api.auth import DEFAULT_PROJECT
+    from assistd.errors import AssistdError
+    from assistd.protocol.conversations import ThreadToConversation
+    from assistd.services.conversations import ConversationService
+    from assistd.services.runs import active_run_id
+    from assistd.storage import migrate
+    from assistd.storage.db import Database
+
+    projects = sorted(set(settings.api_keys.values()))
+    if project is None and len(projects) > 1:
+        print(
+            f"assistd: name the thread's project with --project (one of {', '.join(projects)})",
+            file=sys.stderr,
+        )
+        return 2
+    project = project or (projects[0] if projects else DEFAULT_PROJECT)
+    db = Database(settings.database)
+    try:
+        migrate.require_head(db)
+        service = ConversationService(db)
+        service.active_run = active_run_id
+        copy = service.from_thread(project, thread_id, ThreadToConversation.parse({}))
+    except (AssistdError, migrate.SchemaNotCurrent) as exc:
+        print(f"assistd: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    for note in copy.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(copy.conversation.id)
+    return 0
+
+
 def _client_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url", default=None, help="API base URL (default http://HOST:PORT/v1 from the settings)"
@@ -223,6 +259,7 @@ EPILOG = """examples:
   assistd doctor                         # what works on this machine, and what to do about the rest
   assistd chat asst_...                  # talk to an assistant in the terminal (streamed)
   assistd upload docs/*.pdf --new-store handbook   # upload and index for file_search, with progress
+  assistd conversations from-thread thread_...     # copy a thread into a new conversation
 
 Every flag of `serve` is also an environment variable (ASSISTD_<NAME>)."""
 
@@ -303,6 +340,24 @@ def build_parser() -> argparse.ArgumentParser:
     target = up_p.add_mutually_exclusive_group()
     target.add_argument("--vector-store", metavar="VS_ID", help="add the files to this vector store")
     target.add_argument("--new-store", metavar="NAME", help="create a vector store with this name for them")
+    conv_p = sub.add_parser(
+        "conversations",
+        help="move threads to the Conversations API",
+        description="Conversations (the Responses API's state). Reads the same ASSISTD_* settings as `serve` "
+        "(ASSISTD_DATABASE_URL, ASSISTD_DATA_DIR) and works on the database directly.",
+    )
+    conv_sub = conv_p.add_subparsers(dest="conversations_command", required=True, metavar="ACTION")
+    from_thread_p = conv_sub.add_parser(
+        "from-thread",
+        help="copy a thread's messages into a new conversation and print its id",
+        description="Make a new conversation holding the thread's messages as items, in order (the "
+        "conversation takes the thread's metadata). Prints the conversation id; notes on stderr say what "
+        "the thread held that a conversation cannot (attachments, tool resources).",
+    )
+    from_thread_p.add_argument("thread_id", metavar="THREAD_ID", help="the thread to copy (thread_...)")
+    from_thread_p.add_argument(
+        "--project", default=None, help="the thread's project (default: the only project of the API keys)"
+    )
     for p in (chat_p, up_p):
         _client_flags(p)
     chat_p.add_argument(
@@ -335,6 +390,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_engine(args)
     if args.command == "db":
         return db_command(settings, args.db_command)
+    if args.command == "conversations":
+        return conversation_from_thread(settings, args.thread_id, args.project)
     if args.command == "doctor":
         from assistd import doctor
 

@@ -21,6 +21,7 @@ from assistd.llm.embedded import default_slots
 from assistd.llm.engines import open_backend
 from assistd.llm.registry import ModelRegistry
 from assistd.services.assistants import AssistantService
+from assistd.services.conversations import ConversationService
 from assistd.services.files import FileService
 from assistd.services.ingest_queue import INGEST_CHANNEL
 from assistd.services.messages import MessageService
@@ -56,6 +57,7 @@ class Container:
     registry: ModelRegistry
     engine: RunEngine
     usage: UsageService
+    conversations: ConversationService
     # Features that plug in later (run engine, vector stores, code interpreter) register here.
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -78,6 +80,8 @@ class Container:
         worker_id = make_worker_id()
         runs = RunService(db, catalog, assistants, threads, messages, settings.run_expiry_seconds)
         messages.active_run = active_run_id
+        conversations = ConversationService(db)
+        conversations.active_run = active_run_id  # a thread is copied into a conversation between runs
         listener = Listener(db)  # PostgreSQL LISTEN (nothing on SQLite: workers and streams poll)
         bus = DatabaseBus(db, listener) if _database_events(settings, db) else EventBus()
         registry = ModelRegistry(catalog, lambda name: open_backend(*_engine_args(settings, catalog, name)))
@@ -126,6 +130,7 @@ class Container:
             registry=registry,
             engine=engine,
             usage=usage,
+            conversations=conversations,
             extras=extras,
         )
 

@@ -82,6 +82,8 @@ def known_ids(openapi_server) -> dict[str, str]:
         ).json()
         _wait(http, f"/threads/{thread['id']}/runs/{run['id']}", {"completed", "incomplete", "failed"})
         step_id = http.get(f"/threads/{thread['id']}/runs/{run['id']}/steps").json()["data"][0]["id"]
+        conversation = http.post("/conversations", json={"items": [{"role": "user", "content": "Hi"}]}).json()
+        item_id = http.get(f"/conversations/{conversation['id']}/items").json()["data"][0]["id"]
     return {
         "assistant_id": assistant["id"],
         "thread_id": thread["id"],
@@ -92,6 +94,8 @@ def known_ids(openapi_server) -> dict[str, str]:
         "vector_store_id": store["id"],
         "batch_id": batch["id"],
         "model_id": DEFAULT_MODEL,
+        "conversation_id": conversation["id"],
+        "item_id": item_id,
     }
 
 
