@@ -26,6 +26,7 @@ from assistd.api.openapi import document, openapi_config
 from assistd.api.params import page_query
 from assistd.api.playground import PLAYGROUND_HANDLERS
 from assistd.api.raw_target import check_raw_target
+from assistd.api.responses import ResponseController
 from assistd.api.runs import RunController
 from assistd.api.threads import ThreadController
 from assistd.api.usage import UsageController
@@ -45,6 +46,7 @@ API_CONTROLLERS = [
     UsageController,
     *VECTOR_STORE_CONTROLLERS,
     *CONVERSATION_CONTROLLERS,
+    ResponseController,
 ]
 
 

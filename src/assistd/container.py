@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistd.config import ModelEntry, Settings
+from assistd.engine.claims import ClaimQueue
 from assistd.engine.event_log import DatabaseBus
 from assistd.engine.events import EventBus
+from assistd.engine.responses.executor import ResponseExecutor
 from assistd.engine.runner import RunExecutor
 from assistd.engine.store import RunStore
 from assistd.engine.toolbox import Toolbox
@@ -25,6 +27,7 @@ from assistd.services.conversations import ConversationService
 from assistd.services.files import FileService
 from assistd.services.ingest_queue import INGEST_CHANNEL
 from assistd.services.messages import MessageService
+from assistd.services.responses import ResponseService
 from assistd.services.runs import RunService, active_run_id
 from assistd.services.threads import ThreadService
 from assistd.services.tool_resources import ToolResourceResolver
@@ -58,6 +61,7 @@ class Container:
     engine: RunEngine
     usage: UsageService
     conversations: ConversationService
+    responses: ResponseService
     # Features that plug in later (run engine, vector stores, code interpreter) register here.
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -101,11 +105,16 @@ class Container:
         file_search.install(resources, files, messages, threads)
         extras["file_search"] = file_search
         listener.on(INGEST_CHANNEL, lambda _store_id: file_search.worker.wake())  # files attached elsewhere
-        store = RunStore(db, bus, settings.run_lease_seconds)
-        executor = RunExecutor(store, registry, catalog, Toolbox(extras, files, blobs), settings)
+        queue = ClaimQueue(db, bus, settings.run_lease_seconds)  # the work queue: runs and responses
+        toolbox = Toolbox(extras, files, blobs)
+        executor = RunExecutor(RunStore(queue), registry, catalog, toolbox, settings)
+        responses = ResponseService(db, catalog, bus, resources)
+        responses.conversations = conversations
+        response_executor = ResponseExecutor(queue, responses, registry, catalog, toolbox, settings)
+        responses.count_prompt = response_executor.count_prompt
         engine = RunEngine(
-            store,
-            executor,
+            queue,
+            {"run_": executor, "resp_": response_executor},
             worker_id,
             settings.run_lease_seconds,
             capacity=_worker_runs(settings),
@@ -113,6 +122,7 @@ class Container:
             listener=listener,
         )
         runs.on_queued = lambda s, run_id: engine.wake_others(s, db, run_id)
+        responses.on_queued = lambda s, response_id: engine.wake_others(s, db, response_id)
         runs.on_cancelling = lambda s, run_id: notify(s, db, RUNS, f"cancel:{run_id}")
         extras["listener"] = listener
         return cls(
@@ -131,6 +141,7 @@ class Container:
             engine=engine,
             usage=usage,
             conversations=conversations,
+            responses=responses,
             extras=extras,
         )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from assistd.config import ModelEntry, Settings
+from assistd.engine.claims import ClaimQueue
 from assistd.engine.events import EventBus
 from assistd.engine.runner import RunExecutor
 from assistd.engine.store import RunStore
@@ -97,10 +98,10 @@ def build_rig(
     runs = RunService(db, catalog, assistants, threads, messages, settings.run_expiry_seconds)
     messages.active_run = active_run_id
     bus = EventBus()
-    store = RunStore(db, bus, settings.run_lease_seconds)
+    store = RunStore(ClaimQueue(db, bus, settings.run_lease_seconds))
     registry = ModelRegistry(catalog, lambda _name: backend)
     executor = RunExecutor(store, registry, catalog, Toolbox({}, files, files.blobs), settings)
-    engine = RunEngine(store, executor, "host:1:aa", settings.run_lease_seconds)
+    engine = RunEngine(store.queue, {"run_": executor}, "host:1:aa", settings.run_lease_seconds)
     return Rig(db, backend, runs, threads, assistants, store, bus, engine, executor, settings)
 
 

@@ -61,7 +61,7 @@ def test_a_run_waiting_for_the_model_stays_queued_until_it_gets_it(tmp_path):
         assert rig.backend.started.wait(10)
         recorder = Recorder(rig.bus, second.id)
         rig.engine.launch(second.id)
-        gate = rig.executor.registry.gate(MODEL)
+        gate = rig.executor.loop.registry.gate(MODEL)
         assert gate is not None
         _until(lambda: gate.waiting == 1)  # the second run waits its turn for the model (one slot)
         waiting = rig.runs.get(PROJECT, t2, second.id)
@@ -153,14 +153,14 @@ def test_a_clean_shutdown_gives_runs_that_never_started_back_to_the_queue(tmp_pa
     rig.engine.launch(first.id)
     assert rig.backend.started.wait(10)
     rig.engine.launch(second.id)
-    _until(lambda: rig.executor.registry.gate(MODEL).waiting == 1)
+    _until(lambda: rig.executor.loop.registry.gate(MODEL).waiting == 1)
     _until(lambda: bool(rig.store.steps(first.id)))  # the first run has begun its answer
     rig.engine.shutdown()
     cut = rig.runs.get(PROJECT, t1, first.id)
     assert cut.status == "failed" and "shut down" in cut.last_error["message"]
     kept = rig.store.run(second.id)
     assert kept.status == "queued" and kept.worker_id is None and kept.started_at is None
-    nxt = RunEngine(rig.store, rig.executor, "host:2:bb", rig.settings.run_lease_seconds)
+    nxt = RunEngine(rig.store.queue, {"run_": rig.executor}, "host:2:bb", rig.settings.run_lease_seconds)
     nxt.start()
     try:
         nxt.tick()

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from assistd.engine.claims import ClaimQueue, LostClaim
 from assistd.engine.event_log import DatabaseBus
-from assistd.engine.store import LostClaim, RunStore
+from assistd.engine.store import RunStore
 from assistd.storage.clock import read_now
 from assistd.storage.db import Database
 from assistd.storage.kernel_homes import KernelHomeRow
@@ -65,7 +66,7 @@ def _runs(db: Database, n: int) -> list[str]:
 
 
 def _store(db: Database) -> RunStore:
-    return RunStore(db, DatabaseBus(db), lease_seconds=30)
+    return RunStore(ClaimQueue(db, DatabaseBus(db), lease_seconds=30))
 
 
 def test_workers_claim_disjoint_runs_oldest_first(db):
@@ -74,7 +75,7 @@ def test_workers_claim_disjoint_runs_oldest_first(db):
     got: dict[str, list[str]] = {}
 
     def claim(name: str, store: RunStore) -> None:
-        got[name] = [c.run_id for c in store.claim_next(name, 6)]
+        got[name] = [c.run_id for c in store.queue.claim_next(name, 6)]
 
     threads = [threading.Thread(target=claim, args=(n, s)) for n, s in (("wa", a), ("wb", b))]
     for t in threads:
@@ -83,27 +84,27 @@ def test_workers_claim_disjoint_runs_oldest_first(db):
         t.join()
     assert sorted(got["wa"] + got["wb"]) == ids  # every run to exactly one worker
     assert not set(got["wa"]) & set(got["wb"])
-    assert _store(db).claim_next("wc", 5) == []  # nothing left: all held under live leases
+    assert _store(db).queue.claim_next("wc", 5) == []  # nothing left: all held under live leases
     first = _store(db)
     with db.session() as s:
         s.execute(update(RunRow).values(worker_id=None, lease_until=None))
-    assert [c.run_id for c in first.claim_next("wd", 3)] == ids[:3]  # the oldest first
+    assert [c.run_id for c in first.queue.claim_next("wd", 3)] == ids[:3]  # the oldest first
 
 
 def test_a_worker_that_lost_its_claim_writes_nothing(db):
     (run_id,) = _runs(db, 1)
     old, new = _store(db), _store(db)
-    (claim,) = old.claim_next("old", 1)
+    (claim,) = old.queue.claim_next("old", 1)
     assert old.add_tool_round(run_id) == 1  # it holds the run: its writes go through
     with db.session() as s:  # its lease runs out (a pause, a partition)...
         s.execute(update(RunRow).where(RunRow.id == run_id).values(lease_until=read_now(s) - 1))
-    (taken,) = new.claim_next("new", 1)  # ... and another worker takes the run over
+    (taken,) = new.queue.claim_next("new", 1)  # ... and another worker takes the run over
     assert taken.epoch == claim.epoch + 1
     with pytest.raises(LostClaim):
         old.add_tool_round(run_id)
     with pytest.raises(LostClaim):
         old.finish(run_id, "completed")
-    assert old.renew("old") == {run_id: None}
+    assert old.queue.renew("old") == {run_id: None}
     row = new.run(run_id)
     assert row.tool_rounds == 1 and row.status == "queued" and row.worker_id == "new"
     assert new.finish(run_id, "completed")
@@ -119,8 +120,8 @@ def test_a_run_whose_kernel_lives_on_another_live_worker_waits_for_it(db):
         s.add(KernelHomeRow(thread_id="thread_q0", worker_id="home", updated_at=now))
         s.add(KernelHomeRow(thread_id="thread_q1", worker_id="gone", updated_at=now))
     other = _store(db)
-    assert [c.run_id for c in other.claim_next("other", 5)] == [second]  # its kernel's worker is dead
-    assert [c.run_id for c in _store(db).claim_next("home", 5)] == [first]
+    assert [c.run_id for c in other.queue.claim_next("other", 5)] == [second]  # its kernel's worker is dead
+    assert [c.run_id for c in _store(db).queue.claim_next("home", 5)] == [first]
 
 
 def test_the_database_refuses_a_second_active_run_on_a_thread(db):
@@ -154,7 +155,7 @@ def test_the_database_refuses_a_second_active_run_on_a_thread(db):
 def test_leases_use_the_database_clock(db):
     (run_id,) = _runs(db, 1)
     store = _store(db)
-    store.claim_next("w", 1)
+    store.queue.claim_next("w", 1)
     with db.session() as s:
         now = read_now(s)
         lease = s.get(RunRow, run_id).lease_until
@@ -165,7 +166,7 @@ def test_leases_use_the_database_clock(db):
 def test_events_reach_a_stream_on_another_node_in_order(db):
     (run_id,) = _runs(db, 1)
     writer, reader_bus = _store(db), DatabaseBus(db, poll_seconds=0.05)
-    writer.claim_next("w", 1)
+    writer.queue.claim_next("w", 1)
     loop = asyncio.new_event_loop()
     reader_bus.start()
     try:

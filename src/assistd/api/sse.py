@@ -15,6 +15,8 @@ from typing import Any
 from litestar.response import Stream
 
 from assistd.engine.events import STREAM_END, Event, EventBus
+from assistd.engine.responses.events import END as RESPONSE_STREAM_END_SILENT
+from assistd.engine.responses.events import STREAM_END as RESPONSE_STREAM_END
 
 log = logging.getLogger("assistd.sse")
 
@@ -72,6 +74,47 @@ async def event_stream(
             }
             yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
             yield DONE
+        finally:
+            sub.close()
+
+    return EventStream(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def response_stream(
+    bus: EventBus, response_id: str, start: Callable[[], Any], after: int = 0
+) -> Stream:
+    """A response's events (the Responses API's stream: `event:` is the data's `type`, every event numbered,
+    no `[DONE]`), from sequence number `after` on; `start` (in a thread) is called once subscribed."""
+    sub = bus.subscribe(response_id, asyncio.get_running_loop(), after)
+    try:
+        await asyncio.to_thread(start)
+    except BaseException:
+        sub.close()
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if event.name != RESPONSE_STREAM_END_SILENT:
+                    yield encode(event)
+                if event.name in RESPONSE_STREAM_END:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("stream of response %s broke", response_id)
+            error = {
+                "type": "error",
+                "code": "server_error",
+                "message": f"The stream failed: {exc}",
+                "param": None,
+            }
+            yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
         finally:
             sub.close()
 

@@ -72,8 +72,11 @@ def history_messages(rows: list[MessageRow], filenames: dict[str, str]) -> list[
     Gemma's, refuse them apart)."""
     turns: list[dict[str, Any]] = []
     for row in rows:
+        if isinstance(row, dict):  # a chat turn already (a response's items, engine/responses/history.py)
+            turns.append(row)
+            continue
         text = message_text(row, filenames)
-        if turns and turns[-1]["role"] == row.role:
+        if turns and turns[-1]["role"] == row.role and not turns[-1].get("tool_calls"):
             turns[-1] = {**turns[-1], "content": f"{turns[-1]['content']}\n\n{text}"}
         else:
             turns.append({"role": row.role, "content": text})

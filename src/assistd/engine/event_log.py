@@ -20,9 +20,11 @@ from sqlalchemy import delete, event, insert, update
 from sqlmodel import Session, select
 
 from assistd.engine.events import Event, EventBus
+from assistd.engine.responses.events import numbered
 from assistd.storage.clock import db_now, db_time
 from assistd.storage.db import Database, after_commit
 from assistd.storage.notify import EVENTS, Listener, notify
+from assistd.storage.responses import ResponseEventRow, ResponseRow
 from assistd.storage.run_events import RunEventRow
 from assistd.storage.runs import RunRow
 
@@ -100,26 +102,24 @@ class DatabaseBus(EventBus):
         if not events:
             return
         n = len(events)
+        job, log_table, key = _tables(run_id)
         end = s.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id)  # type: ignore[arg-type]
-            .values(event_seq=RunRow.event_seq + n)
-            .returning(RunRow.event_seq)
+            update(job).where(job.id == run_id).values(event_seq=job.event_seq + n).returning(job.event_seq)
         ).scalar_one_or_none()
-        if end is None:  # the run is gone (its thread was deleted)
+        if end is None:  # the job is gone (its thread was deleted, the response deleted)
             return
         stamp = db_time()
         rows = [
             {
-                "run_id": run_id,
+                key: run_id,
                 "seq": end - n + 1 + i,
                 "name": e.name,
-                "data": e.payload(),
+                "data": numbered(e.payload(), end - n + i),  # a response's events: from 0
                 "created_at": stamp,
             }
             for i, e in enumerate(events)
         ]
-        s.execute(insert(RunEventRow), rows)
+        s.execute(insert(log_table), rows)
         notify(s, self.db, EVENTS, run_id)
         after_commit(s, lambda: self._notified(run_id))
 
@@ -144,7 +144,7 @@ class DatabaseBus(EventBus):
             try:
                 write()
             except Exception as exc:
-                from assistd.engine.store import LostClaim
+                from assistd.engine.claims import LostClaim
 
                 if isinstance(exc, LostClaim):
                     if self.on_lost is not None:
@@ -159,9 +159,12 @@ class DatabaseBus(EventBus):
 
     def prune(self) -> int:
         """Deletes events older than KEEP_SECONDS."""
+        pruned = 0
         with self.db.session() as s:
-            result = s.execute(delete(RunEventRow).where(RunEventRow.created_at < db_now() - KEEP_SECONDS))  # type: ignore[arg-type]
-            return result.rowcount or 0
+            for table in (RunEventRow, ResponseEventRow):
+                result = s.execute(delete(table).where(table.created_at < db_now() - KEEP_SECONDS))  # type: ignore[arg-type]
+                pruned += result.rowcount or 0
+        return pruned
 
     # --------------------------------------------------------------------------------------- reading
     def _notified(self, run_id: str) -> None:
@@ -203,11 +206,12 @@ class DatabaseBus(EventBus):
         if not subs:
             return
         cursor = min(sub.cursor for sub in subs)
+        _, table, key = _tables(run_id)
         with self.db.session() as s:
             rows = s.exec(
-                select(RunEventRow.seq, RunEventRow.name, RunEventRow.data)
-                .where(RunEventRow.run_id == run_id, RunEventRow.seq > cursor)
-                .order_by(RunEventRow.seq)  # type: ignore[arg-type]
+                select(table.seq, table.name, table.data)
+                .where(getattr(table, key) == run_id, table.seq > cursor)
+                .order_by(table.seq)
                 .limit(2000)
             ).all()
         for seq, name, data in rows:
@@ -221,3 +225,10 @@ class DatabaseBus(EventBus):
                         self.unsubscribe(sub)
         if len(rows) == 2000:
             self._notified(run_id)
+
+
+def _tables(job_id: str) -> tuple[Any, Any, str]:
+    """The job's table, the table of its events, and the column naming the job there."""
+    if job_id.startswith("resp_"):
+        return ResponseRow, ResponseEventRow, "response_id"
+    return RunRow, RunEventRow, "run_id"

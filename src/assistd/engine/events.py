@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,12 @@ from typing import Any
 
 from sqlmodel import Session
 
+from assistd.engine.responses.events import STREAM_END as RESPONSE_END
+from assistd.engine.responses.events import numbered
 from assistd.storage.db import after_commit
+
+NUMBERED = "resp_"  # jobs whose events carry their sequence number (the Responses API's)
+KEEP_SECONDS = 900  # how long a response's events stay after its stream ended
 
 # Events after which a stream segment ends (the SDK then sees `done`).
 STREAM_END = frozenset(
@@ -55,11 +61,14 @@ class Subscription:
 
 
 class EventBus:
-    """In-process: events reach the subscribers of this process only."""
+    """In-process: events reach the subscribers of this process only. A response's events are numbered
+    (`sequence_number`, from 0) and kept a while, so that a stream can resume after any of them."""
 
     def __init__(self) -> None:
         self._subs: dict[str, list[Subscription]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._logs: dict[str, list[Event]] = {}  # a response's events, in order (index = sequence number)
+        self._ended: dict[str, float] = {}  # when a response's stream ended (its log is pruned later)
 
     def start(self) -> None:
         pass
@@ -68,10 +77,13 @@ class EventBus:
         pass
 
     def subscribe(self, run_id: str, loop: asyncio.AbstractEventLoop, after: int = 0) -> Subscription:
-        """Events of `run_id` from now on (DatabaseBus: those numbered after `after`)."""
+        """Events of `run_id` from now on (DatabaseBus: those numbered after `after`); for a response, its
+        events from sequence number `after` on, those already delivered first."""
         sub = Subscription(self, run_id, loop, after)
         with self._lock:
             self._subs.setdefault(run_id, []).append(sub)
+            for event in self._logs.get(run_id, [])[after:]:
+                sub.push(event)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -104,7 +116,30 @@ class EventBus:
         yield
 
     def deliver(self, run_id: str, event: Event) -> None:
-        for sub in self.subscribers(run_id):
+        if run_id.startswith(NUMBERED):
+            with self._lock:  # numbered and pushed in one step: a new subscriber sees each event once
+                log = self._logs.setdefault(run_id, [])
+                event = Event(event.name, numbered(event.data, len(log)))
+                log.append(event)
+                if event.name in RESPONSE_END:
+                    self._ended[run_id] = time.monotonic()
+                subs = list(self._subs.get(run_id, ()))
+                self._push(subs, event)
+            return
+        self._push(self.subscribers(run_id), event)
+
+    def prune(self) -> int:
+        """Forgets the events of responses whose stream ended KEEP_SECONDS ago."""
+        horizon = time.monotonic() - KEEP_SECONDS
+        with self._lock:
+            old = [key for key, ended in self._ended.items() if ended < horizon]
+            for key in old:
+                self._logs.pop(key, None)
+                self._ended.pop(key, None)
+        return len(old)
+
+    def _push(self, subs: list[Subscription], event: Event) -> None:
+        for sub in subs:
             try:
                 sub.push(event)
             except RuntimeError:  # the subscriber's loop is closed: it is gone

@@ -59,7 +59,11 @@ class PromptBuilder:
         fmt = family.format
         forced = tool_rules.forced(run, functions, steps)
         code_only = forced is not None and tool_rules.code_only(forced, functions)
-        shows_tools = bool(functions) or any(s.type == "tool_calls" for s in steps)
+        shows_tools = (
+            bool(functions)
+            or any(s.type == "tool_calls" for s in steps)
+            or any(isinstance(m, dict) and (m.get("tool_calls") or m["role"] == "tool") for m in history)
+        )
         variables = family.effort(run.reasoning_effort)  # e.g. gpt-oss's `Reasoning: high`
         render = _renderer(backend, fmt, [] if code_only else chat_tools(functions), shows_tools, variables)
         conversation = Conversation(
@@ -90,7 +94,7 @@ class PromptBuilder:
     def _filenames(self, run: RunRow, history: list[MessageRow]) -> dict[str, str]:
         names = {}
         for message in history:
-            for attachment in message.attachments or []:
+            for attachment in getattr(message, "attachments", None) or []:
                 try:
                     names[attachment["file_id"]] = self.files.get(run.project, attachment["file_id"]).filename
                 except NotFound:  # deleted since: the model sees the id

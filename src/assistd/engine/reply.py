@@ -102,11 +102,11 @@ class ReplyReader:
         result = backend.generate(
             prompt,
             params,
-            lambda piece: sink.write(channels.feed(piece).content),
+            lambda piece: sink.take(channels.feed(piece)),
             lambda: stop() or channels.call_at is not None,
         )
         if channels.call_at is None:
-            sink.write(channels.flush().content)
+            sink.take(channels.flush())
         elif result.finish_reason == "cancelled" and not stop():  # we ended it where the call began
             result = dataclasses.replace(result, finish_reason="stop")
         return sink, channels, result
@@ -177,6 +177,7 @@ class ReplyReader:
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens + rest.completion_tokens,
             finish_reason=rest.finish_reason,
+            cached_tokens=result.cached_tokens,
         )
         if not calls:
             log.warning(

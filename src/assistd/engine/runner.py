@@ -1,12 +1,19 @@
-"""One run, from claim to its end or to `requires_action`. Each turn of the loop: build the prompt
-(prompt.py), ask the model and read its reply (reply.py), record it (record.py) as the final message or
-as a tool_calls step, execute the step's server-side tools (tool_step.py) and loop; tool_choice and the
-loop guards are in tool_rules.py, cancellation and expiry in stopping.py."""
+"""One job, from claim to its end or to `requires_action`: a run of the Assistants API, or a response of the
+Responses API. Each turn of the loop (`TurnLoop`): build the prompt (prompt.py), ask the model and read its
+reply (reply.py), record it (record.py) as the final message or as a tool_calls step, execute the step's
+server-side tools (tool_step.py) and loop; tool_choice and the loop guards are in tool_rules.py, cancellation
+and expiry in stopping.py.
+
+The loop is the same for both APIs; what differs is what it writes through: a run's RunStore (steps and
+messages, store.py) or a response's ResponseTape (items, responses/tape.py), which speak one vocabulary
+(`open_step`, `step_delta`, `save_step`, `open_message`, `text_delta`, `save_message`, `require_action`,
+`finish`...)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from assistd.config import ModelEntry, Settings
 from assistd.engine.budget import Limit
@@ -32,9 +39,85 @@ log = logging.getLogger("assistd.engine")
 
 
 class RunExecutor:
+    """Executes runs (the engine's kind of job for ids `run_…`)."""
+
     def __init__(
         self,
         store: RunStore,
+        registry: ModelRegistry,
+        catalog: ModelCatalog,
+        toolbox: Toolbox,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.loop = TurnLoop(store, registry, catalog, toolbox, settings)
+
+    def execute(self, run_id: str, cancel: threading.Event) -> None:
+        run = self.store.run(run_id)
+        execute(self.store, self.loop, run, cancel)
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        last_error: dict[str, str] | None = None,
+        incomplete_details: dict[str, str] | None = None,
+    ) -> bool:
+        return self.store.finish(job_id, status, last_error, incomplete_details)
+
+    def requeue_unstarted(self, job_id: str, holder: bool = True) -> bool:
+        return self.store.requeue_unstarted(job_id, holder)
+
+
+def execute(store: Any, loop: TurnLoop, run: RunRow, cancel: threading.Event) -> None:
+    """Executes a claimed job through `store` (a RunStore, or a response's tape) and ends it with the status
+    its outcome calls for."""
+    run_id = run.id
+    if run.status == "cancelling":
+        store.finish(run_id, "cancelled")
+        return
+    if run.status != "queued":
+        return
+    try:
+        loop.run(run, cancel)
+    except LostClaim:
+        raise  # another worker has the run now: nothing more is written here
+    except RunStopped as stop:
+        if not getattr(cancel, "release", False):
+            store.finish(run_id, stop.status)
+    except PromptTooLong as exc:
+        if run.max_prompt_tokens:
+            store.finish(run_id, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
+        else:
+            store.finish(
+                run_id, "failed", {"code": "invalid_prompt", "message": f"The prompt is too long: {exc}."}
+            )
+    except TemplateRefused as exc:  # the conversation, not the server: a failed run, never a 500
+        log.warning(
+            "run %s: the chat template of model %s refused the conversation: %s", run_id, run.model, exc
+        )
+        message = f"The chat template of model '{run.model}' refused the conversation: {exc}"
+        store.finish(run_id, "failed", {"code": "server_error", "message": message})
+    except RoundLimit as exc:
+        store.finish(run_id, "failed", {"code": "server_error", "message": str(exc)})
+    except ToolUnavailable as exc:
+        store.finish(run_id, "failed", {"code": "server_error", "message": f"{exc}."})
+    except NoAnswer as exc:
+        store.finish(run_id, "failed", {"code": "server_error", "message": str(exc)})
+    except (EngineError, ModelLoadError) as exc:  # an outage, not a bug: the message says where
+        log.warning("run %s failed: %s", run_id, exc)
+        store.finish(run_id, "failed", {"code": "server_error", "message": f"{exc}."})
+    except Exception as exc:
+        log.exception("run %s failed", run_id)
+        store.finish(run_id, "failed", {"code": "server_error", "message": f"The run failed: {exc}"})
+
+
+class TurnLoop:
+    """The turns of one job, written through `store`: a RunStore, or a response's tape."""
+
+    def __init__(
+        self,
+        store: Any,
         registry: ModelRegistry,
         catalog: ModelCatalog,
         toolbox: Toolbox,
@@ -50,48 +133,7 @@ class RunExecutor:
         self.recorder = Recorder(store, settings)
         self.tools = ToolStep(store, toolbox, self.recorder)
 
-    def execute(self, run_id: str, cancel: threading.Event) -> None:
-        """Executes a claimed run and ends it with the status its outcome calls for."""
-        run = self.store.run(run_id)
-        if run.status == "cancelling":
-            self.store.finish(run_id, "cancelled")
-            return
-        if run.status != "queued":
-            return
-        try:
-            self._loop(run, cancel)
-        except LostClaim:
-            raise  # another worker has the run now: nothing more is written here
-        except RunStopped as stop:
-            if not getattr(cancel, "release", False):
-                self.store.finish(run_id, stop.status)
-        except PromptTooLong as exc:
-            if run.max_prompt_tokens:
-                self.store.finish(run_id, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
-            else:
-                self.store.finish(
-                    run_id, "failed", {"code": "invalid_prompt", "message": f"The prompt is too long: {exc}."}
-                )
-        except TemplateRefused as exc:  # the conversation, not the server: a failed run, never a 500
-            log.warning(
-                "run %s: the chat template of model %s refused the conversation: %s", run_id, run.model, exc
-            )
-            message = f"The chat template of model '{run.model}' refused the conversation: {exc}"
-            self.store.finish(run_id, "failed", {"code": "server_error", "message": message})
-        except RoundLimit as exc:
-            self.store.finish(run_id, "failed", {"code": "server_error", "message": str(exc)})
-        except ToolUnavailable as exc:
-            self.store.finish(run_id, "failed", {"code": "server_error", "message": f"{exc}."})
-        except NoAnswer as exc:
-            self.store.finish(run_id, "failed", {"code": "server_error", "message": str(exc)})
-        except (EngineError, ModelLoadError) as exc:  # an outage, not a bug: the message says where
-            log.warning("run %s failed: %s", run_id, exc)
-            self.store.finish(run_id, "failed", {"code": "server_error", "message": f"{exc}."})
-        except Exception as exc:
-            log.exception("run %s failed", run_id)
-            self.store.finish(run_id, "failed", {"code": "server_error", "message": f"The run failed: {exc}"})
-
-    def _loop(self, run: RunRow, cancel: threading.Event) -> None:
+    def run(self, run: RunRow, cancel: threading.Event) -> None:
         entry = self.catalog.require(run.model)
         tools = self.tools.prepare(run, entry, cancel)
         while True:
@@ -134,7 +176,10 @@ class RunExecutor:
                 begin(self.store, run, cancel)
                 check(run, cancel)
                 turn = self.prompts.build(backend, run, entry, history, steps, functions)
-                return self.replies.ask(backend, turn, run, functions, stop), turn.limit
+                reply = self.replies.ask(backend, turn, run, functions, stop)
+                thought = backend.count_tokens(reply.reasoning) if reply.reasoning else 0
+                self.store.generated(reply.result, thought)
+                return reply, turn.limit
         except LockAbandoned:
             check(run, cancel)
             raise

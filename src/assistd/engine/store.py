@@ -1,22 +1,17 @@
-"""Every state change of a run being executed: one short transaction each, with its events.
-
-Writes of the worker executing a run are fenced by its claim (worker id + epoch): the transaction starts by
-renewing the lease WHERE the claim still holds, and a worker that lost the run (its lease ran out and another
-worker took it over, or the run was deleted) gets LostClaim and writes nothing. Writes by a node that does
-not hold the run (the sweeper ending an orphan, a cancel of a run nobody executes) only happen while nobody
-holds it, and end any claim (epoch + 1). Transient database failures are retried (storage/retry.py)."""
+"""What a run writes while it executes: its status, steps and messages, one short transaction each, with
+its events. Every write goes through the work queue's fenced transaction (engine/claims.py `ClaimQueue.tx`):
+a worker that lost the run writes nothing."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, exists, or_, update
+from sqlalchemy import update
 from sqlmodel import Session, select
 
-from assistd.engine.events import Event, EventBus
+from assistd.engine.claims import ClaimQueue, LostClaim
+from assistd.engine.events import Event
 from assistd.ids import created_at_of, new_id, now
 from assistd.protocol.messages import text_part
 from assistd.protocol.runs import TERMINAL
@@ -25,15 +20,10 @@ from assistd.services.messages import to_object as message_object
 from assistd.services.run_views import run_object, step_object
 from assistd.services.runs import STEP_PREFIX
 from assistd.storage.assistants import AssistantRow
-from assistd.storage.clock import db_now, read_now
-from assistd.storage.db import Database
-from assistd.storage.kernel_homes import KernelHomeRow
 from assistd.storage.messages import MessageRow
-from assistd.storage.retry import retrying
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 from assistd.storage.threads import ThreadRow
-from assistd.storage.workers import WorkerRow
 
 STAMP = {
     "completed": "completed_at",
@@ -43,228 +33,40 @@ STAMP = {
 }
 RUN_STAMP = {**STAMP, "expired": None, "incomplete": None}
 MESSAGE_REASON = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_failed"}
-EXECUTING = ("queued", "in_progress", "cancelling")
 T = TypeVar("T")
 
 
-class LostClaim(Exception):
-    """The worker no longer holds the run: it must write nothing more for it."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id} is no longer held by this worker")
-        self.run_id = run_id
-
-
-@dataclass(frozen=True)
-class Claim:
-    run_id: str
-    worker_id: str
-    epoch: int
-
-
-def _unheld() -> Any:
-    return or_(RunRow.worker_id == None, RunRow.lease_until < db_now())  # noqa: E711
-
-
 class RunStore:
-    def __init__(self, db: Database, bus: EventBus, lease_seconds: float = 30.0) -> None:
-        self.db = db
-        self.bus = bus
-        self.lease_seconds = lease_seconds
-        self.claims: dict[str, Claim] = {}  # the runs this process holds, by id
-        self.ended: set[str] = set()  # runs this process held until a moment ago: their writes fail
-        self._claims_lock = threading.Lock()
-        # Told the status a fenced write found (a cancel from another node reaches the executor this way).
-        self.on_status: Callable[[str, str], None] | None = None
-        if hasattr(bus, "fence"):
-            bus.fence = self._fence  # type: ignore[attr-defined]
+    def __init__(self, queue: ClaimQueue) -> None:
+        self.queue = queue
+        self.db = queue.db
+        self.bus = queue.bus
 
-    # ----------------------------------------------------------------------------------- transactions
     def _tx(self, run_id: str, body: Callable[[Session, list[Event]], T], guard: str = "claim") -> T | None:
-        """Runs `body` in one transaction, retried on transient failures, with the events it collects.
-        guard "claim": fenced by this process's claim on the run, if it holds one; "unheld": only while
-        nobody holds the run (None is returned otherwise), and any claim ends."""
+        return self.queue.tx(run_id, body, guard)
 
-        def once() -> T | None:
-            with self.bus.ordering(run_id), self.db.session() as s:
-                if guard == "unheld":
-                    taken = s.execute(
-                        update(RunRow)
-                        .where(RunRow.id == run_id, _unheld())  # type: ignore[arg-type]
-                        .values(worker_id=None, lease_until=None, epoch=RunRow.epoch + 1)
-                        .returning(RunRow.id)
-                    ).first()
-                    if taken is None:
-                        return None
-                else:
-                    self._fence(s, run_id)
-                events: list[Event] = []
-                result = body(s, events)
-                self.bus.emit(s, run_id, events)
-                return result
+    def reasoning_delta(self, run: RunRow, text: str) -> None:
+        """A run streams no reasoning: it is kept with the step (engine_state) once the reply is read."""
 
-        return retrying(once, what=f"writing run {run_id}")
+    def generated(self, result: Any, reasoning_tokens: int = 0) -> None:
+        """A run's usage is counted per step (save_step)."""
 
-    def _fence(self, s: Session, run_id: str) -> None:
-        """Renews the lease where this process's claim still holds; LostClaim when it does not."""
-        claim = self.claims.get(run_id)
-        if claim is None:
-            if run_id in self.ended:
-                raise LostClaim(run_id)
-            return
-        found = s.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.worker_id == claim.worker_id, RunRow.epoch == claim.epoch)  # type: ignore[arg-type]
-            .values(lease_until=db_now() + self.lease_seconds)
-            .returning(RunRow.status)
-        ).first()
-        if found is None:
-            raise LostClaim(run_id)
-        if self.on_status is not None and found[0] == "cancelling":
-            self.on_status(run_id, found[0])
+    def last_user_text(self, run: RunRow) -> str:
+        """The text of the thread's last user message (the automatic file search's query)."""
+        for message in reversed(self.history(run)):
+            if message.role == "user" and message.content and message.content[0]["type"] == "text":
+                return message.content[0]["text"]["value"]
+        return ""
 
     def holds(self, run_id: str) -> bool:
-        return run_id in self.claims
+        return self.queue.holds(run_id)
 
     def release(self, run_id: str) -> None:
-        """The run was ended or given back: this process's writes for it fail from now on."""
-        with self._claims_lock:
-            if self.claims.pop(run_id, None) is not None:
-                self.ended.add(run_id)
-
-    def forget(self, run_id: str, claim: object = None) -> None:
-        """The execution of the run under `claim` is over in this process (a newer claim of the same run,
-        taken meanwhile, stays); what it left unwritten is dropped."""
-        with self._claims_lock:
-            if self.claims.get(run_id) is claim:
-                self.claims.pop(run_id, None)
-                self.ended.discard(run_id)
-                self.bus.discard(run_id)
-
-    # ------------------------------------------------------------------------------------ ownership
-    def claim_next(self, worker_id: str, limit: int, run_id: str | None = None) -> list[Claim]:
-        """Claims up to `limit` waiting runs, oldest first (or just `run_id`): runs no worker holds, skipping
-        those whose thread's code interpreter kernel lives on another live worker (they go there).
-        PostgreSQL skips rows other workers are claiming at this instant; SQLite serialises writers."""
-        if limit <= 0:
-            return []
-        kernel_elsewhere = exists().where(
-            KernelHomeRow.thread_id == RunRow.thread_id,
-            KernelHomeRow.worker_id != worker_id,
-            exists().where(WorkerRow.id == KernelHomeRow.worker_id, WorkerRow.lease_until > db_now()),
-        )
-        pick = (
-            select(RunRow.id)
-            .where(RunRow.status.in_(("queued", "cancelling")), _unheld(), ~kernel_elsewhere)  # type: ignore[attr-defined]
-            .order_by(RunRow.created_at, RunRow.id)  # type: ignore[arg-type]
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        if run_id is not None:
-            pick = pick.where(RunRow.id == run_id)
-
-        def once() -> list[Claim]:
-            with self.db.session() as s:
-                rows = s.execute(
-                    update(RunRow)
-                    .where(RunRow.id.in_(pick.scalar_subquery()))  # type: ignore[attr-defined]
-                    .values(
-                        worker_id=worker_id, epoch=RunRow.epoch + 1, lease_until=db_now() + self.lease_seconds
-                    )
-                    .returning(RunRow.created_at, RunRow.id, RunRow.epoch)
-                    .execution_options(synchronize_session=False)
-                ).all()
-            return [Claim(rid, worker_id, epoch) for _, rid, epoch in sorted(rows)]  # oldest first
-
-        claims = retrying(once, what="claiming runs")
-        with self._claims_lock:
-            for claim in claims:
-                self.claims[claim.run_id] = claim
-                self.ended.discard(claim.run_id)
-        return claims
-
-    def renew(self, worker_id: str) -> dict[str, str | None]:
-        """Extends the leases of the runs this process holds; the status of each (None: lost)."""
-        with self._claims_lock:
-            held = list(self.claims.values())
-        if not held:
-            return {}
-        with self.db.session() as s:
-            found = dict(
-                s.execute(
-                    update(RunRow)
-                    .where(
-                        or_(*(and_(RunRow.id == c.run_id, RunRow.epoch == c.epoch) for c in held)),  # type: ignore[arg-type]
-                        RunRow.worker_id == worker_id,
-                    )
-                    .values(lease_until=db_now() + self.lease_seconds)
-                    .returning(RunRow.id, RunRow.status)
-                    .execution_options(synchronize_session=False)
-                ).all()
-            )
-        return {c.run_id: found.get(c.run_id) for c in held}
-
-    def heartbeat(self, worker_id: str, role: str, lease_seconds: float) -> None:
-        """This worker is alive (workers table, database clock); this node's offset to that clock is read."""
-        with self.db.session() as s:
-            read_now(s)
-            row = s.get(WorkerRow, worker_id)
-            if row is None:
-                row = WorkerRow(id=worker_id, role=role, started_at=0.0, lease_until=0.0)
-                s.add(row)
-                s.flush()
-                s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(started_at=db_now()))  # type: ignore[arg-type]
-            s.execute(
-                update(WorkerRow)
-                .where(WorkerRow.id == worker_id)  # type: ignore[arg-type]
-                .values(lease_until=db_now() + lease_seconds)
-            )
-
-    def retire(self, worker_id: str) -> None:
-        """This worker stops: it is dead to the others at once; dead workers' rows are cleared."""
-        with self.db.session() as s:
-            s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(lease_until=0.0))  # type: ignore[arg-type]
-
-    def sweep_workers(self, after_seconds: float = 3600.0) -> None:
-        """Forgets workers dead for a while, and where their kernels lived (those kernels died with them)."""
-        with self.db.session() as s:
-            dead = select(WorkerRow.id).where(WorkerRow.lease_until < db_now() - after_seconds)
-            s.execute(delete(KernelHomeRow).where(KernelHomeRow.worker_id.in_(dead)))  # type: ignore[attr-defined]
-            s.execute(delete(WorkerRow).where(WorkerRow.lease_until < db_now() - after_seconds))  # type: ignore[arg-type]
-
-    def orphans(self) -> list[RunRow]:
-        """Runs that should be executing but whose worker's lease ran out (a crash, a pause, a restart)."""
-        with self.db.session() as s:
-            stmt = select(RunRow).where(
-                RunRow.status.in_(("in_progress", "cancelling")),  # type: ignore[attr-defined]
-                _unheld(),
-            )
-            return list(s.exec(stmt))
-
-    def waiting(self) -> int:
-        """How many runs wait for a worker (for the claim loop's wake-ups)."""
-        with self.db.session() as s:
-            stmt = select(RunRow.id).where(RunRow.status == "queued", _unheld()).limit(1)
-            return len(list(s.exec(stmt)))
-
-    def overdue(self) -> list[str]:
-        with self.db.session() as s:
-            stmt = select(RunRow.id).where(
-                RunRow.status.in_(("queued", "in_progress", "requires_action", "cancelling")),  # type: ignore[attr-defined]
-                RunRow.expires_at != None,  # noqa: E711
-                RunRow.expires_at <= db_now(),
-            )
-            return list(s.exec(stmt))
+        self.queue.release(run_id)
 
     # ------------------------------------------------------------------------------------- reading
     def _read(self, what: str, body: Callable[[Session], T]) -> T:
-        """A read of the executing worker, retried like its writes (a database restart costs a pause)."""
-
-        def once() -> T:
-            with self.db.session() as s:
-                return body(s)
-
-        return retrying(once, what=what)
+        return self.queue.read(what, body)
 
     def run(self, run_id: str) -> RunRow:
         def body(s: Session) -> RunRow:
@@ -594,4 +396,4 @@ def _sum_usage(items: Any) -> dict[str, int]:
     return total
 
 
-__all__ = ["RunStore", "new_message_id", "text_part"]
+__all__ = ["LostClaim", "RunStore", "new_message_id", "text_part"]

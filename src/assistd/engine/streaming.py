@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from assistd.engine.store import RunStore, new_message_id
+from assistd.families.channels import Piece
 from assistd.protocol.messages import text_part
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
@@ -40,6 +41,13 @@ class MessageSink:
         self.step = self.store.open_step(self.run, "message_creation", details)
         self.message = self.store.open_message(self.run, message_id)
         self._flushed = time.monotonic()
+
+    def take(self, piece: Piece) -> None:
+        """A piece of the reply as the family's channels split it: its reasoning goes to the store (a
+        response streams it as a reasoning item; a run keeps it with its step only), its content here."""
+        if piece.reasoning:
+            self.store.reasoning_delta(self.run, piece.reasoning)
+        self.write(piece.content)
 
     def write(self, piece: str) -> None:
         if not piece:

@@ -109,15 +109,7 @@ class ToolStep:
             for s in self.store.steps(run.id)
         ):
             return
-        history = self.store.history(run)
-        query = next(
-            (
-                m.content[0]["text"]["value"]
-                for m in reversed(history)
-                if m.role == "user" and m.content and m.content[0]["type"] == "text"
-            ),
-            "",
-        )
+        query = self.store.last_user_text(run)
         if not query:
             return
         begin(self.store, run, cancel)

@@ -151,7 +151,7 @@ class Toolbox:
         for res in (assistant_res, thread_res):
             ids += (res.get("code_interpreter") or {}).get("file_ids") or []
         for message in history:
-            for attachment in message.attachments or []:
+            for attachment in getattr(message, "attachments", None) or []:
                 if any(t.get("type") == "code_interpreter" for t in attachment.get("tools", [])):
                     ids.append(attachment["file_id"])
         files = []

@@ -1,10 +1,12 @@
-"""The run engine of one process: claims waiting runs from the database queue when it has room, executes
-them on a thread pool, keeps their leases, and sweeps for runs that expired or whose worker stopped.
+"""The engine of one process: claims waiting jobs (runs, responses) from the database queue when it has
+room, executes them on a thread pool, keeps their leases, and sweeps for jobs that expired or whose worker
+stopped.
 
-Any number of processes share one queue. A run is claimed by exactly one worker (engine/store.py
+Any number of processes share one queue. A job is claimed by exactly one worker (engine/claims.py
 `claim_next`); its lease and the workers' own leases use the database's clock; a worker that stops renewing
 is dead to the others, whatever its host or pid. An API-only process (`--role api`) claims nothing: it wakes
-the workers (PostgreSQL NOTIFY; workers also poll)."""
+the workers (PostgreSQL NOTIFY; workers also poll). What executing a job means is its kind's: a run
+(engine/runner.py) or a response (engine/responses/executor.py), found by the job id's prefix."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
-from assistd.engine.runner import RunExecutor, StopSignal
-from assistd.engine.store import LostClaim, RunStore
+from assistd.engine.claims import ClaimQueue, LostClaim
+from assistd.engine.stopping import StopSignal
 from assistd.storage.notify import RUNS, Listener, notify
 
 log = logging.getLogger("assistd.engine")
@@ -23,11 +26,27 @@ LOST = "The worker executing this run stopped before the run ended; it was not f
 SHUTDOWN = "The server shut down while this run was in progress."
 
 
+class JobKind(Protocol):
+    """What the engine needs of a kind of job."""
+
+    def execute(self, job_id: str, signal: StopSignal) -> None: ...
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        last_error: dict[str, str] | None = None,
+        incomplete_details: dict[str, str] | None = None,
+    ) -> bool: ...
+
+    def requeue_unstarted(self, job_id: str, holder: bool = True) -> bool: ...
+
+
 class RunEngine:
     def __init__(
         self,
-        store: RunStore,
-        executor: RunExecutor,
+        store: ClaimQueue,
+        kinds: dict[str, JobKind],
         worker_id: str,
         lease_seconds: int,
         capacity: int = 8,
@@ -35,8 +54,8 @@ class RunEngine:
         listener: Listener | None = None,
         poll_seconds: float | None = None,
     ) -> None:
-        self.store = store
-        self.executor = executor
+        self.store = store  # the queue
+        self.kinds = kinds  # by the prefix of their ids
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.capacity = capacity
@@ -72,14 +91,16 @@ class RunEngine:
             active = dict(self.active)
         started = []
         for run_id, flag in active.items():  # first the runs that never started: another worker runs them
-            if self._safely(lambda r=run_id: self.store.requeue_unstarted(r)):
+            if self._safely(lambda r=run_id: self._kind(r).requeue_unstarted(r)):
                 flag.release = True
                 flag.set()
             else:
                 started.append((run_id, flag))
         for run_id, flag in started:  # then the others end here; their executors write nothing more
             self._safely(
-                lambda r=run_id: self.store.finish(r, "failed", {"code": "server_error", "message": SHUTDOWN})
+                lambda r=run_id: self._kind(r).finish(
+                    r, "failed", {"code": "server_error", "message": SHUTDOWN}
+                )
             )
             flag.release = True
             flag.set()
@@ -125,7 +146,10 @@ class RunEngine:
         if flag is not None:
             flag.set()
             return
-        self.store.finish(run_id, "cancelled")  # changes nothing if a live worker holds it
+        self._kind(run_id).finish(run_id, "cancelled")  # changes nothing if a live worker holds it
+
+    def _kind(self, job_id: str) -> JobKind:
+        return next(kind for prefix, kind in self.kinds.items() if job_id.startswith(prefix))
 
     def _free(self) -> int:
         with self._lock:
@@ -142,20 +166,20 @@ class RunEngine:
             else:
                 flag = self.active[run_id] = StopSignal()
         if flag is None:
-            self._safely(lambda: self.store.requeue_unstarted(run_id))
+            self._safely(lambda: self._kind(run_id).requeue_unstarted(run_id))
             return
         try:
             self.pool.submit(self._execute, run_id, self.store.claims.get(run_id))
         except RuntimeError:  # the pool was shut down in between
             with self._lock:
                 self.active.pop(run_id, None)
-            self._safely(lambda: self.store.requeue_unstarted(run_id))
+            self._safely(lambda: self._kind(run_id).requeue_unstarted(run_id))
 
     def _execute(self, run_id: str, claim: object) -> None:
         with self._lock:
             flag = self.active[run_id]
         try:
-            self.executor.execute(run_id, flag)
+            self._kind(run_id).execute(run_id, flag)
         except LostClaim:
             log.warning("run %s: this worker lost its claim (lease ran out); it wrote nothing more", run_id)
         except Exception:
@@ -170,7 +194,7 @@ class RunEngine:
             self._wake.set()  # room for another run
 
     def _seen(self, run_id: str, status: str) -> None:
-        if status == "cancelling":
+        if status in ("cancelling", "cancelled"):
             with self._lock:
                 flag = self.active.get(run_id)
             if flag is not None:
@@ -236,7 +260,7 @@ class RunEngine:
             if run_id in active:
                 active[run_id].set()  # the executor sees the expiry and ends the run as expired
             else:
-                self.store.finish(run_id, "expired")  # only if nobody holds it
+                self._kind(run_id).finish(run_id, "expired")  # only if nobody holds it
         for row in self.store.orphans():
             self._recover(row)
         self.claim_waiting()
@@ -255,12 +279,12 @@ class RunEngine:
 
     def _recover(self, row) -> None:  # type: ignore[no-untyped-def]
         """A run whose worker's lease ran out: re-queued if it produced nothing, else ended."""
-        if row.status == "in_progress" and self.store.requeue_unstarted(row.id, holder=False):
+        if row.status == "in_progress" and self._kind(row.id).requeue_unstarted(row.id, holder=False):
             log.warning(
                 "run %s lost its worker %s before its first step; it is queued again", row.id, row.worker_id
             )
             self.launch(row.id)
         elif row.status == "cancelling":
-            self.store.finish(row.id, "cancelled")
-        elif self.store.finish(row.id, "failed", {"code": "server_error", "message": LOST}):
+            self._kind(row.id).finish(row.id, "cancelled")
+        elif self._kind(row.id).finish(row.id, "failed", {"code": "server_error", "message": LOST}):
             log.warning("run %s lost its worker %s; it failed", row.id, row.worker_id)

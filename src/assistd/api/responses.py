@@ -1,0 +1,109 @@
+"""The Responses API: /v1/responses (create, retrieve and resume a stream, delete, cancel, input items,
+input token counts)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio
+from litestar import Controller, Request
+from litestar.response import Stream
+
+from assistd.api.openapi import query_param
+from assistd.api.params import aget, apost, delete, get, post
+from assistd.api.sse import response_stream
+from assistd.container import Container
+from assistd.engine.responses.events import STREAM_END
+from assistd.errors import InvalidRequest
+from assistd.ids import new_id
+from assistd.protocol.common import ListPage, PageQuery
+from assistd.protocol.responses import (
+    InputTokens,
+    ResponseCreate,
+    ResponseDeleted,
+    ResponseInput,
+    ResponseObject,
+)
+from assistd.services.responses import PREFIX
+
+INCLUDE = [query_param("include[]", type="array", items={"type": "string"})]
+RETRIEVE = [
+    *INCLUDE,
+    query_param("stream", type="boolean"),
+    query_param("starting_after", type="integer"),
+]
+
+
+def includes(request: Request) -> tuple[str, ...]:
+    params = request.query_params
+    return tuple(params.getall("include[]", [])) + tuple(params.getall("include", []))
+
+
+class ResponseController(Controller):
+    path = "/responses"
+    tags = ["Responses"]
+
+    @apost("/", body=ResponseCreate)
+    async def create(self, svc: Container, project: str, data: Any = None) -> ResponseObject | Stream:
+        req = ResponseCreate.parse(data)
+        response_id = new_id(PREFIX)
+        if req.stream:
+
+            def start() -> None:
+                svc.responses.create(project, req, response_id)
+                svc.engine.launch(response_id)
+
+            return await response_stream(svc.bus, response_id, start)
+        if req.background:
+            obj = await anyio.to_thread.run_sync(svc.responses.create, project, req, response_id)
+            await anyio.to_thread.run_sync(svc.engine.launch, response_id)
+            return ResponseObject(**obj)
+        # Answered when the response ends: its stream's last event says so (from whichever node runs it).
+        sub = svc.bus.subscribe(response_id, asyncio.get_running_loop())
+        try:
+            await anyio.to_thread.run_sync(svc.responses.create, project, req, response_id)
+            await anyio.to_thread.run_sync(svc.engine.launch, response_id)
+            while (await sub.queue.get()).name not in STREAM_END:
+                pass
+        finally:
+            sub.close()
+        include = tuple(req.include or ())
+        return ResponseObject(
+            **await anyio.to_thread.run_sync(svc.responses.get, project, response_id, include)
+        )
+
+    @aget("/{response_id:str}", query=RETRIEVE)
+    async def retrieve(
+        self, request: Request, svc: Container, project: str, response_id: str
+    ) -> ResponseObject | Stream:
+        params = request.query_params
+        obj = await anyio.to_thread.run_sync(svc.responses.get, project, response_id, includes(request))
+        if params.get("stream") not in ("true", "1", "True"):
+            return ResponseObject(**obj)
+        after = params.get("starting_after")
+        try:
+            start_at = int(after) + 1 if after is not None else 0
+        except ValueError:
+            raise InvalidRequest("starting_after must be an integer", param="starting_after") from None
+        return await response_stream(svc.bus, response_id, lambda: None, after=max(0, start_at))
+
+    @delete("/{response_id:str}")
+    def delete_(self, svc: Container, project: str, response_id: str) -> ResponseDeleted:
+        return ResponseDeleted(**svc.responses.delete(project, response_id))
+
+    @post("/{response_id:str}/cancel")
+    def cancel(self, svc: Container, project: str, response_id: str) -> ResponseObject:
+        obj = svc.responses.cancel(project, response_id, svc.engine.store)
+        svc.engine.cancel(response_id)
+        return ResponseObject(**obj)
+
+    @get("/{response_id:str}/input_items", query=INCLUDE)
+    def input_items(
+        self, request: Request, svc: Container, project: str, response_id: str, page: PageQuery
+    ) -> ListPage[dict[str, Any]]:
+        return svc.responses.input_items(project, response_id, page, includes(request))
+
+    @post("/input_tokens", body=ResponseInput)
+    def input_tokens(self, svc: Container, project: str, data: Any = None) -> InputTokens:
+        return InputTokens(input_tokens=svc.responses.input_tokens(project, ResponseInput.parse(data)))

@@ -1,0 +1,293 @@
+"""The work queue: jobs (runs of the Assistants API, responses of the Responses API) are rows that workers
+claim, hold under a lease and write under a fence.
+
+A job is claimed by exactly one worker (`claim_next`): its row gets the worker's id, an epoch one higher
+than before and a lease (database clock) that the worker renews. Every write of the executing worker is
+one transaction that starts by renewing the lease WHERE the claim still holds (`tx`, `fence`); a worker that
+lost the job (its lease ran out and another worker took it over, or the job was deleted) gets LostClaim and
+writes nothing. Writes by a node that does not hold the job (the sweeper ending an orphan, a cancel of a job
+nobody executes) happen only while nobody holds it, and end any claim (epoch + 1). Transient database
+failures are retried (storage/retry.py).
+
+What a run or a response writes is elsewhere (engine/store.py, engine/responses/store.py): both write through
+this queue's `tx`, and so does the event log (engine/event_log.py) for its buffered deltas."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, delete, exists, or_, update
+from sqlmodel import Session, select
+
+from assistd.engine.events import Event, EventBus
+from assistd.storage.clock import db_now, read_now
+from assistd.storage.db import Database
+from assistd.storage.kernel_homes import KernelHomeRow
+from assistd.storage.responses import ResponseRow
+from assistd.storage.retry import retrying
+from assistd.storage.runs import RunRow
+from assistd.storage.workers import WorkerRow
+
+T = TypeVar("T")
+
+# The tables of the queue, by the prefix of their ids.
+TABLES: dict[str, Any] = {"run_": RunRow, "resp_": ResponseRow}
+WAITING = ("queued", "cancelling")
+EXECUTING = ("in_progress", "cancelling")
+
+
+def table_of(job_id: str) -> Any:
+    for prefix, table in TABLES.items():
+        if job_id.startswith(prefix):
+            return table
+    raise ValueError(f"not a job id: {job_id!r}")
+
+
+class LostClaim(Exception):
+    """The worker no longer holds the job: it must write nothing more for it."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"{job_id} is no longer held by this worker")
+        self.run_id = job_id
+
+
+@dataclass(frozen=True)
+class Claim:
+    run_id: str  # the job's id (a run's or a response's)
+    worker_id: str
+    epoch: int
+
+
+def unheld(table: Any) -> Any:
+    return or_(table.worker_id == None, table.lease_until < db_now())  # noqa: E711
+
+
+class ClaimQueue:
+    def __init__(self, db: Database, bus: EventBus, lease_seconds: float = 30.0) -> None:
+        self.db = db
+        self.bus = bus
+        self.lease_seconds = lease_seconds
+        self.claims: dict[str, Claim] = {}  # the jobs this process holds, by id
+        self.ended: set[str] = set()  # jobs this process held until a moment ago: their writes fail
+        self._claims_lock = threading.Lock()
+        # Told the status a fenced write found (a cancel from another node reaches the executor this way).
+        self.on_status: Callable[[str, str], None] | None = None
+        if hasattr(bus, "fence"):
+            bus.fence = self.fence  # type: ignore[attr-defined]
+
+    # ----------------------------------------------------------------------------------- transactions
+    def tx(self, job_id: str, body: Callable[[Session, list[Event]], T], guard: str = "claim") -> T | None:
+        """Runs `body` in one transaction, retried on transient failures, with the events it collects.
+        guard "claim": fenced by this process's claim on the job, if it holds one; "unheld": only while
+        nobody holds the job (None is returned otherwise), and any claim ends; "any": unfenced (a client's
+        cancel, which the holder sees at its next write)."""
+        table = table_of(job_id)
+
+        def once() -> T | None:
+            with self.bus.ordering(job_id), self.db.session() as s:
+                if guard == "unheld":
+                    taken = s.execute(
+                        update(table)
+                        .where(table.id == job_id, unheld(table))
+                        .values(worker_id=None, lease_until=None, epoch=table.epoch + 1)
+                        .returning(table.id)
+                    ).first()
+                    if taken is None:
+                        return None
+                elif guard == "claim":
+                    self.fence(s, job_id)
+                events: list[Event] = []
+                result = body(s, events)
+                self.bus.emit(s, job_id, events)
+                return result
+
+        return retrying(once, what=f"writing {job_id}")
+
+    def fence(self, s: Session, job_id: str) -> None:
+        """Renews the lease where this process's claim still holds; LostClaim when it does not."""
+        claim = self.claims.get(job_id)
+        if claim is None:
+            if job_id in self.ended:
+                raise LostClaim(job_id)
+            return
+        table = table_of(job_id)
+        found = s.execute(
+            update(table)
+            .where(table.id == job_id, table.worker_id == claim.worker_id, table.epoch == claim.epoch)
+            .values(lease_until=db_now() + self.lease_seconds)
+            .returning(table.status)
+        ).first()
+        if found is None:
+            raise LostClaim(job_id)
+        if self.on_status is not None and found[0] in ("cancelling", "cancelled"):
+            self.on_status(job_id, found[0])
+
+    def holds(self, job_id: str) -> bool:
+        return job_id in self.claims
+
+    def release(self, job_id: str) -> None:
+        """The job was ended or given back: this process's writes for it fail from now on."""
+        with self._claims_lock:
+            if self.claims.pop(job_id, None) is not None:
+                self.ended.add(job_id)
+
+    def forget(self, job_id: str, claim: object = None) -> None:
+        """The execution of the job under `claim` is over in this process (a newer claim of the same job,
+        taken meanwhile, stays); what it left unwritten is dropped."""
+        with self._claims_lock:
+            if self.claims.get(job_id) is claim:
+                self.claims.pop(job_id, None)
+                self.ended.discard(job_id)
+                self.bus.discard(job_id)
+
+    def read(self, what: str, body: Callable[[Session], T]) -> T:
+        """A read of the executing worker, retried like its writes (a database restart costs a pause)."""
+
+        def once() -> T:
+            with self.db.session() as s:
+                return body(s)
+
+        return retrying(once, what=what)
+
+    # ------------------------------------------------------------------------------------- claiming
+    def claim_next(self, worker_id: str, limit: int, run_id: str | None = None) -> list[Claim]:
+        """Claims up to `limit` waiting jobs, oldest first over every table of the queue (or just the job
+        `run_id`): jobs no worker holds; runs whose thread's code interpreter kernel lives on another live
+        worker are skipped (they go there). PostgreSQL skips rows other workers are claiming at this
+        instant; SQLite serialises writers."""
+        if limit <= 0:
+            return []
+        tables = [table_of(run_id)] if run_id is not None else list(TABLES.values())
+
+        def once() -> list[Claim]:
+            rows: list[tuple[int, str, int]] = []
+            with self.db.session() as s:
+                for table in tables:  # each table's oldest, each claim one atomic statement
+                    pick = (
+                        select(table.id)
+                        .where(*self._waiting(table, worker_id))
+                        .order_by(table.created_at, table.id)
+                        .limit(limit)
+                        .with_for_update(skip_locked=True)
+                    )
+                    if run_id is not None:
+                        pick = pick.where(table.id == run_id)
+                    rows += s.execute(
+                        update(table)
+                        .where(table.id.in_(pick.scalar_subquery()))
+                        .values(
+                            worker_id=worker_id,
+                            epoch=table.epoch + 1,
+                            lease_until=db_now() + self.lease_seconds,
+                        )
+                        .returning(table.created_at, table.id, table.epoch)
+                        .execution_options(synchronize_session=False)
+                    ).all()
+                rows.sort()
+                for _, job_id, _ in rows[limit:]:  # the oldest `limit` of all tables are kept: the others
+                    table = table_of(job_id)  # go back, in the same transaction (nobody saw them taken)
+                    s.execute(
+                        update(table).where(table.id == job_id).values(worker_id=None, lease_until=None)
+                    )
+            return [Claim(rid, worker_id, epoch) for _, rid, epoch in rows[:limit]]  # oldest first
+
+        claims = retrying(once, what="claiming jobs")
+        with self._claims_lock:
+            for claim in claims:
+                self.claims[claim.run_id] = claim
+                self.ended.discard(claim.run_id)
+        return claims
+
+    @staticmethod
+    def _waiting(table: Any, worker_id: str) -> list[Any]:
+        """The conditions of a job this worker may claim."""
+        conditions = [table.status.in_(WAITING), unheld(table)]
+        if table is RunRow:
+            kernel_elsewhere = exists().where(
+                KernelHomeRow.thread_id == RunRow.thread_id,
+                KernelHomeRow.worker_id != worker_id,
+                exists().where(WorkerRow.id == KernelHomeRow.worker_id, WorkerRow.lease_until > db_now()),
+            )
+            conditions.append(~kernel_elsewhere)
+        return conditions
+
+    def renew(self, worker_id: str) -> dict[str, str | None]:
+        """Extends the leases of the jobs this process holds; the status of each (None: lost)."""
+        with self._claims_lock:
+            held = list(self.claims.values())
+        if not held:
+            return {}
+        found: dict[str, str] = {}
+        with self.db.session() as s:
+            for table in TABLES.values():
+                mine = [c for c in held if table_of(c.run_id) is table]
+                if not mine:
+                    continue
+                found.update(
+                    s.execute(
+                        update(table)
+                        .where(
+                            or_(*(and_(table.id == c.run_id, table.epoch == c.epoch) for c in mine)),
+                            table.worker_id == worker_id,
+                        )
+                        .values(lease_until=db_now() + self.lease_seconds)
+                        .returning(table.id, table.status)
+                        .execution_options(synchronize_session=False)
+                    ).all()
+                )
+        return {c.run_id: found.get(c.run_id) for c in held}
+
+    # -------------------------------------------------------------------------------------- workers
+    def heartbeat(self, worker_id: str, role: str, lease_seconds: float) -> None:
+        """This worker is alive (workers table, database clock); this node's offset to that clock is read."""
+        with self.db.session() as s:
+            read_now(s)
+            row = s.get(WorkerRow, worker_id)
+            if row is None:
+                row = WorkerRow(id=worker_id, role=role, started_at=0.0, lease_until=0.0)
+                s.add(row)
+                s.flush()
+                s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(started_at=db_now()))  # type: ignore[arg-type]
+            s.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == worker_id)  # type: ignore[arg-type]
+                .values(lease_until=db_now() + lease_seconds)
+            )
+
+    def retire(self, worker_id: str) -> None:
+        """This worker stops: it is dead to the others at once."""
+        with self.db.session() as s:
+            s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(lease_until=0.0))  # type: ignore[arg-type]
+
+    def sweep_workers(self, after_seconds: float = 3600.0) -> None:
+        """Forgets workers dead for a while, and where their kernels lived (those kernels died with them)."""
+        with self.db.session() as s:
+            dead = select(WorkerRow.id).where(WorkerRow.lease_until < db_now() - after_seconds)
+            s.execute(delete(KernelHomeRow).where(KernelHomeRow.worker_id.in_(dead)))  # type: ignore[attr-defined]
+            s.execute(delete(WorkerRow).where(WorkerRow.lease_until < db_now() - after_seconds))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------------------------ sweeping
+    def orphans(self) -> list[Any]:
+        """Jobs that should be executing but whose worker's lease ran out (a crash, a pause, a restart)."""
+        found: list[Any] = []
+        with self.db.session() as s:
+            for table in TABLES.values():
+                found += s.exec(select(table).where(table.status.in_(EXECUTING), unheld(table)))
+        return found
+
+    def overdue(self) -> list[str]:
+        """Jobs past their `expires_at` that have not ended."""
+        found: list[str] = []
+        with self.db.session() as s:
+            for table in TABLES.values():
+                found += s.exec(
+                    select(table.id).where(
+                        table.status.in_(("queued", "in_progress", "requires_action", "cancelling")),
+                        table.expires_at != None,  # noqa: E711
+                        table.expires_at <= db_now(),
+                    )
+                )
+        return found

@@ -1,0 +1,133 @@
+"""Executes responses (the engine's kind of job for ids `resp_…`): the response's conversation is read, its
+job made (job.py), and the turn loop runs over the response's tape (tape.py), as a run's runs over its
+RunStore (engine/runner.py)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sqlalchemy import exists, update
+from sqlmodel import Session
+
+from assistd.config import Settings
+from assistd.engine.claims import ClaimQueue, LostClaim
+from assistd.engine.events import Event
+from assistd.engine.prompt import PromptBuilder
+from assistd.engine.responses import events as ev
+from assistd.engine.responses.history import chat_turns, system_texts
+from assistd.engine.responses.job import job_of
+from assistd.engine.responses.tape import ResponseTape, finish_response
+from assistd.engine.runner import TurnLoop, execute
+from assistd.engine.toolbox import Toolbox, offered_functions
+from assistd.llm.catalog import ModelCatalog
+from assistd.llm.registry import ModelRegistry
+from assistd.services.response_views import response_object
+from assistd.services.responses import ResponseService, input_of
+from assistd.storage.responses import ResponseItemRow, ResponseRow
+
+
+class ResponseExecutor:
+    def __init__(
+        self,
+        queue: ClaimQueue,
+        responses: ResponseService,
+        registry: ModelRegistry,
+        catalog: ModelCatalog,
+        toolbox: Toolbox,
+        settings: Settings,
+    ) -> None:
+        self.queue = queue
+        self.responses = responses
+        self.registry = registry
+        self.catalog = catalog
+        self.toolbox = toolbox
+        self.settings = settings
+
+    def execute(self, job_id: str, cancel: threading.Event) -> None:
+        row, before, own = self.queue.read(f"reading {job_id}", lambda s: self._read(s, job_id))
+        if row.status == "cancelled":
+            return
+        tape = ResponseTape(self.queue, row, before + own, self.responses.conversations)
+        tape.turns = chat_turns(before + own)
+        job = self._job(row, before + own)
+        loop = TurnLoop(tape, self.registry, self.catalog, self.toolbox, self.settings)
+        execute(tape, loop, job, cancel)
+
+    def count_prompt(self, row: ResponseRow, before: list[dict[str, Any]], own: list[dict[str, Any]]) -> int:
+        """The tokens of the response's first prompt, rendered as its first turn renders it."""
+        items = before + own
+        job = self._job(row, items)
+        entry = self.catalog.require(row.model)
+        backend = self.registry.get(row.model)
+        functions = offered_functions(job, entry, bool(job.tool_resources["file_search"]["vector_store_ids"]))
+        turn = PromptBuilder(self.toolbox.files, self.settings).build(
+            backend, job, entry, chat_turns(items), [], functions
+        )
+        return backend.count_tokens(turn.text)
+
+    @staticmethod
+    def _job(row: ResponseRow, items: list[dict[str, Any]]) -> Any:
+        job = job_of(row)
+        job.status = "queued" if row.status in ("queued", "in_progress") else row.status
+        job.instructions = "\n\n".join(t for t in [row.instructions or "", *system_texts(items)] if t)
+        return job
+
+    def _read(
+        self, s: Session, job_id: str
+    ) -> tuple[ResponseRow, list[dict[str, Any]], list[dict[str, Any]]]:
+        row = s.get(ResponseRow, job_id)
+        if row is None:
+            raise LostClaim(job_id)
+        previous = s.get(ResponseRow, row.previous_response_id) if row.previous_response_id else None
+        if row.conversation_id:  # the conversation holds this response's input already: it is the history
+            return row, self.responses.history(s, row.project, None, row.conversation_id), []
+        return row, self.responses.history(s, row.project, previous, None), input_of(s, job_id)
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        last_error: dict[str, str] | None = None,
+        incomplete_details: dict[str, str] | None = None,
+    ) -> bool:
+        status = "failed" if status == "expired" else status
+        return finish_response(
+            self.queue,
+            job_id,
+            status,
+            last_error,
+            incomplete_details,
+            conversations=self.responses.conversations,
+        )
+
+    def requeue_unstarted(self, job_id: str, holder: bool = True) -> bool:
+        """Gives a response that produced nothing back to the queue (see RunStore.requeue_unstarted)."""
+
+        def body(s: Session, events: list[Event]) -> bool:
+            has_output = exists().where(ResponseItemRow.response_id == job_id, ResponseItemRow.output == True)  # noqa: E712
+            free = {"worker_id": None, "lease_until": None, "epoch": ResponseRow.epoch + 1}
+            back = s.execute(
+                update(ResponseRow)
+                .where(ResponseRow.id == job_id, ResponseRow.status == "in_progress", ~has_output)  # type: ignore[arg-type]
+                .values(status="queued", started_at=None, **free)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            waiting = s.execute(
+                update(ResponseRow)
+                .where(ResponseRow.id == job_id, ResponseRow.status == "queued")  # type: ignore[arg-type]
+                .values(**free)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if back:
+                row = s.get(ResponseRow, job_id)
+                if row is not None:
+                    s.refresh(row)
+                    name = "response.queued"
+                    events.append(Event(name, ev.event(name, response=response_object(row, [], ()))))
+            return bool(back or waiting)
+
+        done = bool(self.queue.tx(job_id, body, guard="claim" if holder else "unheld"))
+        if done:
+            self.queue.release(job_id)
+        return done

@@ -1,0 +1,301 @@
+"""Responses as resources: creation (checked, then written with its input items in one transaction, and
+queued for the engine), retrieval, deletion, cancel, input items. Executing a response is the engine's job
+(engine/responses/executor.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlmodel import Session, select
+
+from assistd.engine.events import Event
+from assistd.engine.responses import events as ev
+from assistd.engine.responses.tape import TERMINAL, finish_response, output_of
+from assistd.errors import InvalidRequest, NotFound
+from assistd.ids import created_at_of, new_id
+from assistd.llm.catalog import ModelCatalog
+from assistd.protocol.common import ListPage, PageQuery
+from assistd.protocol.items import check_include, parse_items, view_item
+from assistd.protocol.responses import ResponseCreate, ResponseInput
+from assistd.services.response_views import response_object
+from assistd.storage.db import Database
+from assistd.storage.responses import ResponseItemRow, ResponseRow
+
+PREFIX = "resp_"
+ECHOED = (
+    "tool_choice",
+    "parallel_tool_calls",
+    "text",
+    "reasoning",
+    "temperature",
+    "top_p",
+    "max_output_tokens",
+    "max_tool_calls",
+    "truncation",
+    "top_logprobs",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+)
+
+
+class ResponseService:
+    def __init__(self, db: Database, catalog: ModelCatalog, bus: Any, resources: Any) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.bus = bus
+        self.resources = resources
+        self.conversations: Any = None  # ConversationService (plugged in by the container)
+        self.containers: Any = None  # ContainerService, when the code interpreter is there
+        self.on_queued: Callable[[Session, str], None] | None = None  # wakes the workers (PostgreSQL)
+        self.on_cancelling: Callable[[Session, str], None] | None = None
+        # counts a response's first prompt (the engine's, engine/responses/executor.py)
+        self.count_prompt: Callable[[ResponseRow, list[dict], list[dict]], int] | None = None
+
+    # ------------------------------------------------------------------------------------------ create
+    def create(self, project: str, req: ResponseCreate, response_id: str | None = None) -> dict[str, Any]:
+        """Checks the request, writes the response (queued) with its input items and queues it."""
+        response_id = response_id or new_id(PREFIX)
+        stored = req.store is not False
+        if req.background and not stored:
+            raise InvalidRequest("background responses must be stored: store cannot be false", param="store")
+        include = check_include(req.include or [])
+        with self.db.session() as s:
+            row, items, _ = self._prepare(s, project, req, response_id, containers=True)
+            row.meta = req.metadata or {}
+            row.background = bool(req.background)
+            row.stored = stored
+            s.add(row)
+            s.flush()  # before its items (their foreign key)
+            for seq, item in enumerate(items, start=1):  # input items: -1, -2... (output items count up)
+                s.add(
+                    ResponseItemRow(
+                        response_id=response_id,
+                        seq=-seq,
+                        output=False,
+                        item_id=item.get("id"),
+                        type=item["type"],
+                        data=item,
+                    )
+                )
+            if row.conversation_id:
+                self.conversations.append(s, project, row.conversation_id, items)
+            s.flush()
+            obj = response_object(row, [], include)
+            self.bus.emit(
+                s, response_id, [Event("response.created", ev.event("response.created", response=obj))]
+            )
+            if self.on_queued is not None:
+                self.on_queued(s, response_id)
+        return obj
+
+    def input_tokens(self, project: str, req: ResponseInput) -> int:
+        """The prompt tokens a response made with `req` would start with (`usage.input_tokens` of its first
+        turn): rendered as the engine renders it, counted by the model's tokenizer."""
+        with self.db.session() as s:
+            row, items, before = self._prepare(s, project, req, new_id(PREFIX), containers=False)
+        assert self.count_prompt is not None
+        return self.count_prompt(row, before, [] if row.conversation_id else items)
+
+    def _prepare(
+        self, s: Session, project: str, req: ResponseInput, response_id: str, containers: bool
+    ) -> tuple[ResponseRow, list[dict[str, Any]], list[dict[str, Any]]]:
+        """The response's row (not added), its input items and the items before them; every check."""
+        model = req.model or self.catalog.default
+        self.catalog.require(model)
+        conversation_id = _conversation_id(req.conversation)
+        if conversation_id and req.previous_response_id:
+            raise InvalidRequest(
+                "previous_response_id cannot be used together with conversation", param="previous_response_id"
+            )
+        items = parse_items(req.input if req.input is not None else [], "input")
+        params = {k: _dump(getattr(req, k, None)) for k in ECHOED if getattr(req, k, None) is not None}
+        params["tools"] = [_dump(t) for t in req.tools or []]
+        params["include"] = list(getattr(req, "include", None) or [])
+        previous = self._previous(s, project, req.previous_response_id)
+        if conversation_id:
+            self.conversations.require(s, project, conversation_id)
+        self._check_stores(s, project, params["tools"])
+        container_id = self._container(project, params["tools"], previous) if containers else None
+        before = self.history(s, project, previous, conversation_id)
+        items = self._resolve_references(items, before)
+        row = ResponseRow(
+            id=response_id,
+            project=project,
+            created_at=created_at_of(response_id, PREFIX),
+            status="queued",
+            model=model,
+            instructions=req.instructions,
+            params=params,
+            previous_response_id=req.previous_response_id,
+            conversation_id=conversation_id,
+            container_id=container_id,
+        )
+        return row, items, before
+
+    def _previous(self, s: Session, project: str, previous_id: str | None) -> ResponseRow | None:
+        if previous_id is None:
+            return None
+        row = s.get(ResponseRow, previous_id)
+        if row is None or row.project != project or not row.stored:
+            raise NotFound(
+                f"Previous response with id '{previous_id}' not found.", param="previous_response_id"
+            )
+        return row
+
+    def _check_stores(self, s: Session, project: str, tools: list[dict[str, Any]]) -> None:
+        exists = getattr(self.resources, "store_exists", None)
+        for i, tool in enumerate(tools):
+            if tool["type"] != "file_search" or exists is None:
+                continue
+            for j, store_id in enumerate(tool["vector_store_ids"]):
+                if not exists(s, project, store_id):
+                    raise NotFound(
+                        f"Vector store with id '{store_id}' not found.",
+                        param=f"tools[{i}].vector_store_ids[{j}]",
+                    )
+
+    def _container(
+        self, project: str, tools: list[dict[str, Any]], previous: ResponseRow | None
+    ) -> str | None:
+        """The code interpreter session of the response: the container named, the previous response's, or
+        a new one (`auto`)."""
+        for i, tool in enumerate(tools):
+            if tool["type"] != "code_interpreter":
+                continue
+            if self.containers is None:
+                raise InvalidRequest("code_interpreter is not available on this server", param=f"tools[{i}]")
+            container = tool["container"]
+            if isinstance(container, str):
+                self.containers.require(project, container)
+                return container
+            if (
+                previous is not None
+                and previous.container_id
+                and self.containers.alive(project, previous.container_id)
+            ):
+                return previous.container_id
+            return self.containers.create_auto(project, container.get("file_ids") or [])
+        return None
+
+    @staticmethod
+    def _resolve_references(
+        items: list[dict[str, Any]], before: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """`item_reference` items become the items they name (from the response's chain or conversation)."""
+        if not any(i["type"] == "item_reference" for i in items):
+            return items
+        known = {item.get("id"): item for item in before}
+        out = []
+        for n, item in enumerate(items):
+            if item["type"] != "item_reference":
+                out.append(item)
+            elif item["id"] in known:
+                out.append(known[item["id"]])
+            else:
+                raise NotFound(f"Item with id '{item['id']}' not found.", param=f"input[{n}].id")
+        return out
+
+    # ------------------------------------------------------------------------------------- history
+    def history(
+        self, s: Session, project: str, previous: ResponseRow | None, conversation_id: str | None
+    ) -> list[dict[str, Any]]:
+        """The items before a response's input: its conversation's, or those of its previous responses
+        (their input and output, oldest first)."""
+        if conversation_id:
+            return self.conversations.items_in_order(s, project, conversation_id)
+        chain: list[ResponseRow] = []
+        row = previous
+        while row is not None and len(chain) < 10_000:
+            chain.append(row)
+            row = s.get(ResponseRow, row.previous_response_id) if row.previous_response_id else None
+        items: list[dict[str, Any]] = []
+        for row in reversed(chain):
+            items += input_of(s, row.id) + output_of(s, row.id)
+        return items
+
+    # ---------------------------------------------------------------------------------------- reads
+    def get(self, project: str, response_id: str, include: tuple[str, ...] = ()) -> dict[str, Any]:
+        include = check_include(include)
+        with self.db.session() as s:
+            row = self._require(s, project, response_id)
+            return response_object(row, output_of(s, response_id), include)
+
+    def status(self, project: str, response_id: str) -> str:
+        with self.db.session() as s:
+            return self._require(s, project, response_id).status
+
+    def _require(self, s: Session, project: str, response_id: str) -> ResponseRow:
+        row = s.get(ResponseRow, response_id)
+        if row is None or row.project != project or not row.stored:
+            raise NotFound.of("response", response_id)
+        return row
+
+    def delete(self, project: str, response_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            row = self._require(s, project, response_id)
+            s.delete(row)
+        return {"id": response_id, "object": "response", "deleted": True}
+
+    def input_items(self, project: str, response_id: str, page: PageQuery, include: tuple[str, ...] = ()):
+        include = check_include(include)
+        with self.db.session() as s:
+            self._require(s, project, response_id)
+            items = [view_item(i, include) for i in input_of(s, response_id)]
+        return page_items(items, page)
+
+    # --------------------------------------------------------------------------------------- cancel
+    def cancel(self, project: str, response_id: str, queue: Any) -> dict[str, Any]:
+        """A background response ends `cancelled` at once (its worker stops at its next write)."""
+        with self.db.session() as s:
+            row = self._require(s, project, response_id)
+            if not row.background:
+                raise InvalidRequest("Only background responses can be cancelled.", param="response_id")
+            status = row.status
+        if status not in TERMINAL:
+            finish_response(queue, response_id, "cancelled", guard="any")
+        return self.get(project, response_id)
+
+
+def input_of(s: Session, response_id: str) -> list[dict[str, Any]]:
+    rows = s.exec(
+        select(ResponseItemRow)
+        .where(ResponseItemRow.response_id == response_id, ResponseItemRow.output == False)  # noqa: E712
+        .order_by(ResponseItemRow.seq.desc())  # type: ignore[attr-defined]
+    )
+    return [r.data for r in rows]
+
+
+def page_items(items: list[dict[str, Any]], page: PageQuery) -> ListPage:
+    """A page of items (input items: `order` desc by default, `after` an item id)."""
+    ordered = items if page.order == "asc" else list(reversed(items))
+    if page.after:
+        ids = [i.get("id") for i in ordered]
+        if page.after in ids:
+            ordered = ordered[ids.index(page.after) + 1 :]
+    if page.before:
+        ids = [i.get("id") for i in ordered]
+        if page.before in ids:
+            ordered = ordered[: ids.index(page.before)]
+    data = ordered[: page.limit]
+    return ListPage(
+        data=data,
+        first_id=data[0].get("id") if data else None,
+        last_id=data[-1].get("id") if data else None,
+        has_more=len(ordered) > len(data),
+    )
+
+
+def _conversation_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else value.id
+
+
+def _dump(value: Any) -> Any:
+    return (
+        value.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if hasattr(value, "model_dump")
+        else value
+    )
