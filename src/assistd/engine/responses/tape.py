@@ -65,7 +65,7 @@ class ResponseTape:
     def history(self, run: RunRow) -> list[dict[str, Any]]:
         return self.turns
 
-    def last_user_text(self) -> str:
+    def last_user_text(self, run: RunRow) -> str:
         return last_user_text(self.items_before)
 
     def steps(self, run_id: str) -> list[StepRow]:
