@@ -153,6 +153,12 @@ def test_strings_are_not_numbers_or_booleans(client):
         ),
         ({"parallel_tool_calls": "true"}, "parallel_tool_calls"),
         ({"max_completion_tokens": 10.5}, "max_completion_tokens"),
+        ({"max_completion_tokens": 2**63}, "max_completion_tokens"),  # past 64 bits: was a database 500
+        ({"max_prompt_tokens": 2**64}, "max_prompt_tokens"),
+        (
+            {"truncation_strategy": {"type": "last_messages", "last_messages": 2**63}},
+            "truncation_strategy.last_messages",
+        ),
         (
             {"tools": [{"type": "file_search", "file_search": {"max_num_results": "5"}}]},
             "tools[0].file_search.max_num_results",

@@ -18,6 +18,7 @@ from assistd.protocol.threads import ThreadCreate
 from assistd.protocol.tools import ResponseFormat, Tool, ToolResources
 
 MAX_RUN_TOOLS = 20
+MAX_INT = 2**63 - 1  # what a 64-bit column holds: more is a 400 naming the param, never a database error
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
 ACTIVE = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
 FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
@@ -28,7 +29,7 @@ REASONING = "reasoning"
 
 class TruncationStrategy(WireModel):
     type: Literal["auto", "last_messages"]
-    last_messages: int | None = Field(None, ge=1)
+    last_messages: int | None = Field(None, ge=1, le=MAX_INT)
 
 
 class NamedFunction(WireModel):
@@ -61,8 +62,8 @@ class RunOptions(RequestModel):
     temperature: Temperature = None
     top_p: TopP = None
     stream: bool | None = None
-    max_prompt_tokens: int | None = Field(None, ge=256)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_prompt_tokens: int | None = Field(None, ge=256, le=MAX_INT)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_INT)
     truncation_strategy: TruncationStrategy | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
