@@ -361,3 +361,64 @@ def test_a_template_that_fails_to_render_fails_the_run_naming_the_model(engines,
     assert "scripted-broken" in run.last_error.message
     assert "This template takes no conversation at all." in run.last_error.message
     assert not engines["broken"].requests  # nothing reached the engine
+
+
+# ------------------------------------------------------------------------------ the Responses API
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_response_reasoning_is_a_reasoning_item_never_output_text(engines, client, name):
+    """The same reply through the Responses API: the family's reasoning is a `reasoning` item before the
+    message (its text streamed as reasoning_text deltas), never in `output_text` or its deltas."""
+    fam = FAMILIES[name]
+    engines[name].script(fam["answer"])
+    effort = {"effort": EFFORT[name]} if name in EFFORT else None
+    with client.responses.stream(model=model(name), input="Say hello.", reasoning=effort) as stream:
+        events = list(stream)
+    response = stream.get_final_response()
+    assert response.status == "completed", response.error
+    assert response.output_text == fam["answer_final"].strip()
+    assert not MARKUP.search(response.output_text)
+    text_deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    thought_deltas = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    assert text_deltas == response.output_text
+    reasoning = [item for item in response.output if item.type == "reasoning"]
+    if fam.get("answer_reasoning"):
+        assert [item.type for item in response.output] == ["reasoning", "message"]
+        assert (
+            reasoning[0].content[0].text.strip() == fam["answer_reasoning"].strip() == thought_deltas.strip()
+        )
+        assert fam["answer_reasoning"].strip() not in response.output_text
+        assert response.usage.output_tokens_details.reasoning_tokens > 0
+    else:
+        assert not reasoning and not thought_deltas
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+@pytest.mark.parametrize("name", TOOL_FAMILIES)
+def test_response_call_in_the_family_syntax_then_answer(engines, client, name):
+    """A call under `auto` in the family's own syntax is a `function_call` item; the client's
+    function_call_output, sent with previous_response_id, reaches the model and the answer completes."""
+    fam = FAMILIES[name]
+    engine = engines[name]
+    engine.script(fam["call"], *fam.get("call_continuation", ()))
+    tool = {"type": "function", **WEATHER["function"]}
+    effort = {"effort": EFFORT[name]} if name in EFFORT else None
+    first = client.responses.create(
+        model=model(name), input="What is the weather in Rome?", tools=[tool], reasoning=effort
+    )
+    assert first.status == "completed", first.error
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Rome"})]
+    assert not any(item.type == "message" and MARKUP.search(item.content[0].text) for item in first.output)
+    engine.script(fam["answer"])
+    second = client.responses.create(
+        model=model(name),
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "Sunny, 24 C"}],
+        tools=[tool],
+        reasoning=effort,
+    )
+    assert second.status == "completed", second.error
+    assert second.output_text == fam["answer_final"].strip()
+    assert "Sunny, 24 C" in engine.requests[-1].prompt
