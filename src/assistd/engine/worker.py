@@ -267,7 +267,7 @@ class RunEngine:
         self._housekeeping()
 
     def _housekeeping(self) -> None:
-        """Once a minute: old run events and long-dead workers are deleted."""
+        """Once a minute: old job events, long-dead workers and what each kind of job leaves are deleted."""
         now = time.monotonic()
         if now < self._next_housekeeping:
             return
@@ -276,6 +276,8 @@ class RunEngine:
         if prune is not None:
             prune()
         self.store.sweep_workers()
+        for kind in self.kinds.values():  # a kind's own (responses: the unstored ones that ended)
+            getattr(kind, "housekeeping", lambda: None)()
 
     def _recover(self, row) -> None:  # type: ignore[no-untyped-def]
         """A run whose worker's lease ran out: re-queued if it produced nothing, else ended."""

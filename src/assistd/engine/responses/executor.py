@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sqlalchemy import exists, update
+from sqlalchemy import delete, exists, update
 from sqlmodel import Session
 
 from assistd.config import Settings
@@ -17,14 +17,17 @@ from assistd.engine.prompt import PromptBuilder
 from assistd.engine.responses import events as ev
 from assistd.engine.responses.history import chat_turns, system_texts
 from assistd.engine.responses.job import job_of
-from assistd.engine.responses.tape import ResponseTape, finish_response
+from assistd.engine.responses.tape import TERMINAL, ResponseTape, finish_response
 from assistd.engine.runner import TurnLoop, execute
 from assistd.engine.toolbox import Toolbox, offered_functions
+from assistd.ids import now
 from assistd.llm.catalog import ModelCatalog
 from assistd.llm.registry import ModelRegistry
 from assistd.services.response_views import response_object
 from assistd.services.responses import ResponseService, input_of
 from assistd.storage.responses import ResponseItemRow, ResponseRow
+
+UNSTORED_KEEP_SECONDS = 900
 
 
 class ResponseExecutor:
@@ -100,6 +103,19 @@ class ResponseExecutor:
             incomplete_details,
             conversations=self.responses.conversations,
         )
+
+    def housekeeping(self) -> int:
+        """Responses made with `store: false` are deleted a while after they end (their stream may still be
+        read until then)."""
+        with self.queue.db.session() as s:
+            gone = s.execute(
+                delete(ResponseRow).where(
+                    ResponseRow.stored == False,  # noqa: E712
+                    ResponseRow.status.in_(TERMINAL),  # type: ignore[attr-defined]
+                    ResponseRow.created_at < now() - UNSTORED_KEEP_SECONDS,
+                )
+            )
+            return gone.rowcount or 0
 
     def requeue_unstarted(self, job_id: str, holder: bool = True) -> bool:
         """Gives a response that produced nothing back to the queue (see RunStore.requeue_unstarted)."""
