@@ -14,6 +14,7 @@ from assistd.engine import citations
 from assistd.errors import NotFound
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
+from assistd.tools.code_interpreter.interpreter import CodeInterpreterUnavailable
 
 CODE_INTERPRETER = {
     "name": "code_interpreter",
@@ -40,6 +41,9 @@ BUILTIN = {"code_interpreter": CODE_INTERPRETER, "file_search": FILE_SEARCH}
 
 class ToolUnavailable(Exception):
     pass
+
+
+RESPONSE_PREFIX = "resp_"
 
 
 @dataclass
@@ -164,6 +168,8 @@ class Toolbox:
         return files
 
     def run_code(self, run: RunRow, code: str, inputs: list[tuple[str, bytes]]) -> CodeRun:
+        if run.id.startswith(RESPONSE_PREFIX):  # a response's code runs in its container
+            return self._run_in_container(run, code)
         interpreter = self.extras.get("code_interpreter")
         if interpreter is None:
             raise ToolUnavailable("code_interpreter is not available on this server")
@@ -184,6 +190,25 @@ class Toolbox:
             obj = self.files.create_from_bytes(run.project, name, "assistants_output", data)
             out.files.append((obj.id, name))
         return out
+
+    def _run_in_container(self, run: RunRow, code: str) -> CodeRun:
+        """The job's `thread_id` is its container (engine/responses/job.py); what the code wrote in
+        /mnt/data are container files (the message cites them by their container file id)."""
+        containers = self.extras.get("containers")
+        if containers is None or not run.thread_id:
+            raise ToolUnavailable("code_interpreter is not available on this server")
+        try:
+            result = containers.run_code(run.project, run.thread_id, code)
+        except CodeInterpreterUnavailable as exc:  # no sandbox: it fails closed
+            raise ToolUnavailable(str(exc).rstrip(".")) from exc
+        outputs: list[dict[str, Any]] = [{"type": "logs", "logs": result.logs}] if result.logs else []
+        outputs += [{"type": "image", "image": {"file_id": ref.file_id}} for ref in result.images]
+        return CodeRun(
+            outputs=outputs,
+            images=[ref.file_id for ref in result.images],
+            files=[(ref.file_id, ref.filename) for ref in result.files],
+            error=result.error,
+        )
 
 
 def code_argument(arguments: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sqlalchemy import delete, exists, update
+from sqlalchemy import delete, exists, or_, update
 from sqlmodel import Session
 
 from assistd.config import Settings
@@ -25,7 +25,7 @@ from assistd.llm.catalog import ModelCatalog
 from assistd.llm.registry import ModelRegistry
 from assistd.services.response_views import response_object
 from assistd.services.responses import ResponseService, input_of
-from assistd.storage.responses import ResponseItemRow, ResponseRow
+from assistd.storage.responses import ResponseEventRow, ResponseItemRow, ResponseRow
 
 UNSTORED_KEEP_SECONDS = 900
 
@@ -118,10 +118,19 @@ class ResponseExecutor:
             return gone.rowcount or 0
 
     def requeue_unstarted(self, job_id: str, holder: bool = True) -> bool:
-        """Gives a response that produced nothing back to the queue (see RunStore.requeue_unstarted)."""
+        """Gives a response that produced nothing back to the queue (see RunStore.requeue_unstarted): no
+        output item, and no item begun in a stream that other nodes read (the database's event log; with
+        the in-process bus the streams died with the process that ran it)."""
 
         def body(s: Session, events: list[Event]) -> bool:
-            has_output = exists().where(ResponseItemRow.response_id == job_id, ResponseItemRow.output == True)  # noqa: E712
+            # produced: an output item written, or one begun in a stream other nodes read (the event log)
+            has_output = or_(
+                exists().where(ResponseItemRow.response_id == job_id, ResponseItemRow.output == True),  # noqa: E712
+                exists().where(
+                    ResponseEventRow.response_id == job_id,
+                    ResponseEventRow.name == "response.output_item.added",
+                ),
+            )
             free = {"worker_id": None, "lease_until": None, "epoch": ResponseRow.epoch + 1}
             back = s.execute(
                 update(ResponseRow)
