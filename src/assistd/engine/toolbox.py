@@ -125,8 +125,16 @@ class Toolbox:
         service = self.extras.get("file_search")
         if service is None:
             raise ToolUnavailable("file_search is not available on this server")
+        filters = next(
+            (t.get("file_search", {}).get("filters") for t in run.tools if t["type"] == "file_search"), None
+        )
         hits = service.search(
-            run.project, store_ids, query, max_num_results=max_results, score_threshold=threshold
+            run.project,
+            store_ids,
+            query,
+            max_num_results=max_results,
+            score_threshold=threshold,
+            filters=filters,
         )
         sources = citations.sources_for(round_no, hits)
         details = {

@@ -243,8 +243,10 @@ class VectorStoreService:
         query: str,
         max_num_results: int = 20,
         score_threshold: float = 0.0,
+        filters: dict[str, Any] | None = None,
     ) -> list[SearchHit]:
-        """The run engine's search: unknown, foreign or expired stores are skipped."""
+        """The engine's search (a run's, a response's): unknown, foreign or expired stores are skipped;
+        `filters` (a response's file_search tool) keep the files whose attributes match."""
         ids = list(dict.fromkeys(vector_store_ids))
         if not ids:
             return []
@@ -253,7 +255,7 @@ class VectorStoreService:
                 select(VectorStoreRow).where(VectorStoreRow.id.in_(ids), VectorStoreRow.project == project)
             )
             stores = [r for r in rows if not is_expired(r)]
-            scopes = self._scopes(s, stores, None)
+            scopes = self._scopes(s, stores, filters)
         return self.retriever.search(scopes, query, max_num_results, score_threshold)
 
     def thread_store_ids(self, project: str, thread_id: str) -> list[str]:

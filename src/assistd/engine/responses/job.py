@@ -52,6 +52,8 @@ def loop_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
             options: dict[str, Any] = {}
             if tool.get("max_num_results") is not None:
                 options["max_num_results"] = tool["max_num_results"]
+            if tool.get("filters") is not None:  # on the files' attributes (services/vector_stores.py)
+                options["filters"] = tool["filters"]
             ranking = tool.get("ranking_options") or {}
             if ranking.get("score_threshold") is not None:
                 options["ranking_options"] = {
