@@ -15,6 +15,7 @@ from sqlmodel import select
 from assistd.errors import InvalidRequest
 from assistd.services.usage import CODE_SESSION, UsageService
 from assistd.storage.db import Database
+from assistd.storage.responses import ResponseRow
 from assistd.storage.runs import RunRow
 from assistd.storage.threads import ThreadRow
 from assistd.storage.usage import UsageEventRow
@@ -47,6 +48,21 @@ def add_runs(db: Database, project: str, runs: list[tuple[int, dict | None]]) ->
                     model="m",
                     usage=usage,
                     status="completed" if usage else "failed",  # ended runs: one thread holds them all
+                )
+            )
+
+
+def add_responses(db: Database, project: str, responses: list[tuple[int, dict | None]]) -> None:
+    with db.session() as s:
+        for i, (created_at, usage) in enumerate(responses):
+            s.add(
+                ResponseRow(
+                    id=f"resp_{project}_{i}",
+                    project=project,
+                    created_at=created_at,
+                    model="m",
+                    usage=usage,
+                    status="completed" if usage else "in_progress",
                 )
             )
 
@@ -147,6 +163,32 @@ def test_a_commit_whose_answer_was_lost_is_not_counted_twice(db, monkeypatch):
     UsageService(db).record_code_session("p", "thread_1", "kernel-1")
     assert failures == [1]
     assert [e.ref for e in code_sessions(db)] == ["thread_1/kernel-1"]
+
+
+def test_completions_count_responses_beside_runs(db):
+    add_runs(db, "p", [(T0 + 10, {"prompt_tokens": 100, "completion_tokens": 10})])
+    usage = {
+        "input_tokens": 50,
+        "input_tokens_details": {"cached_tokens": 40},
+        "output_tokens": 5,
+        "output_tokens_details": {"reasoning_tokens": 2},
+        "total_tokens": 55,
+    }
+    add_responses(db, "p", [(T0 + 20, usage), (T0 + 30, None), (T0 + 70, usage)])
+    add_responses(db, "other", [(T0 + 20, usage)])
+    page = UsageService(db).completions("p", window(T0, T0 + 120))
+    first, second = (bucket["results"] for bucket in page["data"])
+    assert first == [
+        {
+            "object": "organization.usage.completions.result",
+            "input_tokens": 150,
+            "output_tokens": 15,
+            "input_cached_tokens": 40,
+            "num_model_requests": 2,  # the run and the ended response
+            "project_id": "p",
+        }
+    ]
+    assert second[0]["input_tokens"] == 50 and second[0]["input_cached_tokens"] == 40
 
 
 @pytest.mark.parametrize(("width", "limit"), [("1m", 1440), ("1h", 168), ("1d", 31)])

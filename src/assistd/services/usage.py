@@ -1,4 +1,4 @@
-"""Usage figures per project, in the shape of OpenAI's organization usage API: completion tokens of runs
+"""Usage figures per project, in the shape of OpenAI's organization usage API: tokens of runs and responses
 and code interpreter sessions (the hosted API billed per session), in time buckets.
 
 The query is validated as the hosted API does (`bucket_width` 1m/1h/1d with at most 1440/168/31 buckets a
@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, literal, union_all
 from sqlmodel import col, select
 
 from assistd.errors import InvalidRequest
 from assistd.ids import now
 from assistd.storage.db import Database
+from assistd.storage.responses import ResponseRow
 from assistd.storage.retry import retrying
 from assistd.storage.runs import RunRow
 from assistd.storage.usage import UsageEventRow
@@ -175,27 +176,48 @@ class UsageService:
         return self._page(window, statement, result)
 
     def completions(self, project: str, query: Mapping[str, Any]) -> dict[str, Any]:
+        """Tokens of runs and of responses (both APIs' model requests, in one query), with the engine's
+        cached tokens (responses count them)."""
         window = parse_window(query, now())
-        bucket = _bucket_of(RunRow.created_at, window)
         prompt = col(RunRow.usage)["prompt_tokens"].as_integer()
-        completion = col(RunRow.usage)["completion_tokens"].as_integer()
-        statement = (
-            select(bucket, func.count(prompt), func.sum(prompt), func.sum(completion))
-            .where(
-                RunRow.project == project,
-                prompt.is_not(None),  # runs with usage: terminal ones
-                RunRow.created_at >= window.start,
-                RunRow.created_at < window.stop,
-            )
-            .group_by(bucket)
+        runs = select(
+            _bucket_of(RunRow.created_at, window),
+            prompt.label("given"),
+            col(RunRow.usage)["completion_tokens"].as_integer().label("made"),
+            literal(0).label("cached"),
+        ).where(
+            RunRow.project == project,
+            prompt.is_not(None),  # runs with usage: terminal ones
+            RunRow.created_at >= window.start,
+            RunRow.created_at < window.stop,
         )
+        given = col(ResponseRow.usage)["input_tokens"].as_integer()
+        responses = select(
+            _bucket_of(ResponseRow.created_at, window),
+            given.label("given"),
+            col(ResponseRow.usage)["output_tokens"].as_integer().label("made"),
+            col(ResponseRow.usage)[("input_tokens_details", "cached_tokens")].as_integer().label("cached"),
+        ).where(
+            ResponseRow.project == project,
+            given.is_not(None),  # ended responses
+            ResponseRow.created_at >= window.start,
+            ResponseRow.created_at < window.stop,
+        )
+        both = union_all(runs, responses).subquery()
+        statement = select(
+            both.c.bucket,
+            func.count(both.c.given),
+            func.sum(both.c.given),
+            func.sum(both.c.made),
+            func.sum(both.c.cached),
+        ).group_by(both.c.bucket)
 
         def result(row: Any) -> dict[str, Any]:
             return {
                 "object": "organization.usage.completions.result",
                 "input_tokens": int(row[2] or 0),
                 "output_tokens": int(row[3] or 0),
-                "input_cached_tokens": 0,
+                "input_cached_tokens": int(row[4] or 0),
                 "num_model_requests": row[1],
                 "project_id": project,
             }
