@@ -1,8 +1,9 @@
 """The prompt of a run: instructions + thread history + this run's tool turns, fitted to the context.
 
 Truncation follows `truncation_strategy`: `auto` drops the oldest messages until the prompt fits the model's
-context (and `max_prompt_tokens`); `last_messages` keeps only the last N. The system message and this run's
-tool turns are always kept. Token counts come from the model's own tokenizer."""
+context (and `max_prompt_tokens`); `last_messages` keeps only the last N; `disabled` (a response's default,
+as hosted) leaves nothing out: a conversation past the context is refused (PromptTooLong). The system
+message and this run's tool turns are always kept. Token counts come from the model's own tokenizer."""
 
 from __future__ import annotations
 
@@ -181,6 +182,11 @@ def fit(
     tokens = backend.count_tokens(text)
     if tokens <= budget:
         return Prompt(text=text, tokens=tokens, dropped=dropped)
+    if strategy.get("type") == "disabled":  # a response's default: nothing is left out, it fails instead
+        raise PromptTooLong(
+            f"the conversation needs {tokens} tokens, more than the model's context leaves ({budget}), "
+            "and truncation is disabled"
+        )
     if not history:
         raise PromptTooLong(f"the instructions and tool results alone take {tokens} tokens (budget {budget})")
     # Where the kept history may start: at a user message (or anywhere, when there is none to start at).

@@ -29,7 +29,8 @@ def job_of(row: ResponseRow) -> RunRow:
         temperature=p.get("temperature"),
         top_p=p.get("top_p"),
         max_completion_tokens=p.get("max_output_tokens"),
-        truncation_strategy={"type": "auto"},
+        # "disabled" (the default, as hosted): a conversation past the context fails, nothing left out
+        truncation_strategy={"type": "auto" if p.get("truncation") == "auto" else "disabled"},
         tool_choice=loop_tool_choice(p.get("tool_choice", "auto")),
         parallel_tool_calls=p.get("parallel_tool_calls", True),
         response_format=response_format(p.get("text")),

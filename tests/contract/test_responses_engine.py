@@ -1,0 +1,50 @@
+"""Responses on the engine, beyond their shapes: truncation (`disabled` by default, as hosted: a conversation
+past the model's context fails the response with `invalid_prompt`, nothing silently left out; `auto` drops
+the oldest part and answers), and a background response cancelled while it generates."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.contract.helpers import MODEL
+
+pytestmark = pytest.mark.model
+
+# far more than the bundled model's context
+LONG = " ".join(f"Line {i}: the harbour of town {i % 41} keeps its boats in a row." for i in range(1500))
+
+
+def test_a_conversation_past_the_context_fails_unless_truncation_is_auto(client):
+    refused = client.responses.create(model=MODEL, input=LONG + "\nSay hi.", max_output_tokens=16)
+    assert refused.status == "failed"
+    assert refused.error.code == "invalid_prompt" and "truncation is disabled" in refused.error.message
+    assert refused.output == []
+    fitted = client.responses.create(
+        model=MODEL, input=LONG + "\nSay hi.", truncation="auto", max_output_tokens=16
+    )
+    assert fitted.status in ("completed", "incomplete"), fitted.error
+    assert fitted.truncation == "auto" and fitted.output_text.strip()
+
+
+def test_a_background_response_cancelled_while_it_generates(client):
+    response = client.responses.create(
+        model=MODEL,
+        input="Write a very long story about the history of the sea, with many chapters.",
+        background=True,
+        temperature=1.0,
+        max_output_tokens=800,
+    )
+    deadline = time.monotonic() + 120
+    while client.responses.retrieve(response.id).status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cancelled = client.responses.cancel(response.id)
+    assert cancelled.status == "cancelled"
+    time.sleep(1.0)  # the worker stops at its next write; it changes nothing after the cancel
+    later = client.responses.retrieve(response.id)
+    assert later.status == "cancelled" and later.usage == cancelled.usage
+    assert [i.model_dump() for i in later.output] == [i.model_dump() for i in cancelled.output]
+    # the engine's slot is free again: a new response completes
+    again = client.responses.create(model=MODEL, input="Say hi.", max_output_tokens=16)
+    assert again.status in ("completed", "incomplete"), again.error
