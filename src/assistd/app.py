@@ -17,6 +17,7 @@ from assistd import __version__
 from assistd.api.assistants import AssistantController
 from assistd.api.auth import KeyRing, provide_project
 from assistd.api.body import JSONRequest
+from assistd.api.containers import CONTAINER_CONTROLLERS
 from assistd.api.conversations import CONVERSATION_CONTROLLERS
 from assistd.api.errors import EXCEPTION_HANDLERS
 from assistd.api.files import FileController
@@ -45,6 +46,7 @@ API_CONTROLLERS = [
     RunController,
     UsageController,
     *VECTOR_STORE_CONTROLLERS,
+    *CONTAINER_CONTROLLERS,
     *CONVERSATION_CONTROLLERS,
     ResponseController,
 ]

@@ -23,6 +23,7 @@ from assistd.llm.embedded import default_slots
 from assistd.llm.engines import open_backend
 from assistd.llm.registry import ModelRegistry
 from assistd.services.assistants import AssistantService
+from assistd.services.containers import ContainerService
 from assistd.services.conversations import ConversationService
 from assistd.services.files import FileService
 from assistd.services.ingest_queue import INGEST_CHANNEL
@@ -39,7 +40,7 @@ from assistd.storage.db import Database
 from assistd.storage.notify import RUNS, THREADS, Listener, notify
 from assistd.tools.calls import check_function_tools
 from assistd.tools.code_interpreter import CodeInterpreter
-from assistd.tools.code_interpreter.homes import KernelHomes
+from assistd.tools.code_interpreter.homes import ContainerHomes, KernelHomes, KeyedHomes
 
 log = logging.getLogger("assistd")
 
@@ -92,7 +93,8 @@ class Container:
         extras: dict[str, Any] = {}
         usage = UsageService(db)
         # kernels start in start(), in the background; kernel_homes tells the run queue where they live
-        code_interpreter = CodeInterpreter(settings, homes=KernelHomes(db, worker_id))
+        homes = KeyedHomes(KernelHomes(db, worker_id), ContainerHomes(db, worker_id))  # threads', containers'
+        code_interpreter = CodeInterpreter(settings, homes=homes)
         code_interpreter.on_session_started = usage.record_code_session
         extras["code_interpreter"] = code_interpreter
         assistants.tools_checks.append(code_interpreter.check_tools)  # a 400 when it has no sandbox
@@ -101,6 +103,8 @@ class Container:
         # ... and wherever else its kernel lives: that worker is woken to look (it also looks every few s)
         threads.delete_hooks.append(lambda s, row: notify(s, db, THREADS, row.id))
         listener.on(THREADS, code_interpreter.wake)
+        # containers are code interpreter sessions too (their kernels close on delete or expiry, as above)
+        extras["containers"] = ContainerService(db, blobs, settings.max_upload_bytes, code_interpreter)
         file_search = build_file_search(settings, db, blobs, worker_id)  # models/Chroma load on first use
         file_search.install(resources, files, messages, threads)
         extras["file_search"] = file_search

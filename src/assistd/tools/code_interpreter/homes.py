@@ -247,6 +247,10 @@ class ContainerHomes:
             )
 
 
+def is_container(key: str) -> bool:
+    return key.startswith(CONTAINER_PREFIX)
+
+
 def running(row: ContainerRow, now: float) -> bool:
     """Whether the container is live at `now` (the database's time): not marked expired, and active within
     its expiry minutes."""
@@ -262,7 +266,7 @@ class KeyedHomes:
         self.worker_id = threads.worker_id
 
     def of(self, key: str) -> Homes:
-        return self.containers if key.startswith(CONTAINER_PREFIX) else self.threads
+        return self.containers if is_container(key) else self.threads
 
     def moved_note(self, key: str) -> str:
         return self.of(key).moved_note(key)
@@ -290,5 +294,5 @@ class KeyedHomes:
 
     def adopt(self, keys: Iterable[str]) -> None:
         keys = list(keys)
-        self.threads.adopt([k for k in keys if not k.startswith(CONTAINER_PREFIX)])
-        self.containers.adopt([k for k in keys if k.startswith(CONTAINER_PREFIX)])
+        self.threads.adopt([k for k in keys if not is_container(k)])
+        self.containers.adopt([k for k in keys if is_container(k)])

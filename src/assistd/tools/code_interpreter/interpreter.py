@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from assistd.config import Settings
 from assistd.errors import InvalidRequest
 from assistd.tools.code_interpreter import files, reaper
-from assistd.tools.code_interpreter.homes import Homes, SessionGone
+from assistd.tools.code_interpreter.homes import Homes, SessionGone, is_container
 from assistd.tools.code_interpreter.kernel import Kernel, KernelStartError
 from assistd.tools.code_interpreter.limits import DiskCap, cgroup_limits, sandbox_limits, stop_idle_writers
 from assistd.tools.code_interpreter.pool import KernelPool
@@ -418,7 +418,12 @@ class CodeInterpreter:
         for key, session in sessions.items():
             home = found.homes.get(key)
             if key not in found.existing:
-                log.info("code interpreter: %s is gone: shutting its kernel down", key)
+                kind, how = (
+                    ("container", "expired or was deleted")
+                    if is_container(key)
+                    else ("thread", "was deleted")
+                )
+                log.info("code interpreter: %s %s %s: shutting its kernel down", kind, key, how)
                 self.close_session(key, release=False)
             elif not session.homed or session.lock.locked():
                 continue  # its execution writes the row
