@@ -114,6 +114,7 @@ class Container:
         executor = RunExecutor(RunStore(queue), registry, catalog, toolbox, settings)
         responses = ResponseService(db, catalog, bus, resources)
         responses.conversations = conversations
+        responses.containers = extras["containers"]  # a response's code_interpreter runs in a container
         response_executor = ResponseExecutor(queue, responses, registry, catalog, toolbox, settings)
         responses.count_prompt = response_executor.count_prompt
         engine = RunEngine(
