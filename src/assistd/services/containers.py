@@ -189,6 +189,14 @@ class ContainerService:
             raise _expired(container_id, param)
         return to_object(row)
 
+    def alive(self, project: str, container_id: str) -> bool:
+        """Whether the project's container is there and running (a response chain's `auto` container
+        carries over while it is)."""
+        try:
+            return self._current(project, container_id).status == "running"
+        except NotFound:
+            return False
+
     def delete(self, project: str, container_id: str) -> ContainerDeleted:
         with self.db.session() as s:
             row = self._row(s, project, container_id)
