@@ -70,7 +70,7 @@ class ResponseController(Controller):
             sub.close()
         include = tuple(req.include or ())
         return ResponseObject(
-            **await anyio.to_thread.run_sync(svc.responses.get, project, response_id, include)
+            **await anyio.to_thread.run_sync(svc.responses.get, project, response_id, include, True)
         )
 
     @aget("/{response_id:str}", query=RETRIEVE)

@@ -165,6 +165,7 @@ class ResponseObject(BaseModel):
     completed_at: int | None = None
     conversation: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    frequency_penalty: float = 0.0  # the hosted API's and the Open Responses spec's; not in the SDK's type
     incomplete_details: dict[str, Any] | None = None
     instructions: str | None = None
     max_output_tokens: int | None = None
@@ -173,6 +174,7 @@ class ResponseObject(BaseModel):
     model: str
     output: list[dict[str, Any]]
     parallel_tool_calls: bool
+    presence_penalty: float = 0.0
     previous_response_id: str | None = None
     prompt: dict[str, Any] | None = None
     prompt_cache_key: str | None = None
@@ -180,6 +182,7 @@ class ResponseObject(BaseModel):
     reasoning: dict[str, Any] | None = None
     safety_identifier: str | None = None
     service_tier: str | None = None
+    store: bool = True
     temperature: float | None = None
     text: dict[str, Any] | None = None
     tool_choice: Any

@@ -111,15 +111,18 @@ class ResponseService:
             )
         items = parse_items(req.input if req.input is not None else [], "input")
         params = {k: _dump(getattr(req, k, None)) for k in ECHOED if getattr(req, k, None) is not None}
-        params["tools"] = [_dump(t) for t in req.tools or []]
+        params["tools"] = [echoed_tool(_dump(t)) for t in req.tools or []]
+        if "text" in params:
+            params["text"] = echoed_text(params["text"])
         params["include"] = list(getattr(req, "include", None) or [])
         previous = self._previous(s, project, req.previous_response_id)
         if conversation_id:
             self.conversations.require(s, project, conversation_id)
         self._check_stores(s, project, params["tools"])
-        container_id = self._container(project, params["tools"], previous) if containers else None
         before = self.history(s, project, previous, conversation_id)
         items = self._resolve_references(items, before)
+        # last: an `auto` container is made here, once every check has passed
+        container_id = self._container(project, params["tools"], previous) if containers else None
         row = ResponseRow(
             id=response_id,
             project=project,
@@ -216,20 +219,23 @@ class ResponseService:
         return items
 
     # ---------------------------------------------------------------------------------------- reads
-    def get(self, project: str, response_id: str, include: tuple[str, ...] = ()) -> dict[str, Any]:
+    def get(
+        self, project: str, response_id: str, include: tuple[str, ...] = (), unstored: bool = False
+    ) -> dict[str, Any]:
+        """The response; `unstored`: also one made with `store: false` (its own create answers it)."""
         include = check_include(include)
         with self.db.session() as s:
-            row = self._require(s, project, response_id)
+            row = self._require(s, project, response_id, unstored)
             return response_object(row, output_of(s, response_id), include)
 
     def status(self, project: str, response_id: str) -> str:
         with self.db.session() as s:
             return self._require(s, project, response_id).status
 
-    def _require(self, s: Session, project: str, response_id: str) -> ResponseRow:
+    def _require(self, s: Session, project: str, response_id: str, unstored: bool = False) -> ResponseRow:
         row = s.get(ResponseRow, response_id)
-        if row is None or row.project != project or not row.stored:
-            raise NotFound.of("response", response_id)
+        if row is None or row.project != project or not (row.stored or unstored):
+            raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
         return row
 
     def delete(self, project: str, response_id: str) -> dict[str, Any]:
@@ -285,6 +291,24 @@ def page_items(items: list[dict[str, Any]], page: PageQuery) -> ListPage:
         last_id=data[-1].get("id") if data else None,
         has_more=len(ordered) > len(data),
     )
+
+
+def echoed_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool as the response echoes it: every field of the SDK's tool type (null where not set)."""
+    keys = {
+        "function": ("name", "description", "parameters", "strict"),
+        "file_search": ("vector_store_ids", "filters", "max_num_results", "ranking_options"),
+    }.get(tool["type"], ())
+    return {"type": tool["type"], **{k: tool.get(k) for k in keys}, **tool}
+
+
+def echoed_text(text: dict[str, Any]) -> dict[str, Any]:
+    """`text` as the response echoes it: a json_schema format with its description and strict flag."""
+    fmt = text.get("format") or {}
+    if fmt.get("type") == "json_schema":
+        fmt = {"description": None, **fmt, "strict": bool(fmt.get("strict"))}
+        return {**text, "format": fmt}
+    return text
 
 
 def _conversation_id(value: Any) -> str | None:

@@ -12,7 +12,7 @@ END = "response.end"
 STREAM_END = frozenset({"response.completed", "response.failed", "response.incomplete", END})
 
 
-def event(name: str, **fields: Any) -> dict[str, Any]:
+def event(name: str, /, **fields: Any) -> dict[str, Any]:
     """An event's data, without its sequence number (the bus numbers it)."""
     return {"type": name, "sequence_number": None, **fields}
 

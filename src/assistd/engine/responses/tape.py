@@ -51,9 +51,9 @@ class ResponseTape:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ events
-    def _publish(self, name: str, **fields: Any) -> None:
+    def _publish(self, kind: str, /, **fields: Any) -> None:
         """A delta event: delivered at once (numbered by the bus, in order with the state changes)."""
-        self.bus.publish(self.response_id, name, ev.event(name, **fields))
+        self.bus.publish(self.response_id, kind, ev.event(kind, **fields))
 
     def _tx(self, body: Any) -> Any:
         return self.queue.tx(self.response_id, body)
@@ -446,7 +446,12 @@ class ResponseTape:
         u = self._usage
         return {
             "input_tokens": u["input"],
-            "input_tokens_details": {"cached_tokens": u["cached"]},
+            # the prompt tokens the engine evaluated (not read from its KV cache) stay there for the next
+            # turn: written to the cache
+            "input_tokens_details": {
+                "cached_tokens": u["cached"],
+                "cache_write_tokens": max(0, u["input"] - u["cached"]),
+            },
             "output_tokens": u["output"],
             "output_tokens_details": {"reasoning_tokens": u["reasoning"]},
             "total_tokens": u["input"] + u["output"],
