@@ -21,6 +21,8 @@ install:
 	$(BIN)/python scripts/fetch_model.py --models-dir models
 	@if [ -f tests/browser/package.json ] && command -v npm >/dev/null 2>&1; then \
 		cd tests/browser && npm install --no-audit --no-fund --silent; fi
+	@if [ -f tests/node/package.json ] && command -v npm >/dev/null 2>&1; then \
+		cd tests/node && npm install --no-audit --no-fund --silent; fi
 
 serve:
 	$(BIN)/assistd serve --host $(HOST) --port $(PORT)
