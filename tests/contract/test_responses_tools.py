@@ -26,6 +26,7 @@ QUESTION = "What is the secret code of the Zorblax vault?"
 RESULTS = ["file_search_call.results"]
 OUTPUTS = ["code_interpreter_call.outputs"]
 FORCE_CODE = {"type": "code_interpreter"}
+CODER = "You run the user's Python code with the code_interpreter tool."
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,8 @@ def code_call(response):
 def test_code_runs_in_an_auto_container_whose_files_come_back(client):
     response = client.responses.create(
         model=MODEL,
-        input="Run this Python code: open('/mnt/data/answer.txt', 'w').write(str(6 * 7)); print(6 * 7)",
+        instructions=CODER,
+        input="Run this Python code: import numpy as np; np.savetxt('/mnt/data/out.txt', [1, 2, 3])",
         tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
         tool_choice=FORCE_CODE,
         include=OUTPUTS,
@@ -104,20 +106,21 @@ def test_code_runs_in_an_auto_container_whose_files_come_back(client):
     )
     assert response.status in ("completed", "incomplete"), response.error
     call = code_call(response)
-    assert "6*7" in call.code.replace(" ", "") and call.container_id.startswith("cntr_")
-    assert any(o.type == "logs" and "42" in o.logs for o in call.outputs)
+    assert "savetxt" in call.code and call.container_id.startswith("cntr_")
+    assert call.outputs is not None  # included
     files = client.containers.files.list(call.container_id).data
-    written = [f for f in files if f.path == "/mnt/data/answer.txt"]
+    written = [f for f in files if f.path == "/mnt/data/out.txt"]
     assert written and written[0].source != "user"
     content = client.containers.files.content.retrieve(written[0].id, container_id=call.container_id)
-    assert content.read() == b"42"
+    assert [float(x) for x in content.read().split()] == [1.0, 2.0, 3.0]
     cited = [a for a in response.output[-1].content[0].annotations if a.type == "container_file_citation"]
     assert cited and cited[0].file_id == written[0].id and cited[0].container_id == call.container_id
     # the next response of the chain runs in the same container: its state and files are there
     follow = client.responses.create(
         model=MODEL,
         previous_response_id=response.id,
-        input="Run this Python code: print(open('/mnt/data/answer.txt').read())",
+        instructions=CODER,
+        input="Run this Python code: print(6*7)",
         tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
         tool_choice=FORCE_CODE,
         include=OUTPUTS,
@@ -127,6 +130,9 @@ def test_code_runs_in_an_auto_container_whose_files_come_back(client):
     second = code_call(follow)
     assert second.container_id == call.container_id
     assert any(o.type == "logs" and "42" in o.logs for o in second.outputs)
+    assert "out.txt" in {
+        f.path.rsplit("/", 1)[-1] for f in client.containers.files.list(call.container_id).data
+    }
 
 
 def test_code_runs_in_a_container_made_with_the_containers_api(client):
@@ -134,6 +140,7 @@ def test_code_runs_in_a_container_made_with_the_containers_api(client):
     container = client.containers.create(name="analysis", file_ids=[data.id])
     response = client.responses.create(
         model=MODEL,
+        instructions=CODER,
         input="Run this Python code: print(sum(int(x) for x in open('/mnt/data/numbers.csv').read().split()[1:]))",  # noqa: E501
         tools=[{"type": "code_interpreter", "container": container.id}],
         tool_choice=FORCE_CODE,
@@ -146,8 +153,8 @@ def test_code_runs_in_a_container_made_with_the_containers_api(client):
     assert any(o.type == "logs" and "6" in o.logs for o in call.outputs), call.outputs
 
 
-def test_an_unknown_container_is_a_404(client):
-    with api_error(openai.NotFoundError, 404):
+def test_an_unknown_container_is_a_404_naming_it(client):
+    with api_error(openai.NotFoundError, 404, param="tools[0].container"):
         client.responses.create(
             model=MODEL, input="hi", tools=[{"type": "code_interpreter", "container": "cntr_nope"}]
         )
