@@ -286,6 +286,31 @@ def test_named_function_streams_its_arguments(server):
     assert final["tool_choice"] == {"type": "function", "name": "get_weather"}
 
 
+def test_allowed_tools_and_none(client):
+    clock = {
+        "type": "function",
+        "name": "get_time",
+        "description": "The time in a city",
+        "parameters": WEATHER["parameters"],
+    }
+    choice = {
+        "type": "allowed_tools",
+        "mode": "required",
+        "tools": [{"type": "function", "name": "get_time"}],
+    }
+    response, body = create(
+        client,
+        input="What is the weather in Oslo?",
+        tools=[WEATHER, clock],
+        tool_choice=choice,
+        max_output_tokens=60,
+    )
+    assert {i.name for i in response.output if i.type == "function_call"} == {"get_time"}
+    assert body["tool_choice"] == choice
+    response, _ = create(client, input="Weather in Oslo?", tools=[WEATHER], tool_choice="none")
+    assert [i.type for i in response.output] == ["message"]
+
+
 def test_agents_sdk_replays_the_whole_history(client):
     """What the OpenAI Agents SDK sends: no previous_response_id; the history as items (the outputs as the
     API gave them, ids and all), `include: []`, the tools, and each turn's new items appended."""

@@ -80,7 +80,12 @@ def test_conversation_holds_input_and_output_in_order(client):
     assert [(i.role, i.content[0].text) for i in items] == expected
     assert items[1].id == first.output[0].id and items[3].id == second.output[0].id
     counted = client.responses.input_tokens.count(model=MODEL, conversation=conversation.id, input="Bye")
-    assert counted.input_tokens > second.usage.input_tokens - second.usage.output_tokens
+    third = client.responses.create(
+        model=MODEL, conversation=conversation.id, input="Bye", max_output_tokens=16
+    )
+    assert third.usage.input_tokens == counted.input_tokens
+    items += client.conversations.items.list(conversation.id, order="asc", after=items[-1].id).data
+    assert len(items) == 6
 
     with api_error(openai.BadRequestError, 400, param="previous_response_id", message="conversation"):
         client.responses.create(
@@ -250,6 +255,28 @@ def test_projects_are_isolated(client, client_b):
         ({"tool_choice": "sometimes"}, 400, "tool_choice", None),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, 400, "text.format.schema", None),
         ({"stream": True, "previous_response_id": "resp_missing"}, 404, "previous_response_id", None),
+        ({"tool_choice": {"type": "function", "name": "nope"}}, 400, "tool_choice", "nope"),
+        ({"tool_choice": "required"}, 400, "tool_choice", None),
+        ({"tool_choice": {"type": "file_search"}}, 400, "tool_choice", "file_search"),
+        (
+            {
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function", "name": "g"}],
+                },
+            },
+            400,
+            "tool_choice.tools[0]",
+            "'g'",
+        ),
+        (
+            {"input": [{"type": "function_call_output", "call_id": "call_nope", "output": "x"}]},
+            400,
+            "input[0].call_id",
+            "call_nope",
+        ),
     ],
 )
 def test_bad_requests_name_the_param(client, params, status, param, message):

@@ -96,7 +96,7 @@ class ResponseService:
         with self.db.session() as s:
             row, items, before = self._prepare(s, project, req, new_id(PREFIX), containers=False)
         assert self.count_prompt is not None
-        return self.count_prompt(row, before, [] if row.conversation_id else items)
+        return self.count_prompt(row, before, items)  # (nothing was appended to a conversation here)
 
     def _prepare(
         self, s: Session, project: str, req: ResponseInput, response_id: str, containers: bool
@@ -118,9 +118,11 @@ class ResponseService:
         previous = self._previous(s, project, req.previous_response_id)
         if conversation_id:
             self.conversations.require(s, project, conversation_id)
+        _check_tool_choice(params.get("tool_choice"), params["tools"])
         self._check_stores(s, project, params["tools"])
         before = self.history(s, project, previous, conversation_id)
         items = self._resolve_references(items, before)
+        _check_outputs(items, before)
         # last: an `auto` container is made here, once every check has passed
         container_id = self._container(project, params["tools"], previous) if containers else None
         row = ResponseRow(
@@ -291,6 +293,37 @@ def page_items(items: list[dict[str, Any]], page: PageQuery) -> ListPage:
         last_id=data[-1].get("id") if data else None,
         has_more=len(ordered) > len(data),
     )
+
+
+def _check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> None:
+    """A tool_choice that names a tool (or requires one) needs it among the tools (400, as hosted)."""
+    if choice is None or choice in ("auto", "none"):
+        return
+    if choice == "required":
+        if not tools:
+            raise InvalidRequest("tool_choice 'required' needs at least one tool.", param="tool_choice")
+        return
+    named = choice.get("tools", []) if choice["type"] == "allowed_tools" else [choice]
+    for i, tool in enumerate(named):
+        kind, name = tool.get("type"), tool.get("name")
+        if any(t["type"] == kind and (kind != "function" or t["name"] == name) for t in tools):
+            continue
+        what = f"function '{name}'" if kind == "function" else f"'{kind}'"
+        param = f"tool_choice.tools[{i}]" if choice["type"] == "allowed_tools" else "tool_choice"
+        raise InvalidRequest(f"tool_choice names {what}, which is not among the tools.", param=param)
+
+
+def _check_outputs(items: list[dict[str, Any]], before: list[dict[str, Any]]) -> None:
+    """Each function_call_output answers a function call made before it (400 naming the item otherwise)."""
+    calls = {i.get("call_id") for i in before if i.get("type") == "function_call"}
+    for n, item in enumerate(items):
+        if item["type"] == "function_call":
+            calls.add(item.get("call_id"))
+        elif item["type"] == "function_call_output" and item.get("call_id") not in calls:
+            raise InvalidRequest(
+                f"No tool call found for function call output with call_id {item.get('call_id')}.",
+                param=f"input[{n}].call_id",
+            )
 
 
 def echoed_tool(tool: dict[str, Any]) -> dict[str, Any]:

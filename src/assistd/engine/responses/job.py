@@ -12,8 +12,9 @@ from assistd.storage.runs import RunRow
 def job_of(row: ResponseRow) -> RunRow:
     """The response as the turn loop's job (a RunRow that is never added to a session)."""
     p = row.params
+    tools = allowed_tools(p.get("tools") or [], p.get("tool_choice"))
     store_ids: list[str] = []
-    for tool in p.get("tools") or []:
+    for tool in tools:
         if tool.get("type") == "file_search":
             store_ids += tool.get("vector_store_ids") or []
     return RunRow(
@@ -25,7 +26,7 @@ def job_of(row: ResponseRow) -> RunRow:
         status=row.status,
         model=row.model,
         instructions=row.instructions or "",
-        tools=loop_tools(p.get("tools") or []),
+        tools=loop_tools(tools),
         temperature=p.get("temperature"),
         top_p=p.get("top_p"),
         max_completion_tokens=p.get("max_output_tokens"),
@@ -65,6 +66,21 @@ def loop_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "code_interpreter":
             out.append({"type": "code_interpreter"})
     return out
+
+
+def allowed_tools(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, Any]]:
+    """The tools the model may call: with an `allowed_tools` tool_choice, only those it lists."""
+    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
+        return tools
+    listed = choice.get("tools") or []
+
+    def allowed(tool: dict[str, Any]) -> bool:
+        return any(
+            a.get("type") == tool["type"] and (tool["type"] != "function" or a.get("name") == tool["name"])
+            for a in listed
+        )
+
+    return [t for t in tools if allowed(t)]
 
 
 def loop_tool_choice(choice: Any) -> Any:
