@@ -137,6 +137,17 @@ def test_max_output_tokens_ends_incomplete(client, server):
     assert final["incomplete_details"] == {"reason": "max_output_tokens"}
 
 
+def test_prompt_past_the_context_fails_the_response(server):
+    """truncation disabled (the default): a prompt the context cannot hold fails the response, its stream
+    ending with response.failed and an error the SDK knows (code invalid_prompt)."""
+    body = {"model": MODEL, "input": "word " * 9000, "max_output_tokens": 16, "stream": True}
+    events = sse(server.base_url, "POST", "/v1/responses", body)
+    final = check_stream(events)
+    assert [e["type"] for e in events] == ["response.created", "response.in_progress", "response.failed"]
+    assert final["status"] == "failed" and final["output"] == []
+    assert final["error"]["code"] == "invalid_prompt" and "truncation" in final["error"]["message"]
+
+
 # ---------------------------------------------------------------------------------------------- streams
 def test_raw_stream_conformance(client, server):
     body = {"model": MODEL, "input": "Tell me about cats.", "max_output_tokens": 24, "stream": True}

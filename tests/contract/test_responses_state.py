@@ -241,6 +241,8 @@ def test_projects_are_isolated(client, client_b):
         ({"previous_response_id": "resp_missing"}, 404, "previous_response_id", "resp_missing"),
         ({"max_output_tokens": 2**63}, 400, "max_output_tokens", None),
         ({"max_output_tokens": 0}, 400, "max_output_tokens", None),
+        ({"max_tool_calls": 2**63}, 400, "max_tool_calls", None),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata", None),
         ({"temperature": 3}, 400, "temperature", None),
         ({"input": [{"role": "wizard", "content": "x"}]}, 400, "input[0].role", "wizard"),
         (
