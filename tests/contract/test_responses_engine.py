@@ -48,3 +48,25 @@ def test_a_background_response_cancelled_while_it_generates(client):
     # the engine's slot is free again: a new response completes
     again = client.responses.create(model=MODEL, input="Say hi.", max_output_tokens=16)
     assert again.status in ("completed", "incomplete"), again.error
+
+
+def test_a_required_call_cut_by_max_output_tokens_is_incomplete_not_failed(client):
+    """Greedy, the 135M model repeats the call the grammar allows until the cap: the reply never closes."""
+    tool = {
+        "type": "function",
+        "name": "transfer_to_billing_agent",
+        "parameters": {"type": "object", "properties": {}, "required": [], "additionalProperties": False},
+        "strict": True,
+    }
+    response = client.responses.create(
+        model=MODEL,
+        instructions="Hand billing questions to the billing agent.",
+        input=[{"role": "user", "content": "Why was I charged twice this month?"}],
+        tools=[tool],
+        tool_choice="required",
+        temperature=0,
+        max_output_tokens=64,
+    )
+    assert response.status == "incomplete", response.error
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.usage.output_tokens == 64

@@ -52,6 +52,15 @@ class Reply:
     reasoning: str = ""  # what the model thought before it answered or called (never shown in a message)
 
 
+class CallCut(Exception):
+    """A required tool call was cut short by a token cap before it closed: the job ends `incomplete`, as a
+    reply cut short does (the hosted API's `max_output_tokens` / `max_completion_tokens`)."""
+
+    def __init__(self, result: GenerationResult) -> None:
+        super().__init__(f"the required tool call was cut short after {result.completion_tokens} tokens")
+        self.result = result
+
+
 def new_call_id() -> str:
     return "call_" + secrets.token_urlsafe(18).replace("-", "A").replace("_", "b")
 
@@ -212,6 +221,8 @@ class ReplyReader:
         result = backend.generate(prompt, params, lambda _piece: None, stop)
         after_generation(run, result)
         calls = _named_calls(fmt.parse(result.text).calls)
+        if not calls and result.finish_reason == "length":
+            raise CallCut(result)
         if not calls:
             raise RuntimeError(
                 f"the model's reply held no tool call although one was required: {result.text[:200]!r}"

@@ -20,7 +20,7 @@ from assistd.engine.budget import Limit
 from assistd.engine.context import PromptTooLong, TemplateRefused
 from assistd.engine.prompt import PromptBuilder
 from assistd.engine.record import NoAnswer, Recorder, usage_of
-from assistd.engine.reply import Reply, ReplyReader
+from assistd.engine.reply import CallCut, Reply, ReplyReader
 from assistd.engine.stopping import RunStopped, StopSignal, begin, check, stopping
 from assistd.engine.store import LostClaim, RunStore
 from assistd.engine.tool_rules import RoundLimit, check_rounds, repeats
@@ -85,6 +85,9 @@ def execute(store: Any, loop: TurnLoop, run: RunRow, cancel: threading.Event) ->
     except RunStopped as stop:
         if not getattr(cancel, "release", False):
             store.finish(run_id, stop.status)
+    except CallCut as exc:
+        log.info("%s incomplete: %s", run_id, exc)
+        store.finish(run_id, "incomplete", incomplete_details={"reason": "max_completion_tokens"})
     except PromptTooLong as exc:
         if run.max_prompt_tokens:
             store.finish(run_id, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
@@ -176,7 +179,11 @@ class TurnLoop:
                 begin(self.store, run, cancel)
                 check(run, cancel)
                 turn = self.prompts.build(backend, run, entry, history, steps, functions)
-                reply = self.replies.ask(backend, turn, run, functions, stop)
+                try:
+                    reply = self.replies.ask(backend, turn, run, functions, stop)
+                except CallCut as cut:  # its tokens count all the same
+                    self.store.generated(cut.result)
+                    raise
                 thought = backend.count_tokens(reply.reasoning) if reply.reasoning else 0
                 self.store.generated(reply.result, thought)
                 return reply, turn.limit
