@@ -225,6 +225,7 @@ def test_projects_are_isolated(client, client_b):
         lambda: client_b.responses.retrieve(response.id),
         lambda: client_b.responses.input_items.list(response.id),
         lambda: client_b.responses.delete(response.id),
+        lambda: client_b.responses.cancel(response.id),
     ):
         with api_error(openai.NotFoundError, 404, param="response_id"):
             call()
