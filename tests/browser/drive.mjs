@@ -2,6 +2,7 @@
 //
 //   node drive.mjs SCENARIO BASE_URL API_KEY
 //
+// Scenarios may read more from the environment (DRIVE_VECTOR_STORE: a vector store the test made).
 // Prints one JSON line: {"ok": true, ...facts} or {"ok": false, "error": ..., "notice": ..., "log": [...]}.
 import { chromium } from "playwright-core";
 
@@ -45,12 +46,12 @@ async function send(page, text) {
   return page.inputValue("#thread-id");
 }
 
-/** The last assistant bubble once its message is complete: text and the number of deltas it received. */
+/** The last assistant bubble of the thread once its message is complete: text and the number of deltas. */
 async function finalReply(page) {
-  const bubble = page.locator(".message.assistant:not(.streaming)").last();
+  const bubble = page.locator("#messages .message.assistant:not(.streaming)").last();
   await bubble.waitFor();
   await page.waitForFunction(() => {
-    const all = document.querySelectorAll(".message.assistant");
+    const all = document.querySelectorAll("#messages .message.assistant");
     const last = all[all.length - 1];
     return last && !last.classList.contains("streaming") && last.querySelector(".text")?.textContent.length > 0;
   });
@@ -58,6 +59,54 @@ async function finalReply(page) {
     message_id: await bubble.getAttribute("data-message-id"),
     text: await bubble.locator(".text").first().textContent(),
     deltas: Number((await bubble.getAttribute("data-deltas")) || 0),
+  };
+}
+
+// ------------------------------------------------------------------------------------------ Responses mode
+async function responsesMode(page) {
+  await page.click("#mode-responses");
+  await page.waitForSelector("#responses-mode:not([hidden])");
+  await page.waitForFunction(() => document.querySelector("#r-model").options.length > 0);
+}
+
+/** Sends `text` (or, with `outputs`, the typed function outputs) and waits until the chat's `count`-th
+ * response has ended and was read back; facts of its inspector card and of its last message bubble. */
+async function responseTurn(page, count, { text, outputs = false } = {}) {
+  if (outputs) await page.click("#r-inspector button.send-outputs");
+  else {
+    await page.fill("#r-input", text);
+    await page.click("#r-send");
+  }
+  await page.waitForFunction((n) => {
+    const card = document.querySelector("#r-inspector .response");
+    const ended = card && ["completed", "incomplete", "failed"].includes(card.dataset.status);
+    return ended && !document.querySelector("#r-send").disabled
+      && document.querySelectorAll("#r-response-select option").length === n;
+  }, count);
+  return responseCard(page);
+}
+
+async function responseCard(page) {
+  const card = page.locator("#r-inspector .response");
+  const responseId = await card.getAttribute("data-response-id");
+  const bubble = page.locator(`#r-messages .message.assistant[data-type=message][data-response-id="${responseId}"]`)
+    .last();
+  const hasBubble = (await bubble.count()) > 0;
+  return {
+    response_id: responseId,
+    status: await card.getAttribute("data-status"),
+    facts: await card.locator(":scope > .facts").evaluate((dl) => Object.fromEntries(
+      [...dl.querySelectorAll("dt")].map((dt) => [dt.textContent, dt.nextElementSibling.textContent]))),
+    items: await card.locator(":scope > ol.items > li.item").evaluateAll((lis) => lis.map((li) => ({
+      type: li.dataset.type, id: li.dataset.itemId, text: li.querySelector(".text")?.textContent ?? null,
+    }))),
+    input: await card.locator(".input-items li.item").evaluateAll((lis) => lis.map((li) => li.dataset.type)),
+    bubble: hasBubble ? {
+      item_id: await bubble.getAttribute("data-item-id"),
+      text: await bubble.locator(".text").textContent(),
+      deltas: Number((await bubble.getAttribute("data-deltas")) || 0),
+      streaming: await bubble.evaluate((el) => el.classList.contains("streaming")),
+    } : null,
   };
 }
 
@@ -208,15 +257,164 @@ const scenarios = {
     };
   },
 
+  async responses(page) {
+    await openPlayground(page);
+    await responsesMode(page);
+    await page.fill("#r-instructions", "You answer briefly.");
+    await page.fill("#r-max-tokens", "80");
+    // The reply's text as it grows while its bubble streams (an observer sees every change; polling may not).
+    await page.evaluate(() => {
+      window.streamed = [];
+      new MutationObserver(() => {
+        const text = document.querySelector("#r-messages .message.streaming[data-type=message] .text")?.textContent;
+        if (text && window.streamed[window.streamed.length - 1] !== text) window.streamed.push(text);
+      }).observe(document.querySelector("#r-messages"), { subtree: true, childList: true, characterData: true });
+    });
+    const first = await responseTurn(page, 1, { text: "Say hello in one short sentence." });
+    const streamed = await page.evaluate(() => window.streamed);
+    const second = await responseTurn(page, 2, { text: "Now say goodbye in one short sentence." });
+    const chain = await page.textContent("#r-chain");
+    // The first response stays one pick away.
+    await page.selectOption("#r-response-select", first.response_id);
+    await page.waitForSelector(`#r-inspector .response[data-response-id="${first.response_id}"]`);
+    const picked = await page.getAttribute("#r-inspector .response", "data-response-id");
+    // A reload reads the chat back from the server.
+    const bubbles = await page.locator("#r-messages .message").count();
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    const reloaded = {
+      mode: await page.evaluate(() => document.body.dataset.mode),
+      responses: await page.locator("#r-response-select option").count(),
+      bubbles: await page.locator("#r-messages .message").count(),
+      texts: await page.locator("#r-messages .message[data-type=message].assistant .text").allTextContents(),
+    };
+    // Back to Assistants: its panels work as before.
+    await page.click("#mode-assistants");
+    await page.waitForSelector("#assistants-mode:not([hidden])");
+    const responsesHidden = await page.isHidden("#responses-mode");
+    const assistantId = await createAssistant(page, `browser-back-${Date.now()}`, "You answer briefly.", false);
+    const threadId = await send(page, "Say hello in one short sentence.");
+    const reply = await finalReply(page);
+    return {
+      first, second, streamed, chain, picked, bubbles, reloaded,
+      assistants: { hidden_responses: responsesHidden, assistant_id: assistantId, thread_id: threadId, reply },
+    };
+  },
+
+  async responses_tools(page) {
+    await openPlayground(page);
+    await responsesMode(page);
+    // A function call: its name and arguments in the inspector, the output typed there goes back.
+    await page.fill("#r-instructions", "You report the weather using the get_weather function.");
+    await page.click("#r-add-function");
+    await page.selectOption("#r-tool-choice", "required");
+    const call = await responseTurn(page, 1, { text: "What is the weather in Paris?" });
+    const callItem = page.locator("#r-inspector li.item[data-type=function_call]").first();
+    const called = {
+      name: await callItem.locator(".item-head strong").textContent(),
+      arguments: await callItem.locator("pre.arguments").textContent(),
+      call_id: await callItem.locator("textarea.fn-output").getAttribute("data-call-id"),
+      chat: await page.locator("#r-messages .message[data-type=function_call] .text").first().textContent(),
+    };
+    await callItem.locator("textarea.fn-output").fill('{"temperature_c": 21, "sky": "sunny"}');
+    await page.selectOption("#r-tool-choice", "none");
+    const answer = await responseTurn(page, 2, { outputs: true });
+    await page.selectOption("#r-response-select", call.response_id);
+    const callCard = page.locator(`#r-inspector .response[data-response-id="${call.response_id}"]`);
+    const outputShown = await callCard.locator("li.item[data-type=function_call] pre.function-output").textContent();
+    // file_search on a vector store: queries and results (asked for with include) in the inspector.
+    await page.click("#r-functions button");
+    await page.selectOption("#r-tool-choice", "");
+    await page.check("#r-search");
+    await page.fill("#r-store", process.env.DRIVE_VECTOR_STORE);
+    await page.fill("#r-max-tokens", "60");
+    await page.click("#r-new");
+    const search = await responseTurn(page, 1, { text: "How many days of paid vacation do employees have?" });
+    const searchItem = page.locator("#r-inspector li.item[data-type=file_search_call]").first();
+    await searchItem.waitFor();
+    const found = {
+      queries: await searchItem.locator("ul.queries li").allTextContents(),
+      results: await searchItem.locator("ol.results > li > strong").allTextContents(),
+      scores: (await searchItem.locator(".score").allTextContents()).map(Number),
+      contents: await searchItem.locator("ol.results pre").allTextContents(),
+    };
+    // A chat that continues with a conversation (made on its first message) instead.
+    await page.uncheck("#r-search");
+    await page.check("input[name=r-continue][value=conversation]");
+    const turns = [
+      await responseTurn(page, 1, { text: "My name is Ann." }),
+      await responseTurn(page, 2, { text: "What is my name?" }),
+    ];
+    return {
+      call, called, answer, output_shown: outputShown, search, ...found,
+      conversation: { turns, chain: await page.textContent("#r-chain") },
+    };
+  },
+
+  async responses_items(page) {
+    // Items this server's test model cannot make (reasoning) or the test cannot count on (code runs):
+    // their stream events through the page's own builder, then the inspector's views of them.
+    await openPlayground(page);
+    await responsesMode(page);
+    return page.evaluate(async () => {
+      const { ResponseBuilder } = await import("/playground/static/js/responses/events.js");
+      const { itemView } = await import("/playground/static/js/responses/items.js");
+      const response = { id: "resp_x", object: "response", status: "in_progress", output: [] };
+      const rs = { id: "rs_1", type: "reasoning", summary: [], content: [], status: "in_progress" };
+      const ci = { id: "ci_1", type: "code_interpreter_call", container_id: "cntr_1", code: "", outputs: null,
+        status: "in_progress" };
+      const msg = { id: "msg_1", type: "message", role: "assistant", status: "in_progress", content: [] };
+      const events = [
+        { type: "response.created", response },
+        { type: "response.output_item.added", output_index: 0, item: rs },
+        { type: "response.content_part.added", output_index: 0, content_index: 0,
+          part: { type: "reasoning_text", text: "" } },
+        { type: "response.reasoning_text.delta", output_index: 0, content_index: 0, delta: "The user wants " },
+        { type: "response.reasoning_text.delta", output_index: 0, content_index: 0, delta: "2+3." },
+        { type: "response.output_item.added", output_index: 1, item: ci },
+        { type: "response.code_interpreter_call_code.delta", output_index: 1, delta: "print(" },
+        { type: "response.code_interpreter_call_code.delta", output_index: 1, delta: "2+3)" },
+        { type: "response.code_interpreter_call.interpreting", output_index: 1 },
+        { type: "response.output_item.done", output_index: 1,
+          item: { ...ci, code: "print(2+3)", outputs: [{ type: "logs", logs: "5\n" }], status: "completed" } },
+        { type: "response.output_item.added", output_index: 2, item: msg },
+        { type: "response.content_part.added", output_index: 2, content_index: 0,
+          part: { type: "output_text", text: "", annotations: [], logprobs: [] } },
+        { type: "response.output_text.delta", output_index: 2, content_index: 0, delta: "It is " },
+        { type: "response.output_text.delta", output_index: 2, content_index: 0, delta: "5." },
+      ];
+      const builder = new ResponseBuilder();
+      const seen = events.map((e, i) => {
+        builder.apply({ ...e, sequence_number: i });
+        return builder.response.output.length;
+      });
+      const built = structuredClone(builder.response.output);
+      const views = built.map((item) => itemView(item));
+      return {
+        lengths: seen,
+        sequence: builder.sequence,
+        built,
+        views: views.map((li) => ({
+          type: li.dataset.type,
+          pre: [...li.querySelectorAll("pre")].map((p) => p.textContent),
+          text: li.querySelector(".text")?.textContent ?? null,
+        })),
+      };
+    });
+  },
+
   async phone(page) {
     await page.setViewportSize({ width: 390, height: 844 });
     await openPlayground(page);
-    const widths = await page.evaluate(() => ({
+    const measure = () => page.evaluate(() => ({
       scroll: document.documentElement.scrollWidth,
       viewport: window.innerWidth,
-      panels: [...document.querySelectorAll(".panel")].map((p) => Math.round(p.getBoundingClientRect().width)),
+      panels: [...document.querySelectorAll("main:not([hidden]) .panel")]
+        .map((p) => Math.round(p.getBoundingClientRect().width)),
     }));
-    return widths;
+    const widths = await measure();
+    await responsesMode(page);
+    return { ...widths, responses: await measure() };
   },
 };
 
@@ -233,7 +431,8 @@ try {
 } catch (err) {
   const notice = await page.textContent("#notice").catch(() => null);
   const runs = await page.textContent("#runs").catch(() => null);
-  console.log(JSON.stringify({ ok: false, error: String(err.message || err), notice, runs, log }));
+  const responses = await page.textContent("#r-inspector").catch(() => null);
+  console.log(JSON.stringify({ ok: false, error: String(err.message || err), notice, runs, responses, log }));
   process.exitCode = 1;
 } finally {
   await browser.close();

@@ -1,16 +1,8 @@
 // The assistant panel: pick one, create one, edit its model, instructions, tools and sampling settings,
 // and fill a vector store for file_search.
 import { $, clear, h } from "./dom.js";
+import { FUNCTION_TEMPLATE, addFunctionEditor, functionDefinitions } from "./functions.js";
 
-const FUNCTION_TEMPLATE = {
-  name: "get_weather",
-  description: "The current weather in a city",
-  parameters: {
-    type: "object",
-    properties: { city: { type: "string", description: "city name" } },
-    required: ["city"],
-  },
-};
 const SCHEMA_TEMPLATE = {
   name: "answer",
   schema: { type: "object", properties: { answer: { type: "string" } }, required: ["answer"] },
@@ -87,27 +79,14 @@ export class AssistantPanel {
   }
 
   addFunction(definition) {
-    const editor = h("textarea", {
-      rows: 8, spellcheck: "false", class: "function-json", "aria-label": "Function definition (JSON)",
-    });
-    editor.value = JSON.stringify(definition, null, 2);
-    editor.addEventListener("input", () => editor.classList.toggle("invalid", !validFunction(editor.value)));
-    const box = h("div", { class: "function" },
-      h("div", { class: "row spread" },
-        h("span", { class: "small muted" }, "function: {name, description, parameters (JSON Schema)}"),
-        h("button", { type: "button", onclick: () => box.remove() }, "Remove")),
-      editor);
-    $("#a-functions").append(box);
+    addFunctionEditor($("#a-functions"), definition);
   }
 
   body() {
     const tools = [];
     if ($("#a-code").checked) tools.push({ type: "code_interpreter" });
     if ($("#a-search").checked) tools.push({ type: "file_search" });
-    for (const editor of document.querySelectorAll("#a-functions .function-json")) {
-      if (!validFunction(editor.value)) throw new Error("A function definition is not valid JSON with a name.");
-      tools.push({ type: "function", function: JSON.parse(editor.value) });
-    }
+    for (const fn of functionDefinitions($("#a-functions"))) tools.push({ type: "function", function: fn });
     const number = (sel) => ($(sel).value === "" ? null : Number($(sel).value));
     const kind = $("#a-format").value;
     let responseFormat = kind === "auto" ? "auto" : { type: kind };
@@ -174,14 +153,5 @@ export class AssistantPanel {
     this.notify(`Vector store ${storeId}: ${c.completed} indexed, ${c.failed} failed.`, c.failed > 0);
     $("#store-files").value = "";
     await this.load(a.id);
-  }
-}
-
-function validFunction(text) {
-  try {
-    const fn = JSON.parse(text);
-    return typeof fn === "object" && fn !== null && typeof fn.name === "string" && /^[a-zA-Z0-9_-]{1,64}$/.test(fn.name);
-  } catch {
-    return false;
   }
 }
