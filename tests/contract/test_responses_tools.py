@@ -158,3 +158,30 @@ def test_an_unknown_container_is_a_404_naming_it(client):
         client.responses.create(
             model=MODEL, input="hi", tools=[{"type": "code_interpreter", "container": "cntr_nope"}]
         )
+
+
+def test_file_search_streamed_cites_without_markers_and_shows_results_only_when_included(client, store):
+    """The Responses API cites by annotation only: no `【…】` marker reaches the text or its deltas, which
+    add up to it; a search's results are in its stream events only when `include` asks for them."""
+    tool = {"type": "file_search", "vector_store_ids": [store.id]}
+    for include in ([], RESULTS):
+        with client.responses.stream(
+            model=MODEL, input=QUESTION, tools=[tool], include=include, max_output_tokens=60
+        ) as stream:
+            events = list(stream)
+        final = events[-1].response  # completed, or incomplete at max_output_tokens
+        message = final.output[-1]
+        text = message.content[0].text
+        assert "【" not in text and "†" not in text
+        deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        assert deltas == text
+        citations = [a for a in message.content[0].annotations if a.type == "file_citation"]
+        assert citations and all(0 <= a.index <= len(text) for a in citations)
+        done = [
+            e.item
+            for e in events
+            if e.type == "response.output_item.done" and e.item.type == "file_search_call"
+        ]
+        assert done and done[0].id.startswith("fs_")
+        assert (done[0].results is not None) == bool(include)
+        assert (search_call(final).results is not None) == bool(include)

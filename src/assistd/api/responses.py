@@ -15,6 +15,7 @@ from assistd.api.params import aget, apost, delete, get, post
 from assistd.api.sse import response_stream
 from assistd.container import Container
 from assistd.engine.responses.events import STREAM_END
+from assistd.engine.responses.tape import TERMINAL
 from assistd.errors import InvalidRequest
 from assistd.ids import new_id
 from assistd.protocol.common import ListPage, PageQuery
@@ -86,6 +87,12 @@ class ResponseController(Controller):
             start_at = int(after) + 1 if after is not None else 0
         except ValueError:
             raise InvalidRequest("starting_after must be an integer", param="starting_after") from None
+        if obj["status"] in TERMINAL and not await anyio.to_thread.run_sync(svc.bus.replayable, response_id):
+            raise InvalidRequest(
+                f"The events of response '{response_id}' are no longer kept (they are kept 15 minutes "
+                "after it ends); retrieve it without stream.",
+                param="stream",
+            )
         return await response_stream(svc.bus, response_id, lambda: None, after=max(0, start_at))
 
     @delete("/{response_id:str}")

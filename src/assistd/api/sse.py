@@ -93,6 +93,7 @@ async def response_stream(
         raise
 
     async def body() -> AsyncIterator[bytes]:
+        seq = after - 1  # the last sequence number sent
         try:
             while True:
                 try:
@@ -101,6 +102,7 @@ async def response_stream(
                     yield b": keep-alive\n\n"
                     continue
                 if event.name != RESPONSE_STREAM_END_SILENT:
+                    seq = event.data.get("sequence_number", seq) if isinstance(event.data, dict) else seq
                     yield encode(event)
                 if event.name in RESPONSE_STREAM_END:
                     break
@@ -113,6 +115,7 @@ async def response_stream(
                 "code": "server_error",
                 "message": f"The stream failed: {exc}",
                 "param": None,
+                "sequence_number": seq + 1,
             }
             yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
         finally:

@@ -166,6 +166,11 @@ class DatabaseBus(EventBus):
                 pruned += result.rowcount or 0
         return pruned
 
+    def replayable(self, job_id: str) -> bool:
+        _, table, key = _tables(job_id)
+        with self.db.session() as s:
+            return s.exec(select(table.seq).where(getattr(table, key) == job_id).limit(1)).first() is not None
+
     # --------------------------------------------------------------------------------------- reading
     def _notified(self, run_id: str) -> None:
         with self._deltas_lock:

@@ -128,6 +128,11 @@ class EventBus:
             return
         self._push(self.subscribers(run_id), event)
 
+    def replayable(self, job_id: str) -> bool:
+        """Whether a response's events are kept (a stream can be read again from any of them)."""
+        with self._lock:
+            return job_id in self._logs
+
     def prune(self) -> int:
         """Forgets the events of responses whose stream ended KEEP_SECONDS ago."""
         horizon = time.monotonic() - KEEP_SECONDS

@@ -144,6 +144,9 @@ class TurnLoop:
             history = self.store.history(run)
             steps = self.store.steps(run.id)
             functions = offered_functions(run, entry, bool(tools.store_ids))
+            left = self.store.tool_calls_left(steps)  # a response's max_tool_calls
+            if left is not None and left <= 0:
+                functions = []  # no more calls: the model answers
             reply, limit = self._ask(run, entry, history, steps, functions, cancel)
             if reply.calls and reply.sink is not None:
                 self.recorder.close_preamble(reply.sink)

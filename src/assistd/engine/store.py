@@ -48,6 +48,10 @@ class RunStore:
     def reasoning_delta(self, run: RunRow, text: str) -> None:
         """A run streams no reasoning: it is kept with the step (engine_state) once the reply is read."""
 
+    def tool_calls_left(self, steps: list[StepRow]) -> int | None:
+        """A run has no limit on its tool calls beyond max_tool_rounds (tool_rules.check_rounds)."""
+        return None
+
     def generated(self, result: Any, reasoning_tokens: int = 0) -> None:
         """A run's usage is counted per step (save_step)."""
 

@@ -3,6 +3,7 @@ and its output items; and the Assistants annotations the engine makes, in the Re
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from assistd.storage.responses import ResponseRow
@@ -71,6 +72,34 @@ def shown_item(item: dict[str, Any], include: tuple[str, ...] | list[str]) -> di
     if item.get("type") == "code_interpreter_call" and OUTPUTS not in include:
         return {**item, "outputs": None}
     return item
+
+
+MARKER_OPEN, MARKER_CLOSE = "【", "】"
+MAX_MARKER = 300  # characters: text held back as a possible citation marker at most this long
+MARKER = re.compile(r"【\d+:\d+†[^】]{0,256}】")  # engine/citations.py's `【round:index†filename】`
+
+
+def strip_markers(text: str) -> str:
+    return MARKER.sub("", text)
+
+
+def unmarked(text: str, annotations: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The text without its citation markers, and its (Assistants) annotations at their places in it: a
+    file citation where its marker was, a file path's span shifted by the markers before it."""
+    spans = [m.span() for m in MARKER.finditer(text)]
+
+    def moved(position: int) -> int:
+        return position - sum(end - start for start, end in spans if end <= position)
+
+    shifted = []
+    for a in annotations:
+        a = dict(a)
+        if "start_index" in a:
+            a["start_index"] = moved(a["start_index"])
+        if "end_index" in a:
+            a["end_index"] = moved(a["end_index"]) if a.get("type") != "file_citation" else a["start_index"]
+        shifted.append(a)
+    return strip_markers(text), shifted
 
 
 def output_annotations(annotations: list[dict[str, Any]], container_id: str | None) -> list[dict[str, Any]]:

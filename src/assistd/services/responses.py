@@ -83,8 +83,11 @@ class ResponseService:
                 self.conversations.append(s, project, row.conversation_id, items)
             s.flush()
             obj = response_object(row, [], include)
+            # as hosted: a response the client waits for is in progress from the start (a background
+            # one queued); the row says queued until a worker takes it
+            created = obj if row.background else {**obj, "status": "in_progress"}
             self.bus.emit(
-                s, response_id, [Event("response.created", ev.event("response.created", response=obj))]
+                s, response_id, [Event("response.created", ev.event("response.created", response=created))]
             )
             if self.on_queued is not None:
                 self.on_queued(s, response_id)
@@ -171,9 +174,12 @@ class ResponseService:
                 continue
             if self.containers is None:
                 raise InvalidRequest("code_interpreter is not available on this server", param=f"tools[{i}]")
+            interpreter = getattr(self.containers, "interpreter", None)
+            if interpreter is not None:  # no sandbox: refused here, with the reason (it fails closed)
+                interpreter.check_tools([tool], f"tools[{i}]")
             container = tool["container"]
             if isinstance(container, str):
-                self.containers.require(project, container)
+                self.containers.require(project, container, param=f"tools[{i}].container")
                 return container
             if (
                 previous is not None

@@ -22,8 +22,18 @@ from assistd.engine.claims import ClaimQueue, LostClaim
 from assistd.engine.events import Event
 from assistd.engine.responses import events as ev
 from assistd.engine.responses.history import last_user_text
+from assistd.engine.stopping import RunStopped
 from assistd.ids import created_at_of, new_id, now
-from assistd.services.response_views import output_annotations, response_object
+from assistd.protocol.items import CODE_INTERPRETER_CALL_PREFIX, FILE_SEARCH_CALL_PREFIX, view_item
+from assistd.services.response_views import (
+    MARKER_CLOSE,
+    MARKER_OPEN,
+    MAX_MARKER,
+    output_annotations,
+    response_object,
+    strip_markers,
+    unmarked,
+)
 from assistd.storage.messages import MessageRow
 from assistd.storage.responses import ResponseItemRow, ResponseRow
 from assistd.storage.runs import RunRow
@@ -49,6 +59,8 @@ class ResponseTape:
         self._reasoning: dict[str, Any] | None = None  # the reasoning item being streamed
         self._usage = {"input": 0, "output": 0, "cached": 0, "reasoning": 0}
         self._lock = threading.Lock()
+        self.include = tuple(row.params.get("include") or ())  # what its events show of tool items
+        self._held = ""  # text held back from the stream while it may be a citation marker
 
     # ------------------------------------------------------------------------------------------ events
     def _publish(self, kind: str, /, **fields: Any) -> None:
@@ -102,6 +114,14 @@ class ResponseTape:
             return row.tool_rounds
 
         return self._tx(body)
+
+    def tool_calls_left(self, steps: list[StepRow]) -> int | None:
+        """What `max_tool_calls` leaves of the response's tool calls (None: no limit)."""
+        limit = self.row.params.get("max_tool_calls")
+        if limit is None:
+            return None
+        made = sum(len(s.step_details.get("tool_calls", [])) for s in steps if s.type == "tool_calls")
+        return limit - made
 
     def generated(self, result: Any, reasoning_tokens: int = 0) -> None:
         """Counts a generation in the response's usage."""
@@ -205,7 +225,7 @@ class ResponseTape:
                         delta=ci["input"],
                     )
                 if ci.get("outputs") is not None:
-                    item["outputs"] = [_code_output(o) for o in ci["outputs"]]
+                    item["outputs"] = [_code_output(o, self.row.container_id) for o in ci["outputs"]]
 
     def _call_key(self, step: StepRow, index: int) -> str:
         calls = step.step_details.get("_calls", [])
@@ -226,7 +246,7 @@ class ResponseTape:
             }
         elif kind == "code_interpreter":
             item = {
-                "id": call_id,
+                "id": new_id(CODE_INTERPRETER_CALL_PREFIX),
                 "type": "code_interpreter_call",
                 "code": "",
                 "container_id": self.row.container_id or "",
@@ -235,7 +255,7 @@ class ResponseTape:
             }
         else:
             item = {
-                "id": call_id,
+                "id": new_id(FILE_SEARCH_CALL_PREFIX),
                 "type": "file_search_call",
                 "queries": [],
                 "status": "in_progress",
@@ -290,9 +310,8 @@ class ResponseTape:
             )
         elif kind == "code_interpreter":
             ci = record["code_interpreter"]
-            item.update(
-                code=ci["input"], outputs=[_code_output(o) for o in ci.get("outputs", [])], status="completed"
-            )
+            outputs = [_code_output(o, self.row.container_id) for o in ci.get("outputs", [])]
+            item.update(code=ci["input"], outputs=outputs, status="completed")
             self._publish(
                 "response.code_interpreter_call_code.done",
                 item_id=item["id"],
@@ -357,6 +376,7 @@ class ResponseTape:
         self, message: MessageRow, index: int, value: str, annotations: list[dict[str, Any]] | None = None
     ) -> None:
         out = self._open[message.id]
+        value = self._unmarked(value)
         if value:
             self._publish(
                 "response.output_text.delta",
@@ -366,6 +386,15 @@ class ResponseTape:
                 delta=value,
                 logprobs=[],
             )
+
+    def _unmarked(self, value: str) -> str:
+        """The streamed text without citation markers (the Responses API cites by annotation only): text
+        from an unclosed `【` is held back until the marker closes (or is plainly not one)."""
+        text, self._held = self._held + value, ""
+        start = text.rfind(MARKER_OPEN)
+        if start != -1 and MARKER_CLOSE not in text[start:] and len(text) - start < MAX_MARKER:
+            text, self._held = text[:start], text[start:]
+        return strip_markers(text)
 
     def part_delta(self, message: MessageRow, part: dict[str, Any]) -> None:
         pass  # images the code showed are in its code_interpreter_call item's outputs
@@ -380,9 +409,19 @@ class ResponseTape:
         if status is None:
             return message  # progress is in the stream; the item is written when it ends
         index = self._open.pop(message.id)
+        rest, self._held = strip_markers(self._held), ""
+        if rest:
+            self._publish(
+                "response.output_text.delta",
+                item_id=message.id,
+                output_index=index,
+                content_index=0,
+                delta=rest,
+                logprobs=[],
+            )
         text_part = next(p for p in content if p["type"] == "text")
-        text = text_part["text"]["value"]
-        annotations = output_annotations(text_part["text"].get("annotations") or [], self.row.container_id)
+        text, marked = unmarked(text_part["text"]["value"], text_part["text"].get("annotations") or [])
+        annotations = output_annotations(marked, self.row.container_id)
         for i, annotation in enumerate(annotations):
             self._publish(
                 "response.output_text.annotation.added",
@@ -422,11 +461,14 @@ class ResponseTape:
         last_error: dict[str, str] | None = None,
         incomplete_details: dict[str, str] | None = None,
     ) -> bool:
-        self._close_reasoning()
-        for index in list(self._open.values()):  # what was still open ends with the response
-            item = self._outputs[index]
-            item["status"] = "incomplete"
-            self._write_item(index, item, "response.output_item.done")
+        try:
+            self._close_reasoning()
+            for index in list(self._open.values()):  # what was still open ends with the response
+                item = self._outputs[index]
+                item["status"] = "incomplete"
+                self._write_item(index, item, "response.output_item.done")
+        except RunStopped:  # it had ended already (cancelled): nothing more is written
+            pass
         self._open.clear()
         usage = self.usage()
         if incomplete_details is not None:
@@ -468,6 +510,8 @@ class ResponseTape:
         data = json.loads(json.dumps(item))
 
         def body(s: Session, events: list[Event]) -> None:
+            if _row(s, self.response_id).status in TERMINAL:  # cancelled by the client meanwhile
+                raise RunStopped("cancelled")
             seq = _next_seq(s, self.response_id)
             s.add(
                 ResponseItemRow(
@@ -480,12 +524,13 @@ class ResponseTape:
                     state=state,
                 )
             )
-            events.append(Event(event, ev.event(event, output_index=index, item=data)))
+            shown = view_item(data, self.include)
+            events.append(Event(event, ev.event(event, output_index=index, item=shown)))
 
         self._tx(body)
 
     def _view(self, s: Session, row: ResponseRow) -> dict[str, Any]:
-        return response_object(row, output_of(s, row.id), ())
+        return response_object(row, output_of(s, row.id), self.include)
 
 
 class _Status:
@@ -549,7 +594,8 @@ def finish_response(
             events.append(Event(ev.END, None))
         else:
             name = f"response.{status}"
-            events.append(Event(name, ev.event(name, response=response_object(row, output, ()))))
+            include = tuple(row.params.get("include") or ())
+            events.append(Event(name, ev.event(name, response=response_object(row, output, include))))
         return True
 
     guard = guard or ("claim" if queue.holds(response_id) else "unheld")
@@ -559,9 +605,10 @@ def finish_response(
     return bool(done)
 
 
-def _code_output(output: dict[str, Any]) -> dict[str, Any]:
-    if output.get("type") == "image":
-        return {"type": "image", "url": f"/v1/files/{output['image']['file_id']}/content"}
+def _code_output(output: dict[str, Any], container_id: str | None) -> dict[str, Any]:
+    if output.get("type") == "image":  # a file of the response's container (ContainerService.run_code)
+        file_id = output["image"]["file_id"]
+        return {"type": "image", "url": f"/v1/containers/{container_id}/files/{file_id}/content"}
     return {"type": "logs", "logs": output.get("logs", "")}
 
 
