@@ -84,6 +84,10 @@ def known_ids(openapi_server) -> dict[str, str]:
         step_id = http.get(f"/threads/{thread['id']}/runs/{run['id']}/steps").json()["data"][0]["id"]
         conversation = http.post("/conversations", json={"items": [{"role": "user", "content": "Hi"}]}).json()
         item_id = http.get(f"/conversations/{conversation['id']}/items").json()["data"][0]["id"]
+        container = http.post("/containers", json={"name": "schema"}).json()
+        response = http.post(
+            "/responses", json={"model": DEFAULT_MODEL, "input": "Hi", "max_output_tokens": 16}
+        )
     return {
         "assistant_id": assistant["id"],
         "thread_id": thread["id"],
@@ -96,6 +100,8 @@ def known_ids(openapi_server) -> dict[str, str]:
         "model_id": DEFAULT_MODEL,
         "conversation_id": conversation["id"],
         "item_id": item_id,
+        "container_id": container["id"],
+        "response_id": response.json()["id"],
     }
 
 
