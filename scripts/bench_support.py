@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,19 @@ ENTRY = ModelEntry(name=DEFAULT_MODEL_NAME, path=MODEL_PATH)
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or the platform's processor where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
 
 
 class EngineProcess:
@@ -131,6 +146,10 @@ class Timed:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     text: str = ""
+    id: str = ""  # the run's or response's id
+    created: float = 0.0  # seconds from the request to its `created` event (0: not measured)
+    started_at: float = 0.0  # the request's wall-clock time (time.time(), to match a server's log)
+    tail: float = 0.0  # seconds from the last text to the end of the reply (its final events)
 
 
 def raw_completion(
@@ -162,7 +181,7 @@ def raw_completion(
         body["seed"] = seed
     pieces: list[str] = []
     start = time.perf_counter()
-    first = None
+    first = last = None
     final: dict[str, Any] = {}
     # a connection of its own, as assistd's backend does: llama.cpp's server may close a connection after a
     # streamed reply while announcing keep-alive (llm/http.py)
@@ -174,7 +193,8 @@ def raw_completion(
             event = json.loads(line[5:])
             if event.get("content"):
                 pieces.append(event["content"])
-                first = first or time.perf_counter()
+                last = time.perf_counter()
+                first = first or last
             if event.get("stop"):
                 final = event
     end = time.perf_counter()
@@ -186,6 +206,7 @@ def raw_completion(
         prompt_tokens=int(final.get("tokens_evaluated") or 0),
         cached_tokens=int(timings.get("cache_n") or 0),
         text="".join(pieces),
+        tail=end - (last or end),
     )
 
 
@@ -210,3 +231,79 @@ def assistd_run(client: Any, assistant_id: str, thread_id: str, max_tokens: int)
         tokens=usage.completion_tokens if usage else 0,
         prompt_tokens=usage.prompt_tokens if usage else 0,
     )
+
+
+def assistd_response(
+    client: Any,
+    model: str,
+    instructions: str,
+    text: str,
+    max_tokens: int,
+    previous_response_id: str | None = None,
+) -> Timed:
+    """One streamed response through the official SDK (`responses.create(stream=True)`), timed from the
+    request to `response.created` and to the first output_text delta; `text` is the final output_text."""
+    started_at = time.time()
+    start = time.perf_counter()
+    created = first = last = None
+    final = None
+    stream = client.responses.create(
+        model=model,
+        instructions=instructions,
+        input=text,
+        max_output_tokens=max_tokens,
+        temperature=0.0,
+        stream=True,
+        **({"previous_response_id": previous_response_id} if previous_response_id else {}),
+    )
+    with stream:
+        for event in stream:
+            if event.type == "response.created" and created is None:
+                created = time.perf_counter()
+            elif event.type == "response.output_text.delta":
+                last = time.perf_counter()
+                first = first or last
+            elif event.type in ("response.completed", "response.incomplete", "response.failed"):
+                final = event.response
+    end = time.perf_counter()
+    if final is None or final.status not in ("completed", "incomplete"):
+        status = final.status if final is not None else "no final event"
+        raise RuntimeError(f"response ended {status}: {getattr(final, 'error', None)}")
+    usage = final.usage
+    details = usage.input_tokens_details if usage else None
+    return Timed(
+        total=end - start,
+        ttft=(first or end) - start,
+        tokens=usage.output_tokens if usage else 0,
+        prompt_tokens=usage.input_tokens if usage else 0,
+        cached_tokens=details.cached_tokens if details else 0,
+        text=final.output_text,
+        id=final.id,
+        created=(created or end) - start,
+        started_at=started_at,
+        tail=end - (last or end),
+    )
+
+
+ENGINE_REQUEST = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*HTTP Request: POST \S+/completion ")
+
+
+def engine_request_times(server_log: str) -> list[float]:
+    """When an assistd server's engine requests (streamed /completion) were answered with their headers,
+    as wall-clock times, from its log (httpx logs each; llama.cpp sends a stream's headers at once)."""
+    out = []
+    for line in server_log.splitlines():
+        found = ENGINE_REQUEST.search(line)
+        if found:
+            out.append(datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
+    return out
+
+
+def time_to_engine(timed: Timed, engine_times: list[float]) -> float | None:
+    """Seconds from a request (sent alone: nothing else in flight) to its server's first engine request,
+    matched by time in the server's log (`engine_request_times`); None when none falls before its first
+    text."""
+    for t in engine_times:
+        if timed.started_at - 0.001 <= t <= timed.started_at + timed.ttft + 0.001:
+            return max(0.0, t - timed.started_at)
+    return None
