@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import literal
 from sqlmodel import Session, select
 
 from assistd.engine.events import Event
@@ -97,14 +98,23 @@ class ResponseService:
         """The prompt tokens a response made with `req` would start with (`usage.input_tokens` of its first
         turn): rendered as the engine renders it, counted by the model's tokenizer."""
         with self.db.session() as s:
-            row, items, before = self._prepare(s, project, req, new_id(PREFIX), containers=False)
+            row, items, before = self._prepare(
+                s, project, req, new_id(PREFIX), containers=False, history=True
+            )
         assert self.count_prompt is not None
         return self.count_prompt(row, before, items)  # (nothing was appended to a conversation here)
 
     def _prepare(
-        self, s: Session, project: str, req: ResponseInput, response_id: str, containers: bool
+        self,
+        s: Session,
+        project: str,
+        req: ResponseInput,
+        response_id: str,
+        containers: bool,
+        history: bool = False,
     ) -> tuple[ResponseRow, list[dict[str, Any]], list[dict[str, Any]]]:
-        """The response's row (not added), its input items and the items before them; every check."""
+        """The response's row (not added), its input items and the items before them (read when `history`
+        asks, or the input refers to them: an item_reference, a function_call_output); every check."""
         model = req.model or self.catalog.default
         self.catalog.require(model)
         conversation_id = _conversation_id(req.conversation)
@@ -123,7 +133,9 @@ class ResponseService:
             self.conversations.require(s, project, conversation_id)
         _check_tool_choice(params.get("tool_choice"), params["tools"])
         self._check_stores(s, project, params["tools"])
-        before = self.history(s, project, previous, conversation_id)
+        # the items before the input: read here only when the input refers to them (the engine reads them)
+        needs = history or any(i["type"] in ("item_reference", "function_call_output") for i in items)
+        before = self.history(s, project, previous, conversation_id) if needs else []
         items = self._resolve_references(items, before)
         _check_outputs(items, before)
         # last: an `auto` container is made here, once every check has passed
@@ -216,15 +228,9 @@ class ResponseService:
         (their input and output, oldest first)."""
         if conversation_id:
             return self.conversations.items_in_order(s, project, conversation_id)
-        chain: list[ResponseRow] = []
-        row = previous
-        while row is not None and len(chain) < 10_000:
-            chain.append(row)
-            row = s.get(ResponseRow, row.previous_response_id) if row.previous_response_id else None
-        items: list[dict[str, Any]] = []
-        for row in reversed(chain):
-            items += input_of(s, row.id) + output_of(s, row.id)
-        return items
+        if previous is None:
+            return []
+        return chain_items(s, previous.id)
 
     # ---------------------------------------------------------------------------------------- reads
     def get(
@@ -270,6 +276,36 @@ class ResponseService:
         if status not in TERMINAL:
             finish_response(queue, response_id, "cancelled", guard="any")
         return self.get(project, response_id)
+
+
+MAX_CHAIN = 10_000
+
+
+def chain_items(s: Session, last_id: str) -> list[dict[str, Any]]:
+    """The input and output items of a `previous_response_id` chain ending at `last_id`, oldest first: two
+    queries whatever its length (the chain by a recursive query, then every item of it)."""
+    table = ResponseRow.__table__  # type: ignore[attr-defined]
+    start = select(table.c.id, table.c.previous_response_id, literal(0).label("depth")).where(
+        table.c.id == last_id
+    )
+    chain = start.cte("chain", recursive=True)
+    older = table.alias("older")
+    chain = chain.union_all(
+        select(older.c.id, older.c.previous_response_id, chain.c.depth + 1).where(
+            older.c.id == chain.c.previous_response_id, chain.c.depth < MAX_CHAIN
+        )
+    )
+    depth = dict(s.execute(select(chain.c.id, chain.c.depth)).all())
+    rows = s.execute(
+        select(
+            ResponseItemRow.response_id, ResponseItemRow.output, ResponseItemRow.seq, ResponseItemRow.data
+        ).where(
+            ResponseItemRow.response_id.in_(list(depth))  # type: ignore[attr-defined]
+        )
+    ).all()
+    # oldest response first; in each, its input (seq -1, -2...) then its output (0, 1...)
+    rows.sort(key=lambda r: (-depth[r[0]], r[1], r[2] if r[1] else -r[2]))
+    return [r[3] for r in rows]
 
 
 def input_of(s: Session, response_id: str) -> list[dict[str, Any]]:
