@@ -9,6 +9,7 @@ from typing import Any
 # Events after which a response's stream ends. END ends it without being sent (a cancelled response: the
 # hosted API's stream has no event for it).
 END = "response.end"
+KEEP_SECONDS = 900  # a response's events (and a store: false response) are kept this long after it ended
 STREAM_END = frozenset({"response.completed", "response.failed", "response.incomplete", END})
 
 
