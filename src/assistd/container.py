@@ -128,6 +128,8 @@ class Container:
         )
         runs.on_queued = lambda s, run_id: engine.wake_others(s, db, run_id)
         responses.on_queued = lambda s, response_id: engine.wake_others(s, db, response_id)
+        responses.on_cancelling = lambda s, response_id: notify(s, db, RUNS, f"cancel:{response_id}")
+        conversations.resolve_reference = responses.stored_item  # a conversation's item_reference
         runs.on_cancelling = lambda s, run_id: notify(s, db, RUNS, f"cancel:{run_id}")
         extras["listener"] = listener
         return cls(

@@ -433,7 +433,7 @@ def test_restart_mid_generation_leaves_no_run_in_progress(tmp_path_factory):
             time.sleep(0.2)
             after = c.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
         assert after.status == "failed" and after.last_error.code == "server_error"
-        assert "stopped before the run ended" in after.last_error.message
+        assert "stopped before it ended" in after.last_error.message
         for message in c.beta.threads.messages.list(thread.id).data:
             assert message.status != "in_progress"
     finally:

@@ -4,6 +4,7 @@ input token counts)."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -12,9 +13,9 @@ from litestar.response import Stream
 
 from assistd.api.openapi import query_param
 from assistd.api.params import aget, apost, delete, get, post
-from assistd.api.sse import response_stream
+from assistd.api.sse import StatusCheck, empty_stream, response_stream, watch
 from assistd.container import Container
-from assistd.engine.responses.events import STREAM_END
+from assistd.engine.responses.events import KEEP_SECONDS, STREAM_END
 from assistd.engine.responses.tape import TERMINAL
 from assistd.errors import InvalidRequest
 from assistd.ids import new_id
@@ -41,32 +42,42 @@ def includes(request: Request) -> tuple[str, ...]:
     return tuple(params.getall("include[]", [])) + tuple(params.getall("include", []))
 
 
+def status_of(svc: Container, project: str, response_id: str) -> StatusCheck:
+    """The response's status, for a stream's or a blocking create's keep-alive look (NotFound: it is gone);
+    a `store: false` one's too."""
+    return lambda: svc.responses.get(project, response_id, (), True)["status"]
+
+
 class ResponseController(Controller):
     path = "/responses"
     tags = ["Responses"]
 
     @apost("/", body=ResponseCreate)
     async def create(self, svc: Container, project: str, data: Any = None) -> ResponseObject | Stream:
-        req = ResponseCreate.parse(data)
+        req = await anyio.to_thread.run_sync(ResponseCreate.parse, data)  # a big input takes a while
         response_id = new_id(PREFIX)
+        alive = status_of(svc, project, response_id)
         if req.stream:
 
             def start() -> None:
                 svc.responses.create(project, req, response_id)
                 svc.engine.launch(response_id)
 
-            return await response_stream(svc.bus, response_id, start)
+            return await response_stream(svc.bus, response_id, start, check=alive)
         if req.background:
             obj = await anyio.to_thread.run_sync(svc.responses.create, project, req, response_id)
             await anyio.to_thread.run_sync(svc.engine.launch, response_id)
             return ResponseObject(**obj)
-        # Answered when the response ends: its stream's last event says so (from whichever node runs it).
+        # Answered when the response ends: its stream's last event says so (from whichever node runs it); a
+        # 404 when it is gone meanwhile (deleted while it ran: no end event may come).
         sub = svc.bus.subscribe(response_id, asyncio.get_running_loop())
         try:
             await anyio.to_thread.run_sync(svc.responses.create, project, req, response_id)
             await anyio.to_thread.run_sync(svc.engine.launch, response_id)
-            while (await sub.queue.get()).name not in STREAM_END:
-                pass
+            async with aclosing(watch(sub, alive)) as events:
+                async for event in events:
+                    if event is not None and event.name in STREAM_END:
+                        break
         finally:
             sub.close()
         include = tuple(req.include or ())
@@ -87,17 +98,24 @@ class ResponseController(Controller):
             start_at = int(after) + 1 if after is not None else 0
         except ValueError:
             raise InvalidRequest("starting_after must be an integer", param="starting_after") from None
-        if obj["status"] in TERMINAL and not await anyio.to_thread.run_sync(svc.bus.replayable, response_id):
-            raise InvalidRequest(
-                f"The events of response '{response_id}' are no longer kept (they are kept 15 minutes "
-                "after it ends); retrieve it without stream.",
-                param="stream",
-            )
-        return await response_stream(svc.bus, response_id, lambda: None, after=max(0, start_at))
+        if obj["status"] in TERMINAL:
+            last = await anyio.to_thread.run_sync(svc.bus.last_seq, response_id)
+            if last is None:
+                raise InvalidRequest(
+                    f"The events of response '{response_id}' are no longer kept (they are kept "
+                    f"{KEEP_SECONDS // 60} minutes after it ends); retrieve it without stream.",
+                    param="stream",
+                )
+            if start_at > last:  # resumed after its last event: nothing more will come
+                return empty_stream()
+        alive = status_of(svc, project, response_id)
+        return await response_stream(svc.bus, response_id, lambda: None, after=max(0, start_at), check=alive)
 
     @delete("/{response_id:str}")
     def delete_(self, svc: Container, project: str, response_id: str) -> ResponseDeleted:
-        return ResponseDeleted(**svc.responses.delete(project, response_id))
+        deleted = ResponseDeleted(**svc.responses.delete(project, response_id, svc.engine.store))
+        svc.engine.cancel(response_id)  # stops its generation if it runs here
+        return deleted
 
     @post("/{response_id:str}/cancel")
     def cancel(self, svc: Container, project: str, response_id: str) -> ResponseObject:

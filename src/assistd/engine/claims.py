@@ -9,7 +9,7 @@ writes nothing. Writes by a node that does not hold the job (the sweeper ending 
 nobody executes) happen only while nobody holds it, and end any claim (epoch + 1). Transient database
 failures are retried (storage/retry.py).
 
-What a run or a response writes is elsewhere (engine/store.py, engine/responses/store.py): both write through
+What a run or a response writes is elsewhere (engine/store.py, engine/responses/tape.py): both write through
 this queue's `tx`, and so does the event log (engine/event_log.py) for its buffered deltas."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 
 from assistd.engine.events import Event, EventBus
 from assistd.storage.clock import db_now, read_now
+from assistd.storage.containers import ContainerRow
 from assistd.storage.db import Database
 from assistd.storage.kernel_homes import KernelHomeRow
 from assistd.storage.responses import ResponseRow
@@ -138,10 +139,48 @@ class ClaimQueue:
         """The execution of the job under `claim` is over in this process (a newer claim of the same job,
         taken meanwhile, stays); what it left unwritten is dropped."""
         with self._claims_lock:
-            if self.claims.get(job_id) is claim:
+            current = self.claims.get(job_id)
+            if current is claim or current is None:  # (None: released when it ended)
                 self.claims.pop(job_id, None)
                 self.ended.discard(job_id)
                 self.bus.discard(job_id)
+
+    def requeue_unstarted(
+        self, job_id: str, produced: Any, requeued: Callable[[Session, Any], Event], holder: bool = True
+    ) -> bool:
+        """Gives a job that has not started back to the queue, free for any worker to claim: a `queued` job
+        loses its claim, an `in_progress` job that `produced` nothing (a SQL condition: its worker stopped
+        before it wrote a step, an item) becomes `queued` again, with the event `requeued` makes of its row.
+        False, changing nothing, for any other job. `holder`: this process holds the job (it gives it
+        back); else only a job nobody holds is given back."""
+        table = table_of(job_id)
+
+        def body(s: Session, events: list[Event]) -> bool:
+            self.bus.emit(s, job_id, [])  # its deltas still buffered are written first: they count
+            free = {"worker_id": None, "lease_until": None, "epoch": table.epoch + 1}
+            back = s.execute(
+                update(table)
+                .where(table.id == job_id, table.status == "in_progress", ~produced)
+                .values(status="queued", started_at=None, **free)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            waiting = s.execute(
+                update(table)
+                .where(table.id == job_id, table.status == "queued")
+                .values(**free)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if back:
+                row = s.get(table, job_id)
+                if row is not None:
+                    s.refresh(row)
+                    events.append(requeued(s, row))
+            return bool(back or waiting)
+
+        done = bool(self.tx(job_id, body, guard="claim" if holder else "unheld"))
+        if done:
+            self.release(job_id)
+        return done
 
     def read(self, what: str, body: Callable[[Session], T]) -> T:
         """A read of the executing worker, retried like its writes (a database restart costs a pause)."""
@@ -205,6 +244,15 @@ class ClaimQueue:
     def _waiting(table: Any, worker_id: str) -> list[Any]:
         """The conditions of a job this worker may claim."""
         conditions = [table.status.in_(WAITING), unheld(table)]
+        if (
+            table is ResponseRow
+        ):  # a response whose container's kernel lives on another live worker goes there
+            kernel_elsewhere = exists().where(
+                ContainerRow.id == ResponseRow.container_id,
+                ContainerRow.worker_id != worker_id,
+                exists().where(WorkerRow.id == ContainerRow.worker_id, WorkerRow.lease_until > db_now()),
+            )
+            conditions.append(~kernel_elsewhere)
         if table is RunRow:
             kernel_elsewhere = exists().where(
                 KernelHomeRow.thread_id == RunRow.thread_id,

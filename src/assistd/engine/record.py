@@ -120,6 +120,7 @@ class Recorder:
             record = _call_record(call)
             records.append(record)
             self._stream_call(step, index, record, call)
+        self.store.calls_written(step)  # before any of them runs
         return step, records
 
     def code_outputs(self, step: StepRow, index: int, outputs: list[dict[str, Any]]) -> None:

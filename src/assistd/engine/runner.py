@@ -112,7 +112,7 @@ def execute(store: Any, loop: TurnLoop, run: RunRow, cancel: threading.Event) ->
         store.finish(run_id, "failed", {"code": "server_error", "message": f"{exc}."})
     except Exception as exc:
         log.exception("run %s failed", run_id)
-        store.finish(run_id, "failed", {"code": "server_error", "message": f"The run failed: {exc}"})
+        store.finish(run_id, "failed", {"code": "server_error", "message": f"Execution failed: {exc}"})
 
 
 class TurnLoop:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import update
 from sqlmodel import Session, select
 
 from assistd.engine.claims import ClaimQueue, LostClaim
@@ -47,6 +46,9 @@ class RunStore:
 
     def reasoning_delta(self, run: RunRow, text: str) -> None:
         """A run streams no reasoning: it is kept with the step (engine_state) once the reply is read."""
+
+    def calls_written(self, step: StepRow) -> None:
+        """A run's step streams its calls' arguments as deltas: nothing more to say before they run."""
 
     def tool_calls_left(self, steps: list[StepRow]) -> int | None:
         """A run has no limit on its tool calls beyond max_tool_rounds (tool_rules.check_rounds)."""
@@ -132,37 +134,10 @@ class RunStore:
         return self._tx(run_id, body)  # type: ignore[return-value]
 
     def requeue_unstarted(self, run_id: str, holder: bool = True) -> bool:
-        """Gives a run that has not started back to the queue, free for any worker to claim: a `queued` run
-        loses its claim, an `in_progress` run with no step yet (its worker stopped before the run produced
-        anything) becomes `queued` again. False, changing nothing, for any other run. `holder`: this
-        process holds the run (it gives it back); else only a run nobody holds is given back."""
-
-        def body(s: Session, events: list[Event]) -> bool:
-            has_step = select(StepRow.id).where(StepRow.run_id == run_id).exists()
-            free = {"worker_id": None, "lease_until": None, "epoch": RunRow.epoch + 1}
-            back = s.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == "in_progress", ~has_step)  # type: ignore[arg-type]
-                .values(status="queued", started_at=None, **free)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            waiting = s.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == "queued")  # type: ignore[arg-type]
-                .values(**free)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if back:
-                row = s.get(RunRow, run_id)
-                if row is not None:
-                    s.refresh(row)
-                    events.append(self._run_event(row))
-            return bool(back or waiting)
-
-        done = bool(self._tx(run_id, body, guard="claim" if holder else "unheld"))
-        if done:
-            self.release(run_id)
-        return done
+        """Gives a run that has not started back to the queue (ClaimQueue.requeue_unstarted): an
+        `in_progress` run counts as started once it has a step."""
+        has_step = select(StepRow.id).where(StepRow.run_id == run_id).exists()
+        return self.queue.requeue_unstarted(run_id, has_step, lambda _s, row: self._run_event(row), holder)
 
     def require_action(self, run_id: str, calls: list[dict[str, Any]]) -> None:
         """Parks the run for the client's tool outputs (RunStopped when it was cancelled meanwhile)."""

@@ -22,8 +22,8 @@ from assistd.storage.notify import RUNS, Listener, notify
 
 log = logging.getLogger("assistd.engine")
 
-LOST = "The worker executing this run stopped before the run ended; it was not finished."
-SHUTDOWN = "The server shut down while this run was in progress."
+LOST = "The worker executing it stopped before it ended; it was not finished."
+SHUTDOWN = "The server shut down while it was in progress."
 
 
 class JobKind(Protocol):
@@ -67,6 +67,7 @@ class RunEngine:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._reserved = 0  # room held by claims being made (see _reserve)
         self._next_housekeeping = 0.0
         store.on_status = self._seen
         if hasattr(store.bus, "on_lost"):
@@ -127,9 +128,12 @@ class RunEngine:
         see `wake_others`)."""
         if not self.executes or self._stop.is_set():
             return
-        if self._free() > 0:
-            for claim in self.store.claim_next(self.worker_id, 1, run_id=run_id):
-                self._run(claim.run_id)
+        if self._reserve(1):
+            try:
+                for claim in self.store.claim_next(self.worker_id, 1, run_id=run_id):
+                    self._run(claim.run_id)
+            finally:
+                self._unreserve(1)
         self._wake.set()
 
     @staticmethod
@@ -153,7 +157,19 @@ class RunEngine:
 
     def _free(self) -> int:
         with self._lock:
-            return self.capacity - len(self.active)
+            return self.capacity - len(self.active) - self._reserved
+
+    def _reserve(self, wanted: int) -> int:
+        """Room for up to `wanted` jobs, held while they are claimed (concurrent launches and the claim loop
+        never claim past the capacity together); give it back with `_unreserve` once they run."""
+        with self._lock:
+            got = max(0, min(wanted, self.capacity - len(self.active) - self._reserved))
+            self._reserved += got
+            return got
+
+    def _unreserve(self, count: int) -> None:
+        with self._lock:
+            self._reserved -= count
 
     def _run(self, run_id: str) -> None:
         """Executes a run this process has just claimed, unless it is executing it already: then that
@@ -227,10 +243,13 @@ class RunEngine:
 
     def claim_waiting(self) -> None:
         """Takes as many waiting runs as this worker has room for, oldest first."""
-        free = self._free()
-        if free > 0 and not self._stop.is_set():
-            for claim in self.store.claim_next(self.worker_id, free):
-                self._run(claim.run_id)
+        free = self._reserve(self.capacity)
+        try:
+            if free > 0 and not self._stop.is_set():
+                for claim in self.store.claim_next(self.worker_id, free):
+                    self._run(claim.run_id)
+        finally:
+            self._unreserve(free)
 
     # ---------------------------------------------------------------------------------- maintenance
     def _maintain(self) -> None:
@@ -259,12 +278,20 @@ class RunEngine:
         for run_id in self.store.overdue():
             if run_id in active:
                 active[run_id].set()  # the executor sees the expiry and ends the run as expired
-            else:
-                self._kind(run_id).finish(run_id, "expired")  # only if nobody holds it
+            else:  # only if nobody holds it
+                self._each(run_id, lambda r=run_id: self._kind(r).finish(r, "expired"))
         for row in self.store.orphans():
-            self._recover(row)
+            self._each(row.id, lambda r=row: self._recover(r))
         self.claim_waiting()
         self._housekeeping()
+
+    @staticmethod
+    def _each(job_id: str, action) -> None:  # type: ignore[no-untyped-def]
+        """One job's share of the maintenance: its failure is logged, the others' go on."""
+        try:
+            action()
+        except Exception as exc:
+            log.warning("maintenance of %s failed: %s", job_id, exc)
 
     def _housekeeping(self) -> None:
         """Once a minute: old job events, long-dead workers and what each kind of job leaves are deleted."""

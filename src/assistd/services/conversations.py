@@ -81,10 +81,15 @@ class ConversationService:
         self.require(s, project, conversation_id)
         self._insert(s, conversation_id, items)
 
-    def items_in_order(self, s: Session, project: str, conversation_id: str) -> list[dict[str, Any]]:
-        """Every item of the conversation, oldest first."""
+    def items_in_order(
+        self, s: Session, project: str, conversation_id: str, upto: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item of the conversation, oldest first (`upto`: those at positions up to it, what the
+        conversation held when a response was made with it)."""
         self.require(s, project, conversation_id)
         query = select(ConversationItemRow.data).where(ConversationItemRow.conversation_id == conversation_id)
+        if upto is not None:
+            query = query.where(ConversationItemRow.seq <= upto)
         return list(s.exec(query.order_by(ConversationItemRow.seq.asc())))  # type: ignore[attr-defined]
 
     # -- the Conversations API ---------------------------------------------------------------------------

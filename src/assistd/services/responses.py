@@ -17,13 +17,16 @@ from assistd.errors import InvalidRequest, NotFound
 from assistd.ids import created_at_of, new_id
 from assistd.llm.catalog import ModelCatalog
 from assistd.protocol.common import ListPage, PageQuery
-from assistd.protocol.items import check_include, parse_items, view_item
+from assistd.protocol.items import check_include, file_refs, parse_items, view_item
 from assistd.protocol.responses import ResponseCreate, ResponseInput
 from assistd.services.response_views import response_object
+from assistd.services.tool_resources import ToolResourceResolver
 from assistd.storage.db import Database
 from assistd.storage.responses import ResponseItemRow, ResponseRow
+from assistd.tools.calls import UnsupportedSchema, check_function_tools, json_schema_grammar
 
 PREFIX = "resp_"
+CONVERSATION_UPTO = "conversation_upto"  # (params) the conversation's last position when it was created
 ECHOED = (
     "tool_choice",
     "parallel_tool_calls",
@@ -82,6 +85,10 @@ class ResponseService:
                 )
             if row.conversation_id:
                 self.conversations.append(s, project, row.conversation_id, items)
+                # what the conversation holds now, its input last, is what the response reads (not what
+                # later requests append before it runs)
+                upto = self.conversations.require(s, project, row.conversation_id).item_seq
+                row.params = {**row.params, CONVERSATION_UPTO: upto}
             s.flush()
             obj = response_object(row, [], include)
             # as hosted: a response the client waits for is in progress from the start (a background
@@ -132,6 +139,10 @@ class ResponseService:
         if conversation_id:
             self.conversations.require(s, project, conversation_id)
         _check_tool_choice(params.get("tool_choice"), params["tools"])
+        _check_schemas(params)
+        for file_id, where in file_refs(items, "input"):  # input_image / input_file ids: the project's files
+            if not ToolResourceResolver.known_files(s, project, [file_id]):
+                raise NotFound(f"No file found with id '{file_id}'.", param=where)
         self._check_stores(s, project, params["tools"])
         # the items before the input: read here only when the input refers to them (the engine reads them)
         needs = history or any(i["type"] in ("item_reference", "function_call_output") for i in items)
@@ -222,12 +233,17 @@ class ResponseService:
 
     # ------------------------------------------------------------------------------------- history
     def history(
-        self, s: Session, project: str, previous: ResponseRow | None, conversation_id: str | None
+        self,
+        s: Session,
+        project: str,
+        previous: ResponseRow | None,
+        conversation_id: str | None,
+        upto: int | None = None,
     ) -> list[dict[str, Any]]:
-        """The items before a response's input: its conversation's, or those of its previous responses
-        (their input and output, oldest first)."""
+        """The items before a response's input: its conversation's (up to position `upto`), or those of its
+        previous responses (their input and output, oldest first)."""
         if conversation_id:
-            return self.conversations.items_in_order(s, project, conversation_id)
+            return self.conversations.items_in_order(s, project, conversation_id, upto)
         if previous is None:
             return []
         return chain_items(s, previous.id)
@@ -252,11 +268,41 @@ class ResponseService:
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
         return row
 
-    def delete(self, project: str, response_id: str) -> dict[str, Any]:
+    def delete(self, project: str, response_id: str, queue: Any = None) -> dict[str, Any]:
+        """Deletes the response; one still executing is first ended `cancelled` (its streams and a client
+        waiting for it see it end; its worker stops at its next write, which finds it gone)."""
+        with self.db.session() as s:
+            status = self._require(s, project, response_id).status
+        if status not in TERMINAL and queue is not None:
+            finish_response(queue, response_id, "cancelled", guard="any")
+            self._cancelling(response_id)
         with self.db.session() as s:
             row = self._require(s, project, response_id)
             s.delete(row)
+        forget = getattr(self.bus, "forget_log", None)
+        if forget is not None:
+            forget(response_id)
         return {"id": response_id, "object": "response", "deleted": True}
+
+    def stored_item(self, s: Session, project: str, item_id: str) -> dict[str, Any] | None:
+        """An item of one of the project's stored responses, by its id (a conversation's item_reference)."""
+        row = s.exec(
+            select(ResponseItemRow.data)
+            .join(ResponseRow, ResponseRow.id == ResponseItemRow.response_id)  # type: ignore[arg-type]
+            .where(
+                ResponseItemRow.item_id == item_id,
+                ResponseRow.project == project,
+                ResponseRow.stored == True,  # noqa: E712
+            )
+            .limit(1)
+        ).first()
+        return row
+
+    def _cancelling(self, response_id: str) -> None:
+        """Tells the workers of other nodes at once (PostgreSQL NOTIFY; else at a lease renewal)."""
+        if self.on_cancelling is not None:
+            with self.db.session() as s:
+                self.on_cancelling(s, response_id)
 
     def input_items(self, project: str, response_id: str, page: PageQuery, include: tuple[str, ...] = ()):
         include = check_include(include)
@@ -275,6 +321,7 @@ class ResponseService:
             status = row.status
         if status not in TERMINAL:
             finish_response(queue, response_id, "cancelled", guard="any")
+            self._cancelling(response_id)
         return self.get(project, response_id)
 
 
@@ -353,6 +400,29 @@ def _check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> None:
         what = f"function '{name}'" if kind == "function" else f"'{kind}'"
         param = f"tool_choice.tools[{i}]" if choice["type"] == "allowed_tools" else "tool_choice"
         raise InvalidRequest(f"tool_choice names {what}, which is not among the tools.", param=param)
+
+
+def _check_schemas(params: dict[str, Any]) -> None:
+    """Function parameters and a json_schema text format are constrained by a grammar: a construct it
+    cannot honour is a 400 naming it here, never a failed response later."""
+    tools = params["tools"]
+    functions = [{"type": "function", "function": t} for t in tools if t["type"] == "function"]
+    positions = [i for i, t in enumerate(tools) if t["type"] == "function"]
+    try:
+        check_function_tools(functions, "tools")
+    except InvalidRequest as exc:  # named by its place among all the tools, in the Responses API's shape
+        n = int(str(exc.param).split("[")[1].split("]")[0])
+        raise InvalidRequest(exc.message, param=f"tools[{positions[n]}].parameters") from None
+    fmt = (params.get("text") or {}).get("format") or {}
+    if fmt.get("type") == "json_schema":
+        try:
+            json_schema_grammar(fmt.get("schema"))
+        except UnsupportedSchema as exc:
+            raise InvalidRequest(
+                f"Invalid schema for text.format: {exc}. assistd constrains the reply with a grammar "
+                "and cannot enforce this construct.",
+                param="text.format.schema",
+            ) from None
 
 
 def _check_outputs(items: list[dict[str, Any]], before: list[dict[str, Any]]) -> None:

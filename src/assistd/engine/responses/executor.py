@@ -4,14 +4,16 @@ RunStore (engine/runner.py)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
-from sqlalchemy import delete, exists, or_, update
+from sqlalchemy import delete, exists, or_
 from sqlmodel import Session
 
 from assistd.config import Settings
 from assistd.engine.claims import ClaimQueue, LostClaim
+from assistd.engine.context import PromptTooLong, TemplateRefused
 from assistd.engine.events import Event
 from assistd.engine.prompt import PromptBuilder
 from assistd.engine.responses import events as ev
@@ -20,14 +22,15 @@ from assistd.engine.responses.job import job_of
 from assistd.engine.responses.tape import TERMINAL, ResponseTape, finish_response
 from assistd.engine.runner import TurnLoop, execute
 from assistd.engine.toolbox import Toolbox, offered_functions
+from assistd.errors import InvalidRequest
 from assistd.ids import now
 from assistd.llm.catalog import ModelCatalog
 from assistd.llm.registry import ModelRegistry
 from assistd.services.response_views import response_object
-from assistd.services.responses import ResponseService, input_of
+from assistd.services.responses import CONVERSATION_UPTO, ResponseService, input_of
 from assistd.storage.responses import ResponseEventRow, ResponseItemRow, ResponseRow
 
-UNSTORED_KEEP_SECONDS = 900
+log = logging.getLogger("assistd.engine")
 
 
 class ResponseExecutor:
@@ -48,7 +51,15 @@ class ResponseExecutor:
         self.settings = settings
 
     def execute(self, job_id: str, cancel: threading.Event) -> None:
-        row, before, own = self.queue.read(f"reading {job_id}", lambda s: self._read(s, job_id))
+        try:
+            row, before, own = self.queue.read(f"reading {job_id}", lambda s: self._read(s, job_id))
+        except LostClaim:
+            raise
+        except Exception as exc:  # its conversation deleted meanwhile, say: it ends, never stuck
+            log.warning("response %s could not start: %s", job_id, exc)
+            message = f"The response could not start: {exc}"
+            self.finish(job_id, "failed", {"code": "server_error", "message": message})
+            return
         if row.status == "cancelled":
             return
         tape = ResponseTape(self.queue, row, before + own, self.responses.conversations)
@@ -64,9 +75,17 @@ class ResponseExecutor:
         entry = self.catalog.require(row.model)
         backend = self.registry.get(row.model)
         functions = offered_functions(job, entry, bool(job.tool_resources["file_search"]["vector_store_ids"]))
-        turn = PromptBuilder(self.toolbox.files, self.settings).build(
-            backend, job, entry, chat_turns(items), [], functions
-        )
+        try:
+            turn = PromptBuilder(self.toolbox.files, self.settings).build(
+                backend, job, entry, chat_turns(items), [], functions
+            )
+        except PromptTooLong as exc:  # the client's input: a 400, as a response would fail
+            raise InvalidRequest(
+                f"The input is too long: {exc}.", param="input", code="context_length_exceeded"
+            ) from None
+        except TemplateRefused as exc:
+            message = f"The chat template of model '{row.model}' refused the conversation: {exc}"
+            raise InvalidRequest(message, param="input") from None
         return backend.count_tokens(turn.text)
 
     @staticmethod
@@ -84,7 +103,8 @@ class ResponseExecutor:
             raise LostClaim(job_id)
         previous = s.get(ResponseRow, row.previous_response_id) if row.previous_response_id else None
         if row.conversation_id:  # the conversation holds this response's input already: it is the history
-            return row, self.responses.history(s, row.project, None, row.conversation_id), []
+            upto = row.params.get(CONVERSATION_UPTO)
+            return row, self.responses.history(s, row.project, None, row.conversation_id, upto), []
         return row, self.responses.history(s, row.project, previous, None), input_of(s, job_id)
 
     def finish(
@@ -105,54 +125,33 @@ class ResponseExecutor:
         )
 
     def housekeeping(self) -> int:
-        """Responses made with `store: false` are deleted a while after they end (their stream may still be
-        read until then)."""
+        """Responses made with `store: false` are deleted KEEP_SECONDS after they ended (finish_response
+        dates that in `expires_at`; their stream may be read until then)."""
         with self.queue.db.session() as s:
             gone = s.execute(
                 delete(ResponseRow).where(
                     ResponseRow.stored == False,  # noqa: E712
                     ResponseRow.status.in_(TERMINAL),  # type: ignore[attr-defined]
-                    ResponseRow.created_at < now() - UNSTORED_KEEP_SECONDS,
+                    ResponseRow.expires_at != None,  # noqa: E711
+                    ResponseRow.expires_at < now(),
                 )
             )
             return gone.rowcount or 0
 
     def requeue_unstarted(self, job_id: str, holder: bool = True) -> bool:
-        """Gives a response that produced nothing back to the queue (see RunStore.requeue_unstarted): no
+        """Gives a response that produced nothing back to the queue (ClaimQueue.requeue_unstarted): no
         output item, and no item begun in a stream that other nodes read (the database's event log; with
         the in-process bus the streams died with the process that ran it)."""
+        produced = or_(
+            exists().where(ResponseItemRow.response_id == job_id, ResponseItemRow.output == True),  # noqa: E712
+            exists().where(
+                ResponseEventRow.response_id == job_id, ResponseEventRow.name == "response.output_item.added"
+            ),
+        )
 
-        def body(s: Session, events: list[Event]) -> bool:
-            # produced: an output item written, or one begun in a stream other nodes read (the event log)
-            has_output = or_(
-                exists().where(ResponseItemRow.response_id == job_id, ResponseItemRow.output == True),  # noqa: E712
-                exists().where(
-                    ResponseEventRow.response_id == job_id,
-                    ResponseEventRow.name == "response.output_item.added",
-                ),
+        def requeued(_s: Session, row: Any) -> Event:
+            return Event(
+                "response.queued", ev.event("response.queued", response=response_object(row, [], ()))
             )
-            free = {"worker_id": None, "lease_until": None, "epoch": ResponseRow.epoch + 1}
-            back = s.execute(
-                update(ResponseRow)
-                .where(ResponseRow.id == job_id, ResponseRow.status == "in_progress", ~has_output)  # type: ignore[arg-type]
-                .values(status="queued", started_at=None, **free)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            waiting = s.execute(
-                update(ResponseRow)
-                .where(ResponseRow.id == job_id, ResponseRow.status == "queued")  # type: ignore[arg-type]
-                .values(**free)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if back:
-                row = s.get(ResponseRow, job_id)
-                if row is not None:
-                    s.refresh(row)
-                    name = "response.queued"
-                    events.append(Event(name, ev.event(name, response=response_object(row, [], ()))))
-            return bool(back or waiting)
 
-        done = bool(self.queue.tx(job_id, body, guard="claim" if holder else "unheld"))
-        if done:
-            self.queue.release(job_id)
-        return done
+        return self.queue.requeue_unstarted(job_id, produced, requeued, holder)

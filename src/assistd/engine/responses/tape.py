@@ -12,6 +12,7 @@ fenced transaction each (engine/claims.py), with their events."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
 
@@ -23,6 +24,7 @@ from assistd.engine.events import Event
 from assistd.engine.responses import events as ev
 from assistd.engine.responses.history import last_user_text
 from assistd.engine.stopping import RunStopped
+from assistd.errors import NotFound
 from assistd.ids import created_at_of, new_id, now
 from assistd.protocol.items import CODE_INTERPRETER_CALL_PREFIX, FILE_SEARCH_CALL_PREFIX, view_item
 from assistd.services.response_views import (
@@ -39,6 +41,7 @@ from assistd.storage.responses import ResponseItemRow, ResponseRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 
+log = logging.getLogger("assistd.engine")
 TERMINAL = frozenset({"completed", "failed", "incomplete", "cancelled"})
 STATUS = {"expired": "failed"}  # a run's end statuses a response does not have
 
@@ -227,6 +230,24 @@ class ResponseTape:
                 if ci.get("outputs") is not None:
                     item["outputs"] = [_code_output(o, self.row.container_id) for o in ci["outputs"]]
 
+    def calls_written(self, step: StepRow) -> None:
+        """The step's calls are written, not run yet: a code call's code is done and it is interpreting."""
+        for call_id in step.step_details.get("_calls", []):
+            index = self._open.get(call_id)
+            item = self._outputs[index] if index is not None else None
+            if item is None or item["type"] != "code_interpreter_call":
+                continue
+            self._publish(
+                "response.code_interpreter_call_code.done",
+                item_id=item["id"],
+                output_index=index,
+                code=item["code"],
+            )
+            self._publish(
+                "response.code_interpreter_call.interpreting", item_id=item["id"], output_index=index
+            )
+            item["status"] = "interpreting"
+
     def _call_key(self, step: StepRow, index: int) -> str:
         calls = step.step_details.get("_calls", [])
         return calls[index]
@@ -312,15 +333,6 @@ class ResponseTape:
             ci = record["code_interpreter"]
             outputs = [_code_output(o, self.row.container_id) for o in ci.get("outputs", [])]
             item.update(code=ci["input"], outputs=outputs, status="completed")
-            self._publish(
-                "response.code_interpreter_call_code.done",
-                item_id=item["id"],
-                output_index=index,
-                code=item["code"],
-            )
-            self._publish(
-                "response.code_interpreter_call.interpreting", item_id=item["id"], output_index=index
-            )
             self._publish("response.code_interpreter_call.completed", item_id=item["id"], output_index=index)
         else:
             search = (state.get("searches") or {}).get(record["id"], {})
@@ -467,7 +479,7 @@ class ResponseTape:
                 item = self._outputs[index]
                 item["status"] = "incomplete"
                 self._write_item(index, item, "response.output_item.done")
-        except RunStopped:  # it had ended already (cancelled): nothing more is written
+        except (RunStopped, LostClaim):  # it had ended already (cancelled): nothing more is written
             pass
         self._open.clear()
         usage = self.usage()
@@ -576,7 +588,9 @@ def finish_response(
     its next write, which finds the response ended)."""
 
     def body(s: Session, events: list[Event]) -> bool:
-        row = s.get(ResponseRow, response_id)
+        # locked: a client's cancel and the worker's end race (PostgreSQL's READ COMMITTED would let both
+        # read `in_progress`); the second one finds the first's status and changes nothing
+        row = s.get(ResponseRow, response_id, with_for_update=True)
         if row is None or row.status in TERMINAL:
             return False
         row.status = status
@@ -584,12 +598,20 @@ def finish_response(
         row.incomplete_details = incomplete_details if status == "incomplete" else None
         row.usage = usage if usage is not None else row.usage
         row.completed_at = now() if status == "completed" else None
-        row.worker_id, row.lease_until = None, None
+        if not row.stored:  # deleted this long after it ended (ResponseExecutor.housekeeping)
+            row.expires_at = now() + ev.KEEP_SECONDS
+        if (
+            guard != "any"
+        ):  # (a client's cancel leaves the claim to its holder, which stops at its next write)
+            row.worker_id, row.lease_until = None, None
         s.add(row)
         s.flush()
         output = output_of(s, response_id)
         if row.conversation_id and conversations is not None and status != "cancelled":
-            conversations.append(s, row.project, row.conversation_id, output)
+            try:
+                conversations.append(s, row.project, row.conversation_id, output)
+            except NotFound:  # the conversation was deleted meanwhile: the response ends all the same
+                log.info("response %s: its conversation %s is gone", response_id, row.conversation_id)
         if status == "cancelled":
             events.append(Event(ev.END, None))
         else:
