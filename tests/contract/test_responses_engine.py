@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 
+import openai
 import pytest
 
-from tests.contract.helpers import MODEL
+from tests.contract.helpers import MODEL, api_error
 
 pytestmark = pytest.mark.model
 
@@ -70,3 +71,46 @@ def test_a_required_call_cut_by_max_output_tokens_is_incomplete_not_failed(clien
     assert response.status == "incomplete", response.error
     assert response.incomplete_details.reason == "max_output_tokens"
     assert response.usage.output_tokens == 64
+
+
+def test_schemas_the_grammar_cannot_honour_and_unknown_files_are_400s_at_create(client):
+    remote = {"$ref": "https://example.com/schema.json"}
+    with api_error(openai.BadRequestError, 400, param="text.format.schema"):
+        client.responses.create(
+            model=MODEL, input="hi", text={"format": {"type": "json_schema", "name": "x", "schema": remote}}
+        )
+    tools = [
+        {"type": "function", "name": "ok", "parameters": {"type": "object"}},
+        {"type": "function", "name": "bad", "parameters": remote},
+    ]
+    with api_error(openai.BadRequestError, 400, param="tools[1].parameters"):
+        client.responses.create(model=MODEL, input="hi", tools=tools)
+    content = [{"type": "input_text", "text": "Read it."}, {"type": "input_file", "file_id": "file-nope"}]
+    with api_error(openai.NotFoundError, 404, param="input[0].content[1].file_id"):
+        client.responses.create(model=MODEL, input=[{"role": "user", "content": content}])
+    with api_error(openai.BadRequestError, 400, param="input"):
+        client.responses.input_tokens.count(model=MODEL, input=LONG)
+
+
+def test_a_response_whose_conversation_is_deleted_still_ends(client):
+    conversation = client.conversations.create()
+    response = client.responses.create(
+        model=MODEL, input=LONG[:4000], conversation=conversation.id, background=True, max_output_tokens=64
+    )
+    client.conversations.delete(conversation.id)
+    deadline = time.monotonic() + 120
+    while (status := client.responses.retrieve(response.id).status) in ("queued", "in_progress"):
+        assert time.monotonic() < deadline, "the response is stuck"
+        time.sleep(0.1)
+    assert status in ("completed", "incomplete", "failed")
+    again = client.responses.create(model=MODEL, input="Say hi.", max_output_tokens=16)  # the engine goes on
+    assert again.status in ("completed", "incomplete"), again.error
+
+
+def test_a_conversation_item_reference_finds_a_response_item(client):
+    response = client.responses.create(model=MODEL, input="Say hi.", max_output_tokens=16)
+    conversation = client.conversations.create(
+        items=[{"type": "item_reference", "id": response.output[0].id}]
+    )
+    items = client.conversations.items.list(conversation.id).data
+    assert [i.id for i in items] == [response.output[0].id]
