@@ -48,7 +48,7 @@ class RunController(Controller):
     async def create(
         self, svc: Container, project: str, thread_id: str, data: Any = None
     ) -> RunObject | Stream:
-        req = RunCreate.parse(data)
+        req = await anyio.to_thread.run_sync(RunCreate.parse, data)
         run = await anyio.to_thread.run_sync(svc.runs.create, project, thread_id, req)
         if req.stream:
             return await event_stream(svc.bus, run.id, _run_started(run), lambda: svc.engine.launch(run.id))
@@ -59,7 +59,7 @@ class RunController(Controller):
     async def create_thread_and_run(
         self, svc: Container, project: str, data: Any = None
     ) -> RunObject | Stream:
-        req = ThreadAndRunCreate.parse(data)
+        req = await anyio.to_thread.run_sync(ThreadAndRunCreate.parse, data)
         thread, run = await anyio.to_thread.run_sync(svc.runs.create_thread_and_run, project, req)
         if req.stream:
             initial = [Event("thread.created", thread), *_run_started(run)]
@@ -91,7 +91,7 @@ class RunController(Controller):
     async def submit_tool_outputs(
         self, svc: Container, project: str, thread_id: str, run_id: str, data: Any = None
     ) -> RunObject | Stream:
-        req = SubmitToolOutputs.parse(data)
+        req = await anyio.to_thread.run_sync(SubmitToolOutputs.parse, data)
         run, step, seq = await anyio.to_thread.run_sync(
             svc.runs.submit_tool_outputs, project, thread_id, run_id, req
         )

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import delete, event, insert, update
+from sqlalchemy import delete, event, exists, func, insert, update
 from sqlmodel import Session, select
 
 from assistd.engine.events import Event, EventBus
-from assistd.engine.responses.events import numbered
+from assistd.engine.responses.events import KEEP_SECONDS, numbered
+from assistd.engine.responses.tape import TERMINAL
 from assistd.storage.clock import db_now, db_time
 from assistd.storage.db import Database, after_commit
 from assistd.storage.notify import EVENTS, Listener, notify
@@ -31,7 +32,9 @@ from assistd.storage.runs import RunRow
 log = logging.getLogger("assistd.events")
 
 FLUSH_SECONDS = 0.05
-KEEP_SECONDS = 900  # events older than this are deleted (a stream reads them within moments)
+# A run's events are deleted this long after they were written: streams read them within moments, and a
+# run's stream cannot be resumed. (A response's: KEEP_SECONDS after it ended, as streams resume from them.)
+RUN_EVENTS_KEEP_SECONDS = 900
 _STRIPES = 64
 
 
@@ -158,18 +161,33 @@ class DatabaseBus(EventBus):
             self.flush_all()
 
     def prune(self) -> int:
-        """Deletes events older than KEEP_SECONDS."""
-        pruned = 0
+        """Deletes run events older than RUN_EVENTS_KEEP_SECONDS, and the events of responses that ended
+        with no event for KEEP_SECONDS (a running response's are kept however old; a deleted response's
+        go with its row, by cascade). How many rows it deleted."""
         with self.db.session() as s:
-            for table in (RunEventRow, ResponseEventRow):
-                result = s.execute(delete(table).where(table.created_at < db_now() - KEEP_SECONDS))  # type: ignore[arg-type]
-                pruned += result.rowcount or 0
-        return pruned
+            runs = s.execute(
+                delete(RunEventRow).where(RunEventRow.created_at < db_now() - RUN_EVENTS_KEEP_SECONDS)  # type: ignore[arg-type]
+            )
+            horizon = db_now() - KEEP_SECONDS
+            older, newer = (ResponseEventRow.__table__.alias(n) for n in ("older", "newer"))  # type: ignore[attr-defined]
+            ended = select(ResponseRow.id).where(
+                ResponseRow.status.in_(TERMINAL),  # type: ignore[attr-defined]
+                ResponseRow.id.in_(select(older.c.response_id).where(older.c.created_at < horizon)),  # type: ignore[attr-defined]
+                ~exists().where(newer.c.response_id == ResponseRow.id, newer.c.created_at >= horizon),
+            )
+            gone = delete(ResponseEventRow).where(ResponseEventRow.response_id.in_(ended))  # type: ignore[attr-defined]
+            responses = s.execute(gone)
+        return (runs.rowcount or 0) + (responses.rowcount or 0)
 
-    def replayable(self, job_id: str) -> bool:
+    def last_seq(self, job_id: str) -> int | None:
+        """The sequence number of the job's last stored event as its stream counts it (a response's from 0,
+        a run's from 1); None: none is kept."""
         _, table, key = _tables(job_id)
         with self.db.session() as s:
-            return s.exec(select(table.seq).where(getattr(table, key) == job_id).limit(1)).first() is not None
+            last = s.exec(select(func.max(table.seq)).where(getattr(table, key) == job_id)).one()
+        if last is None:
+            return None
+        return last - 1 if table is ResponseEventRow else last
 
     # --------------------------------------------------------------------------------------- reading
     def _notified(self, run_id: str) -> None:

@@ -16,12 +16,11 @@ from typing import Any
 
 from sqlmodel import Session
 
+from assistd.engine.responses.events import KEEP_SECONDS, numbered
 from assistd.engine.responses.events import STREAM_END as RESPONSE_END
-from assistd.engine.responses.events import numbered
 from assistd.storage.db import after_commit
 
 NUMBERED = "resp_"  # jobs whose events carry their sequence number (the Responses API's)
-KEEP_SECONDS = 900  # how long a response's events stay after its stream ended
 
 # Events after which a stream segment ends (the SDK then sees `done`).
 STREAM_END = frozenset(
@@ -62,13 +61,16 @@ class Subscription:
 
 class EventBus:
     """In-process: events reach the subscribers of this process only. A response's events are numbered
-    (`sequence_number`, from 0) and kept a while, so that a stream can resume after any of them."""
+    (`sequence_number`, from 0) and kept a while, so that a stream can resume after any of them: until
+    KEEP_SECONDS after its stream ended, or after its last event when no end comes (deleted while it ran, its
+    executor gone)."""
 
     def __init__(self) -> None:
         self._subs: dict[str, list[Subscription]] = {}
         self._lock = threading.RLock()
         self._logs: dict[str, list[Event]] = {}  # a response's events, in order (index = sequence number)
         self._ended: dict[str, float] = {}  # when a response's stream ended (its log is pruned later)
+        self._written: dict[str, float] = {}  # when a response's log last grew
 
     def start(self) -> None:
         pass
@@ -121,27 +123,42 @@ class EventBus:
                 log = self._logs.setdefault(run_id, [])
                 event = Event(event.name, numbered(event.data, len(log)))
                 log.append(event)
+                self._written[run_id] = time.monotonic()
                 if event.name in RESPONSE_END:
-                    self._ended[run_id] = time.monotonic()
+                    self._ended[run_id] = self._written[run_id]
                 subs = list(self._subs.get(run_id, ()))
                 self._push(subs, event)
             return
         self._push(self.subscribers(run_id), event)
 
-    def replayable(self, job_id: str) -> bool:
-        """Whether a response's events are kept (a stream can be read again from any of them)."""
+    def last_seq(self, job_id: str) -> int | None:
+        """The sequence number of a response's last kept event (None: none is kept)."""
         with self._lock:
-            return job_id in self._logs
+            log = self._logs.get(job_id)
+            return len(log) - 1 if log else None
 
     def prune(self) -> int:
-        """Forgets the events of responses whose stream ended KEEP_SECONDS ago."""
+        """Forgets the events of responses whose stream ended KEEP_SECONDS ago, and of those with no event
+        for KEEP_SECONDS whatever their state (no end came: deleted while running, executor gone), unless a
+        stream reads them now (it ends when the response is gone: api/sse.py). How many logs it dropped."""
         horizon = time.monotonic() - KEEP_SECONDS
         with self._lock:
             old = [key for key, ended in self._ended.items() if ended < horizon]
+            old += [
+                key
+                for key, written in self._written.items()
+                if written < horizon and key not in self._ended and key not in self._subs
+            ]
             for key in old:
-                self._logs.pop(key, None)
-                self._ended.pop(key, None)
+                self.forget_log(key)
         return len(old)
+
+    def forget_log(self, job_id: str) -> None:
+        """Drops a response's kept events at once (it was deleted)."""
+        with self._lock:
+            self._logs.pop(job_id, None)
+            self._ended.pop(job_id, None)
+            self._written.pop(job_id, None)
 
     def _push(self, subs: list[Subscription], event: Event) -> None:
         for sub in subs:
