@@ -15,9 +15,9 @@ from assistd.api.openapi import query_param
 from assistd.api.params import aget, apost, delete, get, post
 from assistd.api.sse import StatusCheck, empty_stream, response_stream, watch
 from assistd.container import Container
-from assistd.engine.responses.events import KEEP_SECONDS, STREAM_END
+from assistd.engine.responses.events import END, KEEP_SECONDS, STREAM_END
 from assistd.engine.responses.tape import TERMINAL
-from assistd.errors import InvalidRequest
+from assistd.errors import InvalidRequest, NotFound
 from assistd.ids import new_id
 from assistd.protocol.common import ListPage, PageQuery
 from assistd.protocol.responses import (
@@ -69,17 +69,21 @@ class ResponseController(Controller):
             await anyio.to_thread.run_sync(svc.engine.launch, response_id)
             return ResponseObject(**obj)
         # Answered when the response ends: its stream's last event says so (from whichever node runs it); a
-        # 404 when it is gone meanwhile (deleted while it ran: no end event may come).
+        # 404 when it is deleted meanwhile (it ends cancelled first, or no end event comes at all).
         sub = svc.bus.subscribe(response_id, asyncio.get_running_loop())
+        end = None
         try:
             await anyio.to_thread.run_sync(svc.responses.create, project, req, response_id)
             await anyio.to_thread.run_sync(svc.engine.launch, response_id)
             async with aclosing(watch(sub, alive)) as events:
                 async for event in events:
                     if event is not None and event.name in STREAM_END:
+                        end = event.name
                         break
         finally:
             sub.close()
+        if end == END:  # cancelled: only its deletion cancels a response that is not in the background
+            raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
         include = tuple(req.include or ())
         return ResponseObject(
             **await anyio.to_thread.run_sync(svc.responses.get, project, response_id, include, True)
