@@ -45,7 +45,7 @@ def includes(request: Request) -> tuple[str, ...]:
 def status_of(svc: Container, project: str, response_id: str) -> StatusCheck:
     """The response's status, for a stream's or a blocking create's keep-alive look (NotFound: it is gone);
     a `store: false` one's too."""
-    return lambda: svc.responses.get(project, response_id, (), True)["status"]
+    return lambda: svc.responses.status(project, response_id, unstored=True)
 
 
 class ResponseController(Controller):

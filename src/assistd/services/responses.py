@@ -258,9 +258,10 @@ class ResponseService:
             row = self._require(s, project, response_id, unstored)
             return response_object(row, output_of(s, response_id), include)
 
-    def status(self, project: str, response_id: str) -> str:
+    def status(self, project: str, response_id: str, unstored: bool = False) -> str:
+        """Its status alone (one row read); `unstored`: also one made with `store: false`."""
         with self.db.session() as s:
-            return self._require(s, project, response_id).status
+            return self._require(s, project, response_id, unstored).status
 
     def _require(self, s: Session, project: str, response_id: str, unstored: bool = False) -> ResponseRow:
         row = s.get(ResponseRow, response_id)
