@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any
 
 from sqlalchemy import func
@@ -61,7 +60,6 @@ class ResponseTape:
         self._open: dict[str, int] = {}  # call id / message id -> output index of its item
         self._reasoning: dict[str, Any] | None = None  # the reasoning item being streamed
         self._usage = {"input": 0, "output": 0, "cached": 0, "reasoning": 0}
-        self._lock = threading.Lock()
         self.include = tuple(row.params.get("include") or ())  # what its events show of tool items
         self._held = ""  # text held back from the stream while it may be a citation marker
 
@@ -74,9 +72,6 @@ class ResponseTape:
         return self.queue.tx(self.response_id, body)
 
     # ------------------------------------------------------------------------------------- reading
-    def run(self, run_id: str) -> RunRow:  # not called: the executor gives the loop its job
-        raise NotImplementedError
-
     def history(self, run: RunRow) -> list[dict[str, Any]]:
         return self.turns
 
@@ -351,9 +346,6 @@ class ResponseTape:
         self._write_item(
             index, item, "response.output_item.done", state={"rendered": _rendered(record, state)}
         )
-
-    def code_outputs(self, step: StepRow, index: int, outputs: list[dict[str, Any]]) -> None:
-        pass
 
     # ---------------------------------------------------------------------------------- messages
     def open_message(self, run: RunRow, message_id: str) -> MessageRow:
