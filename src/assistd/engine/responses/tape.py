@@ -379,15 +379,16 @@ class ResponseTape:
     def text_delta(
         self, message: MessageRow, index: int, value: str, annotations: list[dict[str, Any]] | None = None
     ) -> None:
-        out = self._open[message.id]
-        value = self._unmarked(value)
-        if value:
+        self._text_out(message.id, self._open[message.id], self._unmarked(value))
+
+    def _text_out(self, message_id: str, index: int, delta: str) -> None:
+        if delta:
             self._publish(
                 "response.output_text.delta",
-                item_id=message.id,
-                output_index=out,
+                item_id=message_id,
+                output_index=index,
                 content_index=0,
-                delta=value,
+                delta=delta,
                 logprobs=[],
             )
 
@@ -414,15 +415,7 @@ class ResponseTape:
             return message  # progress is in the stream; the item is written when it ends
         index = self._open.pop(message.id)
         rest, self._held = strip_markers(self._held), ""
-        if rest:
-            self._publish(
-                "response.output_text.delta",
-                item_id=message.id,
-                output_index=index,
-                content_index=0,
-                delta=rest,
-                logprobs=[],
-            )
+        self._text_out(message.id, index, rest)  # what was held back as a possible marker
         text_part = next(p for p in content if p["type"] == "text")
         text, marked = unmarked(text_part["text"]["value"], text_part["text"].get("annotations") or [])
         annotations = output_annotations(marked, self.row.container_id)
