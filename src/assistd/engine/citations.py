@@ -48,7 +48,8 @@ def annotate(text: str, sources: list[Source]) -> tuple[str, list[dict[str, Any]
     found = [m for m in MARKER.finditer(text) if m.group(0) in by_marker]
     if not found and sources:
         used = sources[:MAX_APPENDED]
-        text = text.rstrip() + " " + "".join(s.marker for s in used)
+        # appended, never trimmed: the text streamed so far stays a prefix of the final text
+        text = text + ("" if text[-1:].isspace() else " ") + "".join(s.marker for s in used)
         found = [m for m in MARKER.finditer(text) if m.group(0) in by_marker]
     annotations = [
         {

@@ -97,7 +97,8 @@ class Recorder:
                 for file_id, name in (step.engine_state or {}).get("files", []):
                     link = f"sandbox:/mnt/data/{name}"
                     if link not in text:
-                        text = text.rstrip() + f"\n\n[{name}]({link})"
+                        gap = "\n\n"[len(text) - len(text.rstrip("\n")) :] if text else ""
+                        text = text + gap + f"[{name}]({link})"  # the streamed text stays its prefix
                     start = text.index(link)
                     annotations.append(
                         {
