@@ -18,6 +18,14 @@ install:
 		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet --no-cache-dir --force-reinstall --no-deps \
 		'llama-cpp-python>=0.3.2'
 	$(BIN)/pip install --quiet torch==2.13.0 -e '.[dev]'
+	# llama.cpp's HF-to-GGUF converter (convert_hf_to_gguf.py, conversion/, gguf-py/) from the llama-cpp-python
+	# sdist of the installed version, for tests/vision_model.py (a tiny vision model built offline)
+	V=$$($(BIN)/python -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))"); \
+	D=.cache/llama.cpp-convert; [ "$$(cat $$D/VERSION 2>/dev/null)" = "$$V" ] || { T=$$(mktemp -d) && \
+	$(BIN)/pip download --quiet --no-binary :all: --no-deps --dest $$T "llama-cpp-python==$$V" && \
+	mkdir $$T/x && tar xzf $$T/*.tar.gz -C $$T/x --strip-components=3 --wildcards \
+		'*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion/*' '*/vendor/llama.cpp/gguf-py/*' && \
+	echo "$$V" > $$T/x/VERSION && rm -rf $$D && mkdir -p .cache && mv $$T/x $$D; S=$$?; rm -rf $$T; exit $$S; }
 	$(BIN)/python scripts/fetch_model.py --models-dir models
 	@if [ -f tests/browser/package.json ] && command -v npm >/dev/null 2>&1; then \
 		cd tests/browser && npm install --no-audit --no-fund --silent; fi

@@ -22,7 +22,17 @@ class EngineProcess:
     """`assistd engine MODEL --port P --parallel N` with its own log; `kill()` ends it like a crash,
     `start()` brings it back on the same port."""
 
-    def __init__(self, log_dir: Path, parallel: int = 4, n_ctx: int = 2048, port: int | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        parallel: int = 4,
+        n_ctx: int = 2048,
+        port: int | None = None,
+        model: Path = MODEL_FILE,
+        mmproj: Path | None = None,
+    ) -> None:
+        self.model = model
+        self.mmproj = mmproj  # a vision model's projector (`assistd engine --mmproj`)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.parallel = parallel
@@ -38,7 +48,8 @@ class EngineProcess:
             "-m",
             "assistd",
             "engine",
-            str(MODEL_FILE),
+            str(self.model),
+            *(["--mmproj", str(self.mmproj)] if self.mmproj else []),
             "--port",
             str(self.port),
             "--parallel",

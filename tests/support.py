@@ -203,3 +203,20 @@ def assert_shape(value: Any, model: type[BaseModel]) -> None:
 def raw_json(raw_response: Any) -> Any:
     """The JSON body of an SDK `with_raw_response` call."""
     return raw_response.http_response.json()
+
+
+def png_bytes(width: int = 8, height: int = 8, color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    """A real PNG image (images are checked when a message holds them)."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def png_data_url(width: int = 8, height: int = 8) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png_bytes(width, height)).decode()

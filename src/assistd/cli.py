@@ -9,7 +9,7 @@ import ipaddress
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from assistd.config import ModelsFileError, Settings
 
@@ -31,6 +31,7 @@ FLAG_GROUPS = [
     ("file_search", ("chroma", "embedding", "file_search", "ingest", "extract")),
     ("code_interpreter", ("code_", "kernel")),
     ("storage", ("data_dir", "database", "files_dir", "max_upload")),
+    ("images", ("image_", "vision")),
 ]
 
 
@@ -55,6 +56,10 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
         if annotation is bool:
             group.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        elif get_origin(annotation) is list:  # repeatable (the setting splits commas too)
+            group.add_argument(
+                flag, dest=name, action="append", default=None, metavar=name.upper(), help=help_text
             )
         else:
             group.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
@@ -153,6 +158,7 @@ def run_engine(args: argparse.Namespace) -> int:
         n_ctx=args.n_ctx,
         n_threads=args.n_threads,
         n_gpu_layers=args.n_gpu_layers,
+        mmproj=Path(args.mmproj) if args.mmproj else None,
     )
     key = args.api_key or os.environ.get("ASSISTD_ENGINE_KEY") or ""
     if not key and not is_loopback(args.host):
@@ -172,20 +178,22 @@ def models_list(settings: Settings) -> int:
     served from, by which engine, and the model family it is taken for (no engine is contacted: `assistd
     doctor` does that)."""
     from assistd.families.of_model import family_of
-    from assistd.llm.engines import engine_name
+    from assistd.llm.engines import engine_name, sees_images
 
     for entry in settings.model_entries():
         state = "MISSING" if entry.path is not None and not entry.path.exists() else "ok"
         marker = "*" if entry.name == settings.default_model else " "
         where = str(entry.path) if entry.url is None else entry.url
+        if entry.mmproj is not None and not entry.mmproj.exists():
+            state = "MISSING"
         print(
             f"{marker} {entry.name:32} n_ctx={entry.n_ctx:<6} {state:8} {where}  [{engine_name(entry)}]  "
-            f"family {family_of(entry)}"
+            f"family {family_of(entry)}  images {sees_images(entry)}"
         )
     return 0
 
 
-def models_add(settings: Settings, name: str, path: str, n_ctx: int | None) -> int:
+def models_add(settings: Settings, name: str, path: str, n_ctx: int | None, mmproj: str | None = None) -> int:
     target = settings.models_toml
     target.parent.mkdir(parents=True, exist_ok=True)
     file = Path(path).expanduser().resolve()
@@ -196,6 +204,12 @@ def models_add(settings: Settings, name: str, path: str, n_ctx: int | None) -> i
     lines += ["", "[[models]]", f'name = "{name}"', f'path = "{file}"']
     if n_ctx:
         lines.append(f"n_ctx = {n_ctx}")
+    if mmproj:
+        projector = Path(mmproj).expanduser().resolve()
+        if not projector.exists():
+            print(f"assistd: no such file: {projector}", file=sys.stderr)
+            return 1
+        lines.append(f'mmproj = "{projector}"')
     target.write_text("\n".join(lines).lstrip() + "\n")
     print(f"assistd: added model {name} -> {file} in {target}")
     return 0
@@ -286,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_p.add_argument("name", help="the name clients pass as `model`")
     add_p.add_argument("path", help="path of the .gguf file")
     add_p.add_argument("--n-ctx", type=int, default=None, help="context size (default 8192)")
+    add_p.add_argument("--mmproj", default=None, help="the multimodal projector .gguf of a vision model")
     engine_p = sub.add_parser(
         "engine",
         help="run llama.cpp's server engine alone (for a models.toml `url`)",
@@ -300,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine_p.add_argument("--n-ctx", type=int, default=8192, help="context of each slot (default 8192)")
     engine_p.add_argument("--n-threads", type=int, default=None, help="CPU threads (default: llama.cpp's)")
     engine_p.add_argument("--n-gpu-layers", type=int, default=0, help="layers on the GPU (-1: all)")
+    engine_p.add_argument("--mmproj", default=None, help="the multimodal projector of a vision model")
     engine_p.add_argument("--kv-cache-bytes", type=int, default=1024**3, help="host prompt cache (1 GiB)")
     engine_p.add_argument(
         "--api-key", default=None, help="key clients must send (default: env ASSISTD_ENGINE_KEY, else none)"
@@ -385,7 +401,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "models" and args.models_command == "list":
         return models_list(settings)
     if args.command == "models" and args.models_command == "add":
-        return models_add(settings, args.name, args.path, args.n_ctx)
+        return models_add(settings, args.name, args.path, args.n_ctx, args.mmproj)
     if args.command == "engine":
         return run_engine(args)
     if args.command == "db":

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -32,8 +32,13 @@ class ModelEntry(BaseModel):
     embedded engine, or an engine at `url` (the GGUF `path` then only gives the tokenizer and chat template,
     and may be left out for a llama.cpp server, which tells both)."""
 
+    model_config = ConfigDict(extra="forbid")  # a key the models file does not know is an error, not silence
+
     name: str
     path: Path | None = None
+    # the multimodal projector of a vision model (llama.cpp's `--mmproj`) for the embedded engine; a
+    # remote llama.cpp server started with `--mmproj` says so in its /props
+    mmproj: Path | None = None
     url: str | None = None  # http://gpu-box:8080: an engine run by the operator, shared by every process
     api_key: str | None = None  # sent as a Bearer token to `url`
     engine: EngineKind = "llama.cpp"
@@ -136,6 +141,11 @@ class Settings(BaseSettings):
         None, description="TOML file listing extra models; default models_dir/models.toml"
     )
     default_model: str = Field(DEFAULT_MODEL_NAME, description="model used where none is named")
+    vision_fallback: Literal["refuse", "drop"] = Field(
+        "refuse",
+        description="a run (or response) with images for a model that cannot see them: `refuse` (a 400 "
+        "naming the model, or a failed run) or `drop` (the images are left out, with a note in the prompt)",
+    )
     n_ctx: int = Field(8192, description="context size of the default model")
     n_threads: int | None = Field(
         None,
@@ -220,6 +230,38 @@ class Settings(BaseSettings):
     extract_max_text_mb: int = Field(
         20, description="most text (UTF-8, MiB) one file may yield for file_search (about 5M tokens)"
     )
+    # --- images in messages (assistd.images) ---
+    image_max_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="largest image in a message, in bytes (the hosted API's 20 MB)"
+    )
+    image_max_pixels: int = Field(
+        64_000_000,
+        ge=1,
+        description="most pixels (width × height, read from the header before decoding) of an image; "
+        "64 million lets through today's camera photos and decodes in at most 256 MiB",
+    )
+    image_max_side: int = Field(
+        2048, ge=1, description="images with detail high/auto are scaled down to fit this many pixels a side"
+    )
+    image_decode_memory_mb: int = Field(
+        1024, ge=64, description="address space (RLIMIT_AS) of the process that decodes images, in MiB"
+    )
+    image_decode_timeout: float = Field(
+        30.0, gt=0, description="time limit for decoding (and scaling) one image, in seconds"
+    )
+    image_url_fetch: bool = Field(
+        False,
+        description="fetch http(s) image URLs in messages (an SSRF risk: only from the --image-url-allow "
+        "hosts); off: clients send images as data: URLs or uploaded files",
+    )
+    image_url_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="hosts image URLs may be fetched from: names, *.domain, IP addresses, optional :port, "
+        "* for any (comma-separated; the flag may be repeated)",
+    )
+    image_fetch_timeout: float = Field(
+        10.0, gt=0, description="time limit for downloading one image URL (redirects included), in seconds"
+    )
     kernel_pool_size: int = Field(1, description="pre-started code interpreter kernels")
     kernel_idle_seconds: int = Field(
         3600, description="idle code interpreter sessions are shut down after this"
@@ -281,6 +323,15 @@ class Settings(BaseSettings):
             return keys
         return value
 
+    @field_validator("image_url_allow", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        """`a.com,b.com` (env, flag) or a list of such (a repeated flag) -> one host pattern an item."""
+        items = [value] if isinstance(value, str) else value
+        if isinstance(items, (list, tuple)):
+            return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+        return value
+
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'assistd.db'}"
@@ -335,5 +386,7 @@ def read_models_toml(path: Path) -> list[ModelEntry]:
             raise ModelsFileError(f"models file {path}: model {item.get('name')!r}: {why}") from None
         if entry.path is not None and not entry.path.is_absolute():
             entry.path = base / entry.path
+        if entry.mmproj is not None and not entry.mmproj.is_absolute():
+            entry.mmproj = base / entry.mmproj
         entries.append(entry)
     return entries

@@ -11,16 +11,19 @@ from assistd.config import ModelEntry, Settings
 from assistd.engine.claims import ClaimQueue
 from assistd.engine.event_log import DatabaseBus
 from assistd.engine.events import EventBus
+from assistd.engine.images import ImageCache
 from assistd.engine.responses.executor import ResponseExecutor
 from assistd.engine.runner import RunExecutor
 from assistd.engine.store import RunStore
 from assistd.engine.toolbox import Toolbox
 from assistd.engine.worker import RunEngine
 from assistd.ids import now
+from assistd.images import FetchPolicy, ImageLimits
 from assistd.leases import make_worker_id
+from assistd.llm.backend import sees_images
 from assistd.llm.catalog import ModelCatalog
 from assistd.llm.embedded import default_slots
-from assistd.llm.engines import open_backend
+from assistd.llm.engines import can_see, open_backend
 from assistd.llm.registry import ModelRegistry
 from assistd.services.assistants import AssistantService
 from assistd.services.containers import ContainerService
@@ -66,6 +69,14 @@ class Container:
     # Features that plug in later (run engine, vector stores, code interpreter) register here.
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def sees_images(self, model: str) -> bool | None:
+        """Whether `model` sees images: its loaded engine says, else its models-file entry (None: a remote
+        engine not reached yet)."""
+        backend = self.registry.loaded(model)
+        if backend is not None:
+            return sees_images(backend)
+        return can_see(self.catalog.require(model))
+
     @classmethod
     def build(cls, settings: Settings) -> Container:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +101,7 @@ class Container:
         listener = Listener(db)  # PostgreSQL LISTEN (nothing on SQLite: workers and streams poll)
         bus = DatabaseBus(db, listener) if _database_events(settings, db) else EventBus()
         registry = ModelRegistry(catalog, lambda name: open_backend(*_engine_args(settings, catalog, name)))
+        runs.refuses_images = lambda model: _refuses_images(settings, catalog, registry, model)
         extras: dict[str, Any] = {}
         usage = UsageService(db)
         # kernels start in start(), in the background; kernel_homes tells the run queue where they live
@@ -111,9 +123,17 @@ class Container:
         listener.on(INGEST_CHANNEL, lambda _store_id: file_search.worker.wake())  # files attached elsewhere
         queue = ClaimQueue(db, bus, settings.run_lease_seconds)  # the work queue: runs and responses
         toolbox = Toolbox(extras, files, blobs)
+        toolbox.images = ImageCache(
+            files, ImageLimits.from_settings(settings), FetchPolicy.from_settings(settings)
+        )
+        extras["images"] = toolbox.images
+        messages.image_check = toolbox.images.check  # a message's unusable image is a 400 at its creation
+        files.image_check = toolbox.images.decoder.inspect  # an upload for `vision` must be a usable image
         executor = RunExecutor(RunStore(queue), registry, catalog, toolbox, settings)
         responses = ResponseService(db, catalog, bus, resources)
         responses.conversations = conversations
+        responses.refuses_images = runs.refuses_images
+        responses.image_check = toolbox.images.check
         responses.containers = extras["containers"]  # a response's code_interpreter runs in a container
         response_executor = ResponseExecutor(queue, responses, registry, catalog, toolbox, settings)
         responses.count_prompt = response_executor.count_prompt
@@ -173,6 +193,7 @@ class Container:
         self.bus.stop()
         self.extras["listener"].stop()
         self.registry.close()
+        self.extras["images"].close()  # the image decoding process
         if "file_search" in self.extras:
             self.extras["file_search"].close()
         if "code_interpreter" in self.extras:
@@ -187,6 +208,16 @@ def slots_of(settings: Settings, entry: ModelEntry) -> int:
 def _engine_args(settings: Settings, catalog: ModelCatalog, name: str) -> tuple[ModelEntry, int, int]:
     entry = catalog.require(name)
     return entry, slots_of(settings, entry), settings.kv_cache_bytes
+
+
+def _refuses_images(settings: Settings, catalog: ModelCatalog, registry: ModelRegistry, model: str) -> bool:
+    """Whether runs with images are refused at creation for `model`: it cannot see them (its entry says so,
+    or its loaded engine), and the operator's fallback is to refuse. A remote llama.cpp server not reached
+    yet is asked when a run executes."""
+    if settings.vision_fallback != "refuse":
+        return False
+    backend = registry.loaded(model)
+    return not sees_images(backend) if backend is not None else can_see(catalog.require(model)) is False
 
 
 def _worker_runs(settings: Settings) -> int:

@@ -86,6 +86,13 @@ def check_model(entry: ModelEntry, is_default: bool) -> Check:
         version = getattr(xllamacpp, "__version__", "?")
         assert file is not None
         detail = f"{file.detail}; embedded llama.cpp server engine (xllamacpp {version})"
+        if entry.mmproj is not None:
+            if not entry.mmproj.exists():
+                fix = "correct `mmproj` in the models file (the projector .gguf of this vision model)"
+                return Check(label, False, f"projector file {entry.mmproj} does not exist", fix)
+            detail += f"; sees images (projector {entry.mmproj.name})"
+        else:
+            detail += "; text only (no `mmproj`)"
         return Check(label, True, f"{detail}; family {family_of(entry)}")
     where = f"; tokenizer and template from {entry.path}" if entry.path is not None else ""
     try:
@@ -117,9 +124,10 @@ def check_llama_server(entry: ModelEntry) -> str:
     n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx", "?")
     slots = props.get("total_slots", "?")
     family = family_of(entry, props.get("chat_template") or None)
+    sees = "sees images" if (props.get("modalities") or {}).get("vision") else "text only (no --mmproj)"
     return (
         f"llama.cpp server at {entry.url}: healthy, {slots} slots of {n_ctx} tokens of context; "
-        f"family {family}"
+        f"{sees}; family {family}"
     )
 
 

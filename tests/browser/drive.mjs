@@ -2,7 +2,8 @@
 //
 //   node drive.mjs SCENARIO BASE_URL API_KEY
 //
-// Scenarios may read more from the environment (DRIVE_VECTOR_STORE: a vector store the test made).
+// Scenarios may read more from the environment (DRIVE_VECTOR_STORE: a vector store the test made; DRIVE_PNGS: a
+// JSON list of small PNG images, base64, to attach).
 // Prints one JSON line: {"ok": true, ...facts} or {"ok": false, "error": ..., "notice": ..., "log": [...]}.
 import { chromium } from "playwright-core";
 
@@ -60,6 +61,48 @@ async function finalReply(page) {
     text: await bubble.locator(".text").first().textContent(),
     deltas: Number((await bubble.getAttribute("data-deltas")) || 0),
   };
+}
+
+// ------------------------------------------------------------------------------------------------- images
+const PNGS = JSON.parse(process.env.DRIVE_PNGS || "[]");
+const png = (i, name) => ({ name, mimeType: "image/png", buffer: Buffer.from(PNGS[i], "base64") });
+
+/** Picks `files` with the composer's "Attach image" button (its file chooser). */
+async function pickImages(page, button, files) {
+  const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.click(button)]);
+  await chooser.setFiles(files);
+}
+
+/** Pastes a PNG into the message box as a browser does: a paste event whose clipboardData holds the file. */
+function pasteImage(page, input, base64, name) {
+  return page.evaluate(({ input, base64, name }) => {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const data = new DataTransfer();
+    data.items.add(new File([bytes], name, { type: "image/png" }));
+    const event = new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true });
+    document.querySelector(input).dispatchEvent(event);
+    return event.defaultPrevented;
+  }, { input, base64, name });
+}
+
+/** The images in `selector` once all have loaded (or failed): file id, natural width, whether from a blob. */
+async function loadedImages(page, selector, count) {
+  await page.waitForFunction(({ selector, count }) => {
+    const imgs = [...document.querySelectorAll(selector)];
+    return imgs.length >= count && imgs.every((img) => img.src && img.complete);
+  }, { selector, count });
+  return page.locator(selector).evaluateAll((imgs) => imgs.map((img) => ({
+    file_id: img.dataset.fileId ?? null, width: img.naturalWidth, blob: img.src.startsWith("blob:"),
+  })));
+}
+
+const trayCount = (page, tray) => page.locator(`${tray} .pending-image`).count();
+
+/** The notice once the send has ended: its text and whether it is shown as an error. */
+async function endedNotice(page, button) {
+  await page.waitForFunction((button) => !document.querySelector(button).disabled
+    && !/^(Running|Responding|Uploading)/.test(document.querySelector("#notice").textContent), button);
+  return page.locator("#notice").evaluate((el) => ({ text: el.textContent, error: el.classList.contains("error") }));
 }
 
 // ------------------------------------------------------------------------------------------ Responses mode
@@ -401,6 +444,98 @@ const scenarios = {
         })),
       };
     });
+  },
+
+  async images(page) {
+    await openPlayground(page);
+    const assistantId = await createAssistant(page, `browser-img-${Date.now()}`, "You describe images.", false);
+    await page.click("#thread-new");
+    await page.waitForFunction(() => document.querySelector("#thread-id").value.startsWith("thread_"));
+    await page.fill("#message-input", "What is in this picture?");
+    // Two picked, one of them removed again, one pasted.
+    await pickImages(page, "#image-attach", [png(0, "picked.png"), png(2, "dropped.png")]);
+    const picked = await trayCount(page, "#image-tray");
+    await page.click("#image-tray .remove-image[aria-label='Remove dropped.png']");
+    const afterRemove = await trayCount(page, "#image-tray");
+    const pasteHandled = await pasteImage(page, "#message-input", PNGS[1], "pasted.png");
+    const pending = await page.locator("#image-tray .pending-image").evaluateAll((figures) => figures.map((f) => ({
+      name: f.title, width: f.querySelector("img").naturalWidth })));
+    await page.click("#send");
+    const bubble = page.locator("#messages .message.user").last();
+    await bubble.waitFor();
+    const shown = await loadedImages(page, "#messages .message.user img", 2);
+    const notice = await endedNotice(page, "#send");
+    const threadId = await page.inputValue("#thread-id");
+    const facts = {
+      assistant_id: assistantId,
+      thread_id: threadId,
+      message_id: await bubble.getAttribute("data-message-id"),
+      text: await bubble.locator(".text").allTextContents(),
+      picked, after_remove: afterRemove, paste_handled: pasteHandled, pending, shown, notice,
+      tray_after: await trayCount(page, "#image-tray"),
+      input_after: await page.inputValue("#message-input"),
+    };
+    // A message with image_url parts (made through the API), then the thread opened again: a data: URL is
+    // shown as an image, an http URL only as a link (the browser does not fetch it).
+    const dataUrl = `data:image/png;base64,${PNGS[2]}`;
+    const urlMessage = await page.evaluate(async ({ threadId, dataUrl }) => {
+      const response = await fetch(`/v1/threads/${threadId}/messages`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${localStorage.getItem("assistd.apiKey")}`,
+          "Content-Type": "application/json", "OpenAI-Beta": "assistants=v2" },
+        body: JSON.stringify({ role: "user", content: [
+          { type: "image_url", image_url: { url: dataUrl } },
+          { type: "image_url", image_url: { url: "http://example.invalid/cat.png" } },
+        ] }),
+      });
+      return (await response.json()).id;
+    }, { threadId, dataUrl });
+    await page.click("#thread-open");
+    const reopened = `#messages .message[data-message-id="${urlMessage}"]`;
+    await page.waitForSelector(reopened);
+    return {
+      ...facts,
+      reopened: await loadedImages(page, "#messages .message.user img", 3),
+      url_images: await page.locator(`${reopened} img`).evaluateAll((imgs) => imgs.map((i) => ({
+        data: i.src.startsWith("data:image/png"), width: i.naturalWidth }))),
+      url_links: await page.locator(`${reopened} a.image-link`).evaluateAll((links) => links.map((a) => a.href)),
+    };
+  },
+
+  async responses_images(page) {
+    await openPlayground(page);
+    await responsesMode(page);
+    await page.click("#r-new");
+    await page.fill("#r-max-tokens", "40");
+    await page.fill("#r-input", "Describe this image.");
+    await pickImages(page, "#r-image-attach", [png(0, "picked.png")]);
+    await pasteImage(page, "#r-input", PNGS[1], "pasted.png");
+    const pending = await trayCount(page, "#r-image-tray");
+    const request = page.waitForRequest((r) => r.method() === "POST" && new URL(r.url()).pathname === "/v1/responses");
+    await page.click("#r-send");
+    const sent = (await request).postDataJSON();
+    const notice = await endedNotice(page, "#r-send");
+    const card = page.locator("#r-inspector .response");
+    const created = (await card.count()) > 0;
+    let shown = null;
+    let inspected = null;
+    if (created) {
+      shown = await loadedImages(page, "#r-messages .message.user img", 2);
+      await card.locator("details.input-items summary").click();
+      inspected = await loadedImages(page, "#r-inspector .input-items li.item[data-type=message] img", 2);
+    }
+    const facts = {
+      sent, notice, pending, shown, inspected,
+      response_id: created ? await card.getAttribute("data-response-id") : null,
+      status: created ? await card.getAttribute("data-status") : null,
+      tray_after: await trayCount(page, "#r-image-tray"),
+      input_after: await page.inputValue("#r-input"),
+    };
+    if (!created) return facts;
+    // A reload reads the chat back: the images of its input items again.
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    return { ...facts, reloaded: await loadedImages(page, "#r-messages .message.user img", 2) };
   },
 
   async phone(page) {

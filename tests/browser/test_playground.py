@@ -1,7 +1,8 @@
 """The Playground in headless Chromium against the real server: create an assistant, chat with a streamed
 reply, see the run's steps in the inspector, complete a function call through the page; in the Responses
 mode, a streamed response, a second turn with previous_response_id, a function call answered from the
-inspector, file_search results, and back to the Assistants mode.
+inspector, file_search results, and back to the Assistants mode; images picked or pasted into a message, in
+both modes, uploaded for vision and shown in the thread.
 
 The browser is Debian's `chromium`, driven by `playwright-core` from npm (tests/browser/package.json,
 installed by `make install`) through drive.mjs; each scenario prints one JSON line of what it saw. In CI
@@ -9,10 +10,13 @@ installed by `make install`) through drive.mjs; each scenario prints one JSON li
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import httpx
@@ -44,6 +48,23 @@ def _playwright_ready() -> bool:
         [npm, "install", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True, timeout=300
     )
     return done.returncode == 0 and (HERE / "node_modules" / "playwright-core").is_dir()
+
+
+def _png(rgb: tuple[int, int, int], width: int = 6, height: int = 4) -> bytes:
+    """A small PNG of one colour (8-bit RGB)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+# drive.mjs attaches these (DRIVE_PNGS): picked with the file chooser, pasted, picked and removed again.
+PNGS = [_png((220, 30, 30), 6, 4), _png((30, 160, 60), 5, 3), _png((30, 60, 200), 4, 4)]
+PNG_ENV = {"DRIVE_PNGS": json.dumps([base64.b64encode(png).decode() for png in PNGS])}
 
 
 def _lacking(message: str) -> None:
@@ -284,3 +305,88 @@ def test_responses_inspector_shows_reasoning_and_code_items(browser, server):
         ("message", []),
     ]
     assert seen["views"][2]["text"] == "It is 5."
+
+
+def _ended_or_refused(notice: dict, failed: str | None) -> None:
+    """A text-only model may refuse images (a failed run or response, or a 400): the page then shows that
+    error instead of hanging; otherwise it says the run or response ended."""
+    if failed is not None:
+        assert notice["error"] and failed in notice["text"], notice
+    elif notice["error"]:
+        assert notice["text"] and not notice["text"].startswith("Uploading"), notice
+    else:
+        assert notice["text"].endswith("completed."), notice
+
+
+def test_images_picked_and_pasted_go_with_the_message_and_show_in_the_thread(browser, server, client):
+    """Two images picked with "Attach image" (one removed again) and one pasted into the message box: on
+    send both are uploaded with purpose vision and the message has a text part and two image_file parts;
+    the thread shows them, loaded with the API key. The run that follows may fail (a text-only model)."""
+    seen = drive(browser, server, "images", PNG_ENV)
+    assert (seen["picked"], seen["after_remove"]) == (2, 1), seen
+    assert seen["paste_handled"] is True
+    assert [p["name"] for p in seen["pending"]] == ["picked.png", "pasted.png"]
+    assert all(p["width"] > 0 for p in seen["pending"]), seen["pending"]
+    message = client.beta.threads.messages.retrieve(seen["message_id"], thread_id=seen["thread_id"])
+    assert message.role == "user"
+    assert [part.type for part in message.content] == ["text", "image_file", "image_file"]
+    assert message.content[0].text.value == "What is in this picture?" == seen["text"][0]
+    file_ids = [part.image_file.file_id for part in message.content[1:]]
+    assert [part.image_file.detail for part in message.content[1:]] == ["auto", "auto"]
+    for file_id, sent, name in zip(file_ids, PNGS, ["picked.png", "pasted.png"], strict=False):
+        stored = client.files.retrieve(file_id)
+        assert (stored.purpose, stored.filename) == ("vision", name)
+        assert client.files.content(file_id).content == sent
+    # Shown in the thread from blob URLs (fetched with the key), at their own widths.
+    assert [(img["file_id"], img["width"], img["blob"]) for img in seen["shown"]] == [
+        (file_ids[0], 6, True),
+        (file_ids[1], 5, True),
+    ]
+    assert seen["tray_after"] == 0 and seen["input_after"] == ""
+    # Opened again: the file images load again; of the image_url parts, the data: URL is an image and the
+    # http URL only a link.
+    assert [img["width"] for img in seen["reopened"]] == [6, 5, 4], seen["reopened"]
+    assert seen["url_images"] == [{"data": True, "width": 4}]
+    assert seen["url_links"] == ["http://example.invalid/cat.png"]
+    runs = client.beta.threads.runs.list(thread_id=seen["thread_id"]).data
+    assert len(runs) <= 1
+    if runs:
+        assert runs[0].status in ("completed", "incomplete", "failed"), runs[0]
+    failed = runs[0].last_error.message if runs and runs[0].status == "failed" else None
+    _ended_or_refused(seen["notice"], failed)
+    if not runs:  # refused when created: the page said why
+        assert seen["notice"]["error"], seen["notice"]
+
+
+def test_responses_mode_sends_images_as_input_image_parts(browser, server, client):
+    """In the Responses mode the picked and the pasted image go as input_image parts of the user message;
+    when a response was made, its input items have them and the chat and the inspector show them. A model
+    that refuses images leaves the message and its images in the composer, and the page shows the error."""
+    seen = drive(browser, server, "responses_images", PNG_ENV)
+    assert seen["pending"] == 2
+    [message] = seen["sent"]["input"]
+    assert (message["type"], message["role"]) == ("message", "user")
+    assert message["content"][0] == {"type": "input_text", "text": "Describe this image."}
+    images = message["content"][1:]
+    assert [(p["type"], p["detail"]) for p in images] == [("input_image", "auto")] * 2, images
+    file_ids = [p["file_id"] for p in images]
+    for file_id, sent in zip(file_ids, PNGS, strict=False):
+        assert client.files.retrieve(file_id).purpose == "vision"
+        assert client.files.content(file_id).content == sent
+    if seen["response_id"] is None:  # refused with an HTTP error: shown, and nothing is lost
+        assert seen["notice"]["error"] and seen["notice"]["text"], seen
+        assert seen["tray_after"] == 2 and seen["input_after"] == "Describe this image."
+        return
+    response = client.responses.retrieve(seen["response_id"])
+    assert response.status == seen["status"]
+    failed = response.error.message if response.status == "failed" else None
+    _ended_or_refused(seen["notice"], failed)
+    [item] = client.responses.input_items.list(seen["response_id"]).data
+    assert [(p.type, getattr(p, "file_id", None)) for p in item.content] == [
+        ("input_text", None),
+        ("input_image", file_ids[0]),
+        ("input_image", file_ids[1]),
+    ]
+    for shown in (seen["shown"], seen["inspected"], seen["reloaded"]):
+        assert [(img["file_id"], img["width"]) for img in shown] == [(file_ids[0], 6), (file_ids[1], 5)], seen
+    assert seen["tray_after"] == 0 and seen["input_after"] == ""

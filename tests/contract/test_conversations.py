@@ -15,7 +15,7 @@ from openai.types.conversations import Conversation, ConversationDeletedResource
 from pydantic import TypeAdapter
 
 from tests.contract.helpers import api_error, shaped, upload
-from tests.support import KEY_A, KEY_B, assert_shape, raw_json, shape_errors
+from tests.support import KEY_A, KEY_B, assert_shape, png_bytes, raw_json, shape_errors
 
 pytestmark = pytest.mark.contract
 
@@ -289,7 +289,7 @@ async def test_async_client(aclient):
 
 
 def make_thread(client):
-    image = upload(client, b"\x89PNG\r\n\x1a\n fake", name="pic.png", purpose="vision")
+    image = upload(client, png_bytes(), name="pic.png", purpose="vision")
     doc = upload(client)
     thread = client.beta.threads.create(
         messages=[

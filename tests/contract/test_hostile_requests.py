@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.contract.helpers import MODEL, api_error, check_error_body
-from tests.support import KEY_A
+from tests.support import KEY_A, png_data_url
 
 BETA = {"OpenAI-Beta": "assistants=v2"}
 
@@ -199,7 +199,7 @@ def test_image_url_must_be_a_url(client):
                 }
             ]
         )
-    for url in ("https://example.com/cat.png", "data:image/png;base64,iVBORw0KGgo="):
+    for url in ("https://example.com/cat.png", png_data_url()):
         content = [{"type": "image_url", "image_url": {"url": url, "detail": "low"}}]
         message = client.beta.threads.messages.create(thread.id, role="user", content=content)  # type: ignore[arg-type]
         assert message.content[0].image_url.url == url

@@ -6,6 +6,7 @@ import openai
 from openai.types.beta.threads import Message, MessageDeleted
 
 from tests.contract.helpers import api_error, shaped, shaped_list, upload
+from tests.support import png_bytes
 
 
 def test_create_string_and_parts(client):
@@ -22,7 +23,7 @@ def test_create_string_and_parts(client):
     assert text.incomplete_details is None and text.incomplete_at is None
     assert text.metadata == {} and not text.attachments
 
-    image = upload(client, b"\x89PNG fake image", name="cat.png", purpose="vision")
+    image = upload(client, png_bytes(), name="cat.png", purpose="vision")
     doc = upload(client, b"a,b\n1,2\n", name="data.csv")
     parts = shaped(
         client.beta.threads.messages.with_raw_response.create(

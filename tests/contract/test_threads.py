@@ -7,11 +7,12 @@ from openai.types.beta import Thread, ThreadDeleted
 from openai.types.beta.threads import Message
 
 from tests.contract.helpers import api_error, shaped, shaped_list, upload
+from tests.support import png_bytes
 
 
 def test_create_with_messages_metadata_and_resources(client):
     file = upload(client)
-    image = upload(client, b"\x89PNG\r\n\x1a\n fake", name="pic.png", purpose="vision")
+    image = upload(client, png_bytes(), name="pic.png", purpose="vision")
     thread = shaped(
         client.beta.threads.with_raw_response.create(
             messages=[

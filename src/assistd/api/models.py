@@ -13,8 +13,8 @@ class ModelController(Controller):
 
     @get("/")
     def list_(self, svc: Container, project: str) -> ModelList:
-        return ModelList(data=svc.catalog.objects())
+        return ModelList(data=svc.catalog.objects(svc.sees_images))
 
     @get("/{model_id:path}")
     def retrieve(self, svc: Container, project: str, model_id: str) -> ModelObject:
-        return svc.catalog.object(model_id.lstrip("/"))
+        return svc.catalog.object(model_id.lstrip("/"), svc.sees_images)

@@ -8,11 +8,13 @@ message and this run's tool turns are always kept. Token counts come from the mo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
 
+from assistd.engine import images
 from assistd.llm.backend import LLMBackend
 from assistd.llm.vocab import TemplateError
 from assistd.storage.messages import MessageRow
@@ -55,10 +57,8 @@ def message_text(row: MessageRow, filenames: dict[str, str]) -> str:
     for part in row.content:
         if part["type"] == "text":
             parts.append(part["text"]["value"])
-        elif part["type"] == "image_file":
-            parts.append(f"[image file {part['image_file']['file_id']}]")
-        elif part["type"] == "image_url":
-            parts.append(f"[image {part['image_url']['url']}]")
+        elif part["type"] in ("image_file", "image_url"):
+            parts.append(images.ref(part))  # resolved when the turn is built (engine/images.py)
     for attachment in row.attachments or []:
         name = filenames.get(attachment["file_id"], attachment["file_id"])
         kinds = {t["type"] for t in attachment.get("tools", [])}
@@ -160,6 +160,7 @@ def fit(
     run: RunRow,
     reserve: int,
     render: Any,
+    count: Callable[[str], int] | None = None,
 ) -> Prompt:
     """Renders the conversation, dropping the oldest history until it fits in the budget.
 
@@ -167,6 +168,7 @@ def fit(
     no user message, Mistral's templates one whose roles do not alternate from a user message): the whole
     conversation first, and after that only with history kept from a user message on. The fixed part (system
     prompt, tools, this run's tool turns) is what the whole rendering takes beyond the history's estimate."""
+    count = count or backend.count_tokens  # with images: their tokens too (engine/images.py)
     budget = backend.n_ctx - reserve
     if run.max_prompt_tokens:
         budget = min(budget, run.max_prompt_tokens)
@@ -179,7 +181,7 @@ def fit(
         history = _from_user(history[-int(strategy["last_messages"]) :])
     dropped = len(conversation.history) - len(history)
     text = _render(render, conversation.messages(history))
-    tokens = backend.count_tokens(text)
+    tokens = count(text)
     if tokens <= budget:
         return Prompt(text=text, tokens=tokens, dropped=dropped)
     if strategy.get("type") == "disabled":  # a response's default: nothing is left out, it fails instead
@@ -194,7 +196,7 @@ def fit(
     if not starts and not any(m["role"] == "user" for m in history):
         starts = list(range(1, len(history)))
     # Drop by estimate first (cheap), then confirm with the real rendering.
-    sizes = [backend.count_tokens(m["content"] or "") + PER_MESSAGE_OVERHEAD for m in history]
+    sizes = [count(m["content"] or "") + PER_MESSAGE_OVERHEAD for m in history]
     fixed = tokens - sum(sizes)
     while len(starts) > 1 and fixed + sum(sizes[starts[0] :]) > budget:
         starts.pop(0)
@@ -209,11 +211,14 @@ def fit(
             longest = max(range(len(kept)), key=lambda i: len(kept[i]["content"] or ""))
             content = kept[longest]["content"] or ""
             cut = max(len(content) // 8, (tokens - budget) * 4)
+            for image in images.PLACEHOLDER.finditer(content):  # an image goes whole, never cut
+                if image.start() < cut < image.end():
+                    cut = image.end()
             if cut >= len(content):
                 raise PromptTooLong(f"the prompt needs {tokens} tokens, more than the budget of {budget}")
             kept = [*kept[:longest], {**kept[longest], "content": content[cut:]}, *kept[longest + 1 :]]
         text = _render(render, conversation.messages(kept))
-        tokens = backend.count_tokens(text)
+        tokens = count(text)
     return Prompt(text=text, tokens=tokens, dropped=dropped + first)
 
 

@@ -12,10 +12,12 @@ from assistd.config import ModelEntry, Settings
 from assistd.engine import tool_rules
 from assistd.engine.budget import Limit, reply_caps
 from assistd.engine.context import Conversation, fit, history_messages, tool_turns
+from assistd.engine.images import ImageCache, PromptImages
 from assistd.engine.toolbox import chat_tools
 from assistd.errors import NotFound
 from assistd.families import Family, family_for
-from assistd.llm.backend import GenerationParams, LLMBackend
+from assistd.images import FetchPolicy, ImageLimits
+from assistd.llm.backend import GenerationParams, LLMBackend, sees_images
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
@@ -39,12 +41,16 @@ class Turn:
     forced: dict[str, Any] | None  # grammar options when tool_choice requires a call this turn
     code_only: bool  # the required call can only be code: the model writes it in a ```python fence
     limit: Limit = "max_completion_tokens"  # the limit that sets params.max_tokens (budget.py)
+    tokens: int = 0  # the prompt's tokens as the engine counts them (its images' too)
 
 
 class PromptBuilder:
-    def __init__(self, files: Any, settings: Settings) -> None:
+    def __init__(self, files: Any, settings: Settings, images: ImageCache | None = None) -> None:
         self.files = files
         self.settings = settings
+        self.images = images or ImageCache(
+            files, ImageLimits.from_settings(settings), FetchPolicy.from_settings(settings)
+        )
 
     def build(
         self,
@@ -66,13 +72,23 @@ class PromptBuilder:
         )
         variables = family.effort(run.reasoning_effort)  # e.g. gpt-oss's `Reasoning: high`
         render = _renderer(backend, fmt, [] if code_only else chat_tools(functions), shows_tools, variables)
+        images = PromptImages(
+            self.images, run.project, sees_images(backend), self.settings.vision_fallback, run.model
+        )
         conversation = Conversation(
             system=system_prompt(run) + (CODE_HINT if code_only else ""),
-            history=history_messages(history, self._filenames(run, history)),
-            tool_turns=tool_turns(steps),
+            history=images.resolve(history_messages(history, self._filenames(run, history))),
+            tool_turns=images.resolve(tool_turns(steps)),
         )
         caps = reply_caps(run, entry, steps)  # the client's max_completion_tokens, the model's cap
-        prompt = fit(backend, conversation, run, reserve=caps.reserve(backend.n_ctx), render=render)
+        prompt = fit(
+            backend,
+            conversation,
+            run,
+            reserve=caps.reserve(backend.n_ctx),
+            render=render,
+            count=images.counter(backend),
+        )
         max_tokens = caps.tokens(backend.n_ctx, prompt.tokens)  # and what the context leaves
         limit = caps.bound(backend.n_ctx, prompt.tokens)  # which of them that is
         params = GenerationParams(
@@ -80,6 +96,7 @@ class PromptBuilder:
             temperature=run.temperature if run.temperature is not None else entry.temperature,
             top_p=run.top_p if run.top_p is not None else entry.top_p,
             repeat_penalty=entry.repeat_penalty,
+            images=images.used(prompt.text),
         )
         return Turn(
             text=prompt.text,
@@ -89,6 +106,7 @@ class PromptBuilder:
             forced=forced,
             code_only=code_only,
             limit=limit,
+            tokens=prompt.tokens,
         )
 
     def _filenames(self, run: RunRow, history: list[MessageRow]) -> dict[str, str]:

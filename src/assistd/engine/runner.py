@@ -18,6 +18,7 @@ from typing import Any
 from assistd.config import ModelEntry, Settings
 from assistd.engine.budget import Limit
 from assistd.engine.context import PromptTooLong, TemplateRefused
+from assistd.engine.images import CannotSee, ImageUnavailable
 from assistd.engine.prompt import PromptBuilder
 from assistd.engine.record import NoAnswer, Recorder, usage_of
 from assistd.engine.reply import CallCut, Reply, ReplyReader
@@ -101,6 +102,8 @@ def execute(store: Any, loop: TurnLoop, run: RunRow, cancel: threading.Event) ->
         )
         message = f"The chat template of model '{run.model}' refused the conversation: {exc}"
         store.finish(run_id, "failed", {"code": "server_error", "message": message})
+    except (CannotSee, ImageUnavailable) as exc:  # the conversation's images: the client's to fix
+        store.finish(run_id, "failed", {"code": "invalid_prompt", "message": str(exc)})
     except RoundLimit as exc:
         store.finish(run_id, "failed", {"code": "server_error", "message": str(exc)})
     except ToolUnavailable as exc:
@@ -131,7 +134,7 @@ class TurnLoop:
         self.catalog = catalog
         self.toolbox = toolbox
         self.settings = settings
-        self.prompts = PromptBuilder(toolbox.files, settings)
+        self.prompts = PromptBuilder(toolbox.files, settings, toolbox.images)
         self.replies = ReplyReader(store, settings)
         self.recorder = Recorder(store, settings)
         self.tools = ToolStep(store, toolbox, self.recorder)

@@ -60,8 +60,9 @@ class RunStore:
     def last_user_text(self, run: RunRow) -> str:
         """The text of the thread's last user message (the automatic file search's query)."""
         for message in reversed(self.history(run)):
-            if message.role == "user" and message.content and message.content[0]["type"] == "text":
-                return message.content[0]["text"]["value"]
+            texts = [p["text"]["value"] for p in message.content or [] if p["type"] == "text"]
+            if message.role == "user" and texts:
+                return "\n".join(texts)
         return ""
 
     def holds(self, run_id: str) -> bool:

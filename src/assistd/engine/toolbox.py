@@ -95,6 +95,7 @@ class Toolbox:
         self.extras = extras
         self.files = files
         self.blobs = blobs
+        self.images: Any = None  # the ImageCache of prompts' images (engine/images.py), set by the container
 
     # ------------------------------------------------------------------------------------ file_search
     def store_ids(self, run: RunRow, assistant_res: dict[str, Any], thread_res: dict[str, Any]) -> list[str]:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length", "cancelled"]
+# where an image stands in a prompt's text (engine/images.py); the nonce keeps clients from writing one
+_NONCE = secrets.token_hex(8)
+PLACEHOLDER = re.compile(rf"<image-{_NONCE}-\d+>")
+
+
+def image_placeholder(n: int) -> str:
+    return f"<image-{_NONCE}-{n}>"
 
 
 @dataclass
@@ -19,6 +28,9 @@ class GenerationParams:
     preserved_tokens: list[str] = field(default_factory=list)  # control tokens the engine must print
     repeat_penalty: float = 1.0
     seed: int | None = None
+    # the prompt's images (engine/images.py), by the placeholder that stands for each in the prompt text;
+    # only a backend that sees images (`vision`) is given any
+    images: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -35,6 +47,7 @@ class LLMBackend(Protocol):
     n_ctx: int  # the context one generation may use
     chat_template: str | None
     slots: int  # generations its engine runs at once (batched); the registry queues the others
+    # `vision: bool` and `image_tokens(data) -> int` where the engine reads images (sees_images below)
 
     def render(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **variables: Any
@@ -60,3 +73,8 @@ class LLMBackend(Protocol):
         Blocking: call it from a worker thread; up to `slots` threads may call it at once. An engine that
         cannot be reached or fails raises EngineError (llm/errors.py)."""
         ...
+
+
+def sees_images(backend: object) -> bool:
+    """Whether the backend's engine reads images (a llama.cpp engine with a multimodal projector)."""
+    return bool(getattr(backend, "vision", False))

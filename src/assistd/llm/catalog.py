@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from assistd.config import ModelEntry
 from assistd.errors import InvalidRequest, NotFound
 from assistd.protocol.models import ModelObject
@@ -25,10 +27,13 @@ class ModelCatalog:
             )
         return entry
 
-    def objects(self) -> list[ModelObject]:
-        return [ModelObject(id=name, created=self.created, owned_by="assistd") for name in self.entries]
+    def objects(self, sees: Callable[[str], bool | None] | None = None) -> list[ModelObject]:
+        return [self.object(name, sees) for name in self.entries]
 
-    def object(self, name: str) -> ModelObject:
+    def object(self, name: str, sees: Callable[[str], bool | None] | None = None) -> ModelObject:
+        """The model; `sees(name)` tells whether it sees images (where that is known)."""
         if name not in self.entries:
             raise NotFound(f"The model '{name}' does not exist.", code="model_not_found")
-        return ModelObject(id=name, created=self.created, owned_by="assistd")
+        vision = sees(name) if sees is not None else None
+        capabilities = {"vision": True} if vision else None
+        return ModelObject(id=name, created=self.created, owned_by="assistd", capabilities=capabilities)

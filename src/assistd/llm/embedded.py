@@ -60,6 +60,10 @@ class EmbeddedEngine:
         self.api_key = secrets.token_urlsafe(24) if api_key is None else api_key
         params: Any = xllamacpp.CommonParams()
         params.model.path = str(entry.path)
+        if entry.mmproj is not None:  # a vision model: images reach it through its projector
+            if not entry.mmproj.exists():
+                raise ModelLoadError(f"projector file {entry.mmproj} for '{entry.name}' does not exist")
+            params.mmproj.path = str(entry.mmproj)
         params.n_parallel = slots
         params.n_ctx = entry.n_ctx * slots  # each slot gets the model's whole context
         params.kv_unified = False

@@ -65,3 +65,19 @@ def _vocab_and_props(entry: ModelEntry, http: EngineHTTP) -> tuple[Vocab, dict[s
     if entry.chat_template:
         vocab.chat_template = entry.chat_template
     return vocab, props
+
+
+def can_see(entry: ModelEntry) -> bool | None:
+    """Whether `entry`'s model reads images, where its models-file entry tells (None: its engine's /props
+    tells, a llama.cpp server at `url`). The OpenAI-compatible engines are given rendered prompts, which
+    carry no images, and the llama-cpp-python fallback has no projector."""
+    if entry.engine != "llama.cpp":
+        return False
+    if entry.url:
+        return True if entry.mmproj else None
+    return entry.mmproj is not None
+
+
+def sees_images(entry: ModelEntry) -> str:
+    """`can_see` in words, for `assistd models list`."""
+    return {True: "yes", False: "no", None: "if the engine has a projector (/props)"}[can_see(entry)]

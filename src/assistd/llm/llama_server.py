@@ -6,11 +6,13 @@ counted here (llm/vocab.py) so that truncation happens before a prompt is sent."
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from assistd.llm.backend import GenerationParams, GenerationResult
+from assistd.llm.backend import PLACEHOLDER, GenerationParams, GenerationResult
 from assistd.llm.errors import EngineError, ModelLoadError
 from assistd.llm.http import EngineHTTP
 from assistd.llm.vocab import ChatRenderer, RemotePrompting, Vocab
@@ -30,6 +32,10 @@ class LlamaServerBackend(RemotePrompting):
         settings = props.get("default_generation_settings") or {}
         self.n_ctx = int(settings.get("n_ctx") or 0)  # per slot: what one run may use
         self.slots = max(1, int(props.get("total_slots") or 1))
+        # a projector (`--mmproj`): images go with the prompt, each where the engine's media marker is
+        self.vision = bool((props.get("modalities") or {}).get("vision"))
+        self._media_marker = str(props.get("media_marker") or "<__media__>")
+        self._image_tokens: dict[str, int] = {}  # an image's prompt tokens, by its size
         if not self.n_ctx:
             raise ModelLoadError(f"{http.label}: /props does not tell the context size")
         self.chat_template = vocab.chat_template
@@ -39,6 +45,34 @@ class LlamaServerBackend(RemotePrompting):
                 "set `chat_template` for it in the models file"
             )
         self._renderer = ChatRenderer(self.chat_template, vocab.bos_text, vocab.eos_text)
+
+    def _multimodal_text(self, prompt: str) -> str:
+        """The prompt as the engine's multimodal text: a media marker where each image is, and the BOS the
+        engine adds itself left out (a rendered template may have written it)."""
+        text = PLACEHOLDER.sub(lambda _m: self._media_marker, prompt)
+        bos = self._vocab.bos_text
+        return text[len(bos) :] if bos and text.startswith(bos) else text
+
+    def image_tokens(self, data: bytes) -> int:
+        """The prompt tokens the engine gives an image (its projector's count for the image's size):
+        measured once per size with a prompt of the image alone."""
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:  # a prepared image: checked, and small enough
+            key = f"{image.width}x{image.height}"
+        if key not in self._image_tokens:
+            body = {
+                "prompt": {
+                    "prompt_string": self._media_marker,
+                    "multimodal_data": [base64.b64encode(data).decode()],
+                },
+                "n_predict": 0,
+                "cache_prompt": False,
+            }
+            reply = self._http.post_json("/completion", body)
+            text = len(self.prompt_tokens(""))  # what a prompt holds besides its image (a BOS)
+            self._image_tokens[key] = max(1, int(reply.get("tokens_evaluated") or 0) - text)
+        return self._image_tokens[key]
 
     def busy_slots(self) -> int:
         """How many of the engine's slots are generating now (its /slots endpoint)."""
@@ -57,10 +91,20 @@ class LlamaServerBackend(RemotePrompting):
         on_text: Callable[[str], None],
         cancelled: Callable[[], bool],
     ) -> GenerationResult:
-        tokens = self.prompt_tokens(prompt)  # sent as ids: counted as the engine sees them
+        images = [key for key in PLACEHOLDER.findall(prompt) if key in params.images]
+        if images:  # text with the engine's media markers, and the images in their order
+            tokens = self.prompt_tokens(PLACEHOLDER.sub("", prompt))
+            count = len(tokens) + sum(self.image_tokens(params.images[key]) for key in images)
+            request: Any = {
+                "prompt_string": self._multimodal_text(prompt),
+                "multimodal_data": [base64.b64encode(params.images[key]).decode() for key in images],
+            }
+        else:
+            tokens = self.prompt_tokens(prompt)  # sent as ids: counted as the engine sees them
+            request, count = tokens, len(tokens)
         body: dict[str, Any] = {
-            "prompt": tokens,
-            "n_predict": max(1, min(params.max_tokens, self.n_ctx - len(tokens))),
+            "prompt": request,
+            "n_predict": max(1, min(params.max_tokens, self.n_ctx - count)),
             "temperature": params.temperature,
             "top_p": params.top_p,
             "repeat_penalty": params.repeat_penalty,
@@ -100,7 +144,7 @@ class LlamaServerBackend(RemotePrompting):
         timings = final.get("timings") or {}
         return GenerationResult(
             text="".join(pieces),
-            prompt_tokens=int(final.get("tokens_evaluated") or len(tokens)),
+            prompt_tokens=int(final.get("tokens_evaluated") or count),
             completion_tokens=int(final.get("tokens_predicted", completion_tokens)),
             finish_reason=finish,  # type: ignore[arg-type]
             cached_tokens=int(timings.get("cache_n") or 0),

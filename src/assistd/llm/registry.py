@@ -85,6 +85,10 @@ class ModelRegistry:
         with self._gates[name].hold(abandon):
             yield backend
 
+    def loaded(self, name: str) -> LLMBackend | None:
+        """The backend of `name` if this process has loaded it (nothing is started or reached)."""
+        return self._loaded.get(name)
+
     def gate(self, name: str) -> FairGate | None:
         return self._gates.get(name)
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_serializer
 
 
 class ModelObject(BaseModel):
@@ -11,6 +11,15 @@ class ModelObject(BaseModel):
     created: int
     owned_by: str
     shutdown_date: int | None = None
+    # assistd's own: {"vision": true} for a model that sees images (left out otherwise)
+    capabilities: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unknowns(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("capabilities") is None:
+            data.pop("capabilities", None)
+        return data
 
 
 class ModelList(BaseModel):

@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from assistd.errors import InvalidRequest, NotFound, PayloadTooLarge
 from assistd.ids import created_at_of, new_id, now
+from assistd.images import BadImage
 from assistd.protocol.common import ListPage, PageQuery
 from assistd.protocol.files import MAX_EXPIRY, MIN_EXPIRY, UPLOAD_PURPOSES, FileDeleted, FileObject
 from assistd.services.pagination import paginate
@@ -53,6 +54,8 @@ class FileService:
         self.blobs = blobs
         self.max_bytes = max_bytes
         self.delete_hooks: list[FileDeleteHook] = []
+        # checks an upload with purpose `vision` (its bytes): raises BadImage for what is not a usable image
+        self.image_check: Callable[[bytes], object] | None = None
 
     def upload(
         self,
@@ -80,6 +83,12 @@ class FileService:
             size, digest = self.blobs.write(oid, body, self.max_bytes)
         except BlobTooLarge:
             raise too_large(self.max_bytes) from None
+        if purpose == "vision" and self.image_check is not None:
+            try:
+                self.image_check(self.blobs.path(oid).read_bytes())
+            except BadImage as exc:
+                self.blobs.delete(oid)
+                raise InvalidRequest(f"The file is not a usable image: {exc}", param="file") from None
         created = self.register(project, oid, filename, purpose, size, digest, expires_after_seconds)
         try:  # expired files are hidden at once; their rows and blobs go here, best effort
             self.purge_expired()

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlmodel import Session
 
+from assistd.engine.images import ImageUnavailable
 from assistd.errors import ActiveRunConflict, InvalidRequest, NotFound
 from assistd.ids import created_at_of, new_id
 from assistd.protocol.common import Deleted, ListPage, PageQuery
@@ -46,6 +48,9 @@ class MessageService:
         self.resources = resources
         self.active_run: ActiveRunLookup | None = None
         self.attachment_hooks: list[AttachmentHook] = []
+        # checks an image part (project, part): an image that cannot be used is refused with its message
+        # (engine/images.py ImageCache.check); None: not checked here
+        self.image_check: Callable[[str, dict[str, Any]], None] | None = None
 
     def add_in(self, s: Session, thread: ThreadRow, req: MessageCreate, param: str = "") -> MessageRow:
         """Adds a client message to `thread` inside the caller's transaction."""
@@ -61,6 +66,14 @@ class MessageService:
                 raise InvalidRequest(
                     f"No file found with id '{file_id}'.", param=f"{prefix}content[{i}].image_file.file_id"
                 )
+        if self.image_check is not None:
+            for i, part in enumerate(parts):
+                if part["type"] in ("image_file", "image_url"):
+                    try:
+                        self.image_check(thread.project, part)
+                    except ImageUnavailable as exc:
+                        where = "image_file.file_id" if part["type"] == "image_file" else "image_url.url"
+                        raise InvalidRequest(str(exc), param=f"{prefix}content[{i}].{where}") from None
         oid = new_id(PREFIX)
         created = created_at_of(oid, PREFIX)
         row = MessageRow(

@@ -11,6 +11,7 @@ from sqlalchemy import literal
 from sqlmodel import Session, select
 
 from assistd.engine.events import Event
+from assistd.engine.images import ImageUnavailable, holds_images
 from assistd.engine.responses import events as ev
 from assistd.engine.responses.tape import TERMINAL, finish_response, output_of
 from assistd.errors import InvalidRequest, NotFound
@@ -56,6 +57,10 @@ class ResponseService:
         self.on_cancelling: Callable[[Session, str], None] | None = None
         # counts a response's first prompt (the engine's, engine/responses/executor.py)
         self.count_prompt: Callable[[ResponseRow, list[dict], list[dict]], int] | None = None
+        # whether a model's responses with images are refused at creation (services/runs.py says how)
+        self.refuses_images: Callable[[str], bool] | None = None
+        # checks an input_image part (project, part): an unusable image is a 400 (services/messages.py)
+        self.image_check: Callable[[str, dict[str, Any]], None] | None = None
 
     # ------------------------------------------------------------------------------------------ create
     def create(self, project: str, req: ResponseCreate, response_id: str | None = None) -> dict[str, Any]:
@@ -111,6 +116,20 @@ class ResponseService:
         assert self.count_prompt is not None
         return self.count_prompt(row, before, items)  # (nothing was appended to a conversation here)
 
+    @staticmethod
+    def _check_images(project: str, items: list[dict[str, Any]], check: Callable[[str, dict], None]) -> None:
+        for j, item in enumerate(items):
+            if item["type"] != "message" or not isinstance(item.get("content"), list):
+                continue
+            for i, part in enumerate(item["content"]):
+                if part.get("type") != "input_image":
+                    continue
+                try:
+                    check(project, part)
+                except ImageUnavailable as exc:
+                    where = "file_id" if part.get("file_id") else "image_url"
+                    raise InvalidRequest(str(exc), param=f"input[{j}].content[{i}].{where}") from None
+
     def _prepare(
         self,
         s: Session,
@@ -144,6 +163,15 @@ class ResponseService:
             if not ToolResourceResolver.known_files(s, project, [file_id]):
                 raise NotFound(f"No file found with id '{file_id}'.", param=where)
         self._check_stores(s, project, params["tools"])
+        images = any(holds_images(i.get("content")) for i in items if i["type"] == "message")
+        if images and self.refuses_images is not None and self.refuses_images(model):
+            raise InvalidRequest(
+                f"The model '{model}' cannot see images, and the input holds images. Use a vision "
+                "model (a models-file entry with `mmproj`), or an input without images.",
+                param="model",
+            )
+        if images and self.image_check is not None:
+            self._check_images(project, items, self.image_check)
         # the items before the input: read here only when the input refers to them (the engine reads them)
         needs = history or any(i["type"] in ("item_reference", "function_call_output") for i in items)
         before = self.history(s, project, previous, conversation_id) if needs else []

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import String, cast, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from assistd.engine.images import holds_images
 from assistd.errors import ActiveRunConflict, InvalidRequest, NotFound
 from assistd.ids import created_at_of, new_id, now
 from assistd.llm.catalog import ModelCatalog
@@ -34,6 +35,7 @@ from assistd.services.threads import ThreadService, get_thread_row, lock_thread_
 from assistd.storage.assistants import AssistantRow
 from assistd.storage.clock import read_now
 from assistd.storage.db import Database
+from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 
@@ -44,6 +46,15 @@ STEP_PREFIX = "step_"
 def active_run_id(s: Session, thread_id: str) -> str | None:
     stmt = select(RunRow.id).where(RunRow.thread_id == thread_id, RunRow.status.in_(ACTIVE))  # type: ignore[attr-defined]
     return s.exec(stmt).first()
+
+
+def thread_holds_images(s: Session, thread_id: str) -> bool:
+    """Whether a message of the thread has an image part (a text match narrows, the parts decide)."""
+    text = cast(MessageRow.content, String)
+    stmt = select(MessageRow.content).where(
+        MessageRow.thread_id == thread_id, or_(text.like("%image_file%"), text.like("%image_url%"))
+    )
+    return any(holds_images(content) for content in s.exec(stmt))
 
 
 class RunService:
@@ -66,6 +77,9 @@ class RunService:
         self.on_queued: Callable[[Session, str], None] | None = None
         # Called in the transaction that marks a run cancelling (s, run_id): tells the worker holding it.
         self.on_cancelling: Callable[[Session, str], None] | None = None
+        # Whether a model's runs with images are refused at creation (it cannot see them, and the
+        # operator's --vision-fallback is `refuse`); None: never checked here
+        self.refuses_images: Callable[[str], bool] | None = None
 
     # ------------------------------------------------------------------------------------------ creation
     def create(self, project: str, thread_id: str, req: RunCreate) -> RunObject:
@@ -80,6 +94,7 @@ class RunService:
                     row.instructions = f"{row.instructions}\n\n{req.additional_instructions}".strip()
                 for i, message in enumerate(req.additional_messages or []):
                     self.messages.add_in(s, thread, message, param=f"additional_messages[{i}]")
+                self._check_images(s, thread_id, row.model)
                 s.add(row)
                 s.flush()  # the partial unique index refuses a second active run here, whatever happened
                 self._queued(s, row.id)
@@ -102,10 +117,22 @@ class RunService:
             row = self._new_run(s, project, thread.id, req)
             if req.tool_resources is not None:
                 row.tool_resources = self.threads.resources.resolve(s, project, req.tool_resources)
+            self._check_images(s, thread.id, row.model)
             s.add(row)
             s.flush()
             self._queued(s, row.id)
             return thread_object(thread), run_object(row)
+
+    def _check_images(self, s: Session, thread_id: str, model: str) -> None:
+        """A 400 naming the model when it cannot see the images the thread holds."""
+        if self.refuses_images is None or not self.refuses_images(model):
+            return
+        if thread_holds_images(s, thread_id):
+            raise InvalidRequest(
+                f"The model '{model}' cannot see images, and the thread holds images. Use a vision model "
+                "(a models-file entry with `mmproj`), or a thread without images.",
+                param="model",
+            )
 
     def _new_run(self, s: Session, project: str, thread_id: str, req: RunOptions) -> RunRow:
         assistant = s.get(AssistantRow, req.assistant_id)

@@ -15,6 +15,7 @@ from assistd.config import Settings
 from assistd.engine.claims import ClaimQueue, LostClaim
 from assistd.engine.context import PromptTooLong, TemplateRefused
 from assistd.engine.events import Event
+from assistd.engine.images import CannotSee, ImageUnavailable
 from assistd.engine.prompt import PromptBuilder
 from assistd.engine.responses import events as ev
 from assistd.engine.responses.history import chat_turns, system_texts
@@ -76,17 +77,21 @@ class ResponseExecutor:
         backend = self.registry.get(row.model)
         functions = offered_functions(job, entry, bool(job.tool_resources["file_search"]["vector_store_ids"]))
         try:
-            turn = PromptBuilder(self.toolbox.files, self.settings).build(
+            turn = PromptBuilder(self.toolbox.files, self.settings, self.toolbox.images).build(
                 backend, job, entry, chat_turns(items), [], functions
             )
         except PromptTooLong as exc:  # the client's input: a 400, as a response would fail
             raise InvalidRequest(
                 f"The input is too long: {exc}.", param="input", code="context_length_exceeded"
             ) from None
+        except CannotSee as exc:
+            raise InvalidRequest(str(exc), param="model") from None
+        except ImageUnavailable as exc:
+            raise InvalidRequest(str(exc), param="input") from None
         except TemplateRefused as exc:
             message = f"The chat template of model '{row.model}' refused the conversation: {exc}"
             raise InvalidRequest(message, param="input") from None
-        return backend.count_tokens(turn.text)
+        return turn.tokens
 
     @staticmethod
     def _job(row: ResponseRow, items: list[dict[str, Any]]) -> Any:

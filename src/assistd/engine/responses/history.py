@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-IMAGE_NOTE = "[image]"
+from assistd.engine import images
 
 
 def system_texts(items: list[dict[str, Any]]) -> list[str]:
@@ -71,7 +71,7 @@ def content_text(content: Any) -> str:
         elif kind == "refusal":
             parts.append(part.get("refusal") or "")
         elif kind == "input_image":
-            parts.append(IMAGE_NOTE)
+            parts.append(images.ref(part))  # resolved when the turn is built (engine/images.py)
         elif kind == "input_file":
             parts.append(f"(attached file: {part.get('filename') or part.get('file_id') or 'a file'})")
     return "\n".join(p for p in parts if p)
@@ -80,7 +80,7 @@ def content_text(content: Any) -> str:
 def last_user_text(items: list[dict[str, Any]]) -> str:
     for item in reversed(items):
         if item.get("type") == "message" and item.get("role") == "user":
-            return content_text(item.get("content"))
+            return images.without_refs(content_text(item.get("content")))
     return ""
 
 

@@ -1,6 +1,7 @@
 // The thread panel: messages of one thread, a composer with attachments, and runs streamed over SSE
-// (thread.message.delta text increments appear as they come).
+// (thread.message.delta text increments appear as they come). Images go with a message as image_file parts.
 import { $, clear, h } from "./dom.js";
+import { ImageTray, imagePart } from "./images.js";
 
 const THREAD_STORAGE = "assistd.threadId";
 
@@ -13,6 +14,9 @@ export class ChatPanel {
     this.threadId = null;
     this.bubbles = new Map(); // message id -> {el, parts: Map(index -> span)}
     this.names = new Map(); // file id -> Promise of its filename
+    this.images = new ImageTray(api, notify, {
+      input: $("#message-input"), button: $("#image-attach"), picker: $("#image-files"), tray: $("#image-tray"),
+    });
     $("#thread-new").addEventListener("click", () => this.newThread());
     $("#thread-open").addEventListener("click", () => this.open($("#thread-id").value.trim()));
     $("#composer").addEventListener("submit", (e) => { e.preventDefault(); this.send(); });
@@ -83,10 +87,8 @@ export class ChatPanel {
         entry.parts.set(index, span);
         body.append(span);
         for (const a of part.text.annotations ?? []) cites.push(a);
-      } else if (part.type === "image_file") {
-        body.append(this.image(part.image_file.file_id));
-      } else if (part.type === "image_url") {
-        body.append(h("img", { class: "output-image", src: part.image_url.url, alt: "image" }));
+      } else if (part.type === "image_file" || part.type === "image_url") {
+        body.append(imagePart(this.api, part));
       } else if (part.type === "refusal") {
         body.append(h("span", { class: "error-text" }, part.refusal));
       }
@@ -131,12 +133,6 @@ export class ChatPanel {
     return this.names.get(fileId);
   }
 
-  image(fileId) {
-    const img = h("img", { class: "output-image", alt: `image ${fileId}` });
-    this.api.blobUrl(fileId).then((url) => { img.src = url; }).catch(() => img.remove());
-    return img;
-  }
-
   scroll() {
     const box = $("#messages");
     box.scrollTop = box.scrollHeight;
@@ -148,16 +144,22 @@ export class ChatPanel {
     const text = input.value.trim();
     const assistant = this.assistant();
     if (!assistant) return this.notify("Create or pick an assistant first.", true);
-    if (!text) return;
+    if (!text && !this.images.size) return;
     const button = $("#send");
     button.disabled = true;
     try {
       const threadId = this.threadId || (await this.newThread());
       const attachments = await this.uploadAttachments();
+      const images = await this.images.upload();
+      const content = images.length ? [
+        ...(text ? [{ type: "text", text }] : []),
+        ...images.map((id) => ({ type: "image_file", image_file: { file_id: id, detail: "auto" } })),
+      ] : text;
       const message = await this.api.post(`/threads/${threadId}/messages`, {
-        role: "user", content: text, ...(attachments.length ? { attachments } : {}),
+        role: "user", content, ...(attachments.length ? { attachments } : {}),
       });
       input.value = "";
+      this.images.clear();
       this.showMessage(message);
       await this.stream(`/threads/${threadId}/runs`, { assistant_id: assistant.id, ...runOptions() });
     } catch (err) {

@@ -9,6 +9,8 @@ space (RLIMIT_AS), says it is ready, then answers requests one at a time until i
               or {"failure": str}                              (a fault of ours)
               with "exiting": true when the process ends after this reply (a MemoryError or a failure)
 
+`serve` is the request loop, shared with other capped children (assistd.images.child).
+
 Replies are JSON, never pickle: the parent does not trust what a process that parsed hostile input says.
 An orphan does not linger: idle, it ends when its stdin closes; busy, SIGALRM ends it shortly after the
 parent's own time limit. Anything a parser prints goes to stderr, never into the reply channel.
@@ -23,6 +25,7 @@ import resource
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from typing import IO, Any
 
 from assistd.tools.file_search.errors import IngestError
@@ -35,11 +38,22 @@ ALARM_GRACE_SECONDS = 30  # the parent kills us at its time limit; the alarm is 
 def main(argv: list[str]) -> int:
     limits = ExtractLimits(**json.loads(argv[1]))
     memory, seconds = int(argv[2]), float(argv[3])
+    return serve(
+        lambda header, data: _handle(header["filename"], data, limits, memory), memory, seconds, _preload
+    )
+
+
+Handler = Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bool]]
+
+
+def serve(handle: Handler, memory: int, seconds: float, preload: Callable[[], None]) -> int:
+    """The request loop of a capped child (this one's, and others' such as assistd.images.child): `preload`
+    runs before the memory cap; `handle(header, data)` gives the reply and whether the process must end."""
     replies = os.fdopen(os.dup(1), "wb")  # the reply channel; fd 1 itself now points at stderr
     os.dup2(2, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which closes us
     logging.basicConfig(level=logging.ERROR, format="assistd extract: %(name)s: %(message)s")
-    _preload()
+    preload()
     if memory > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     _send(replies, {"ready": True})
@@ -53,7 +67,7 @@ def main(argv: list[str]) -> int:
         if len(data) != header["size"]:
             return 0
         signal.alarm(int(seconds) + ALARM_GRACE_SECONDS)
-        reply, exiting = _handle(header["filename"], data, limits, memory)
+        reply, exiting = handle(header, data)
         signal.alarm(0)
         del data
         _send(replies, {**reply, "exiting": exiting})

@@ -9,6 +9,9 @@ decoded, in memory proportional to their size, and stay in the calling process.
 
 Blocking: call from a worker thread. One extraction at a time per extractor (a lock); `check` is called
 about every second while waiting and may raise (a cancelled file): the child is then killed.
+
+The process machinery is `CappedProcess`, which other readers of hostile input reuse with a child module of
+their own that runs `extract_child.serve` (assistd.images: decoding images).
 """
 
 from __future__ import annotations
@@ -36,56 +39,49 @@ log = logging.getLogger("assistd.file_search")
 START_SECONDS = 120.0  # importing the parsers on a loaded machine
 
 
-class ProcessExtractor:
-    def __init__(
-        self,
-        limits: ExtractLimits | None = None,
-        memory_bytes: int = 1024 * MiB,
-        timeout_seconds: float = 120.0,
-        check_seconds: float = 1.0,
-    ) -> None:
-        self.limits = limits or ExtractLimits()
+class CappedProcess:
+    """A long-lived child `python -m <module> CONFIG MEMORY SECONDS` (an `extract_child.serve` loop) that
+    answers one request at a time under a memory cap and a time limit per request (see `request`)."""
+
+    module = "assistd.tools.file_search.extract_child"
+    name = "text extraction process"  # in the log and in errors
+    memory_flag = "--extract-memory-mb"
+
+    def __init__(self, memory_bytes: int, timeout_seconds: float, check_seconds: float = 1.0) -> None:
         self.memory_bytes = memory_bytes
         self.timeout_seconds = timeout_seconds
         self.check_seconds = check_seconds
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Any) -> ProcessExtractor:
-        return cls(
-            ExtractLimits.from_settings(settings),
-            settings.extract_memory_mb * MiB,
-            settings.extract_timeout_seconds,
-        )
+    def config(self) -> dict[str, Any]:
+        """The child's first argument (JSON)."""
+        raise NotImplementedError
 
-    def extract(self, filename: str, data: bytes, check: Callable[[], None] = lambda: None) -> list[Segment]:
-        """The text of a file (see extract.extract). Raises IngestError for a file that cannot be read or
-        hits a limit, RuntimeError when the extraction process itself fails."""
-        if not data or is_plain_text(filename):
-            return extract(filename, data, self.limits)
+    def request(self, header: dict[str, Any], data: bytes, check: Callable[[], None] = lambda: None) -> dict:
+        """The child's reply to `header` (one JSON line; `size` is added) and `data`. Raises TimeoutError past
+        the time limit and ChildDied when the child ended instead of replying; the child is then stopped, as
+        on any exception from `check`, and after a reply that says `exiting`. Blocking: call from a thread."""
         with self._lock:
             try:
                 proc = self._running(check)
-                self._send(proc, filename, data)
-                reply = self._receive(proc, filename, check)
+                self._send(proc, {**header, "size": len(data)}, data)
+                reply = self._read_reply(proc, self.timeout_seconds, check)
+                if reply is None:
+                    raise ChildDied(self._stop())
+                if reply.get("exiting"):  # after a failure or a MemoryError: the next request starts a child
+                    self._stop()
+                return reply
             except BaseException:
                 self._stop()
                 raise
-        if "segments" in reply:
-            return [Segment(text, page) for text, page in reply["segments"]]
-        if reply.get("exiting"):  # after a failure or a MemoryError: the next file starts a new child
-            self._stop()
-        if "error" in reply:
-            raise IngestError(reply["error"]["code"], reply["error"]["message"])
-        raise RuntimeError(f"the text extraction process failed on '{filename}': {reply.get('failure')}")
 
     def close(self) -> None:
         self._stop()
 
     @property
     def pid(self) -> int | None:
-        """The extraction process, while one runs."""
+        """The child process, while one runs."""
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
@@ -96,8 +92,8 @@ class ProcessExtractor:
         command = [
             sys.executable,
             "-m",
-            "assistd.tools.file_search.extract_child",
-            json.dumps(asdict(self.limits)),
+            self.module,
+            json.dumps(self.config()),
             str(self.memory_bytes),
             str(self.timeout_seconds),
         ]
@@ -110,46 +106,26 @@ class ProcessExtractor:
         if ready is None or not ready.get("ready"):
             code = self._stop()
             raise RuntimeError(
-                f"the text extraction process did not start (exit status {code}); see the server log. "
-                f"Its memory limit is {size(self.memory_bytes)} (--extract-memory-mb)."
+                f"the {self.name} did not start (exit status {code}); see the server log. "
+                f"Its memory limit is {size(self.memory_bytes)} ({self.memory_flag})."
             )
         log.info(
-            "text extraction process %d started (memory limit %s, time limit %.0f s per file)",
+            "%s %d started (memory limit %s, time limit %.0f s per request)",
+            self.name,
             self._proc.pid,
             size(self.memory_bytes),
             self.timeout_seconds,
         )
         return self._proc
 
-    def _send(self, proc: subprocess.Popen[bytes], filename: str, data: bytes) -> None:
+    def _send(self, proc: subprocess.Popen[bytes], header: dict[str, Any], data: bytes) -> None:
         assert proc.stdin is not None
         try:
-            proc.stdin.write(json.dumps({"filename": filename, "size": len(data)}).encode() + b"\n")
+            proc.stdin.write(json.dumps(header).encode() + b"\n")
             proc.stdin.write(data)
             proc.stdin.flush()
-        except BrokenPipeError:  # it died: _receive reports how
+        except BrokenPipeError:  # it died: the reply is missing
             pass
-
-    def _receive(self, proc: subprocess.Popen[bytes], filename: str, check: Callable[[], None]) -> dict:
-        try:
-            reply = self._read_reply(proc, self.timeout_seconds, check)
-        except TimeoutError:
-            self._stop()
-            raise IngestError(
-                "invalid_file",
-                f"Reading the text of '{filename}' took longer than {self.timeout_seconds:.0f} s (limit, "
-                "--extract-timeout-seconds). It may be a decompression bomb or damaged; if it is genuine, "
-                "split it into smaller files.",
-            ) from None
-        if reply is not None:
-            return reply
-        code = self._stop()
-        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
-        raise IngestError(
-            "invalid_file",
-            f"The text extractor {how} while reading '{filename}': the file may be damaged, or need more "
-            f"than {size(self.memory_bytes)} of memory (limit, --extract-memory-mb).",
-        )
 
     def _read_reply(
         self, proc: subprocess.Popen[bytes], timeout: float, check: Callable[[], None]
@@ -180,3 +156,62 @@ class ProcessExtractor:
                 with contextlib.suppress(OSError):
                     pipe.close()
         return code
+
+
+class ChildDied(Exception):
+    """The child ended instead of replying (killed at its memory cap, crashed)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        super().__init__(how)
+        self.how = how
+
+
+class ProcessExtractor(CappedProcess):
+    def __init__(
+        self,
+        limits: ExtractLimits | None = None,
+        memory_bytes: int = 1024 * MiB,
+        timeout_seconds: float = 120.0,
+        check_seconds: float = 1.0,
+    ) -> None:
+        super().__init__(memory_bytes, timeout_seconds, check_seconds)
+        self.limits = limits or ExtractLimits()
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.limits)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ProcessExtractor:
+        return cls(
+            ExtractLimits.from_settings(settings),
+            settings.extract_memory_mb * MiB,
+            settings.extract_timeout_seconds,
+        )
+
+    def extract(self, filename: str, data: bytes, check: Callable[[], None] = lambda: None) -> list[Segment]:
+        """The text of a file (see extract.extract). Raises IngestError for a file that cannot be read or
+        hits a limit, RuntimeError when the extraction process itself fails."""
+        if not data or is_plain_text(filename):
+            return extract(filename, data, self.limits)
+        try:
+            reply = self.request({"filename": filename}, data, check)
+        except TimeoutError:
+            raise IngestError(
+                "invalid_file",
+                f"Reading the text of '{filename}' took longer than {self.timeout_seconds:.0f} s (limit, "
+                "--extract-timeout-seconds). It may be a decompression bomb or damaged; if it is genuine, "
+                "split it into smaller files.",
+            ) from None
+        except ChildDied as exc:
+            raise IngestError(
+                "invalid_file",
+                f"The text extractor {exc.how} while reading '{filename}': the file may be damaged, or need "
+                f"more than {size(self.memory_bytes)} of memory (limit, --extract-memory-mb).",
+            ) from None
+        if "segments" in reply:
+            return [Segment(text, page) for text, page in reply["segments"]]
+        if "error" in reply:
+            raise IngestError(reply["error"]["code"], reply["error"]["message"])
+        raise RuntimeError(f"the text extraction process failed on '{filename}': {reply.get('failure')}")

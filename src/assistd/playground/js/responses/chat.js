@@ -2,8 +2,10 @@
 // appear as they stream (output_text deltas as they come), and the next request continues the chat with
 // previous_response_id (the latest response) or with a conversation (made on the first message). Function
 // outputs typed in the inspector go back as function_call_output items. The chat (its response ids, or its
-// conversation) is kept in localStorage and read back from the server when the page opens.
+// conversation) is kept in localStorage and read back from the server when the page opens. Images attached
+// to a message go as its input_image parts.
 import { $, clear, h } from "../dom.js";
+import { ImageTray, imagePart } from "../images.js";
 import { ResponseBuilder, TERMINAL, itemText } from "./events.js";
 import { ResponseInspector } from "./inspector.js";
 
@@ -22,7 +24,11 @@ export class ResponsesChat {
     this.outputs = new Map(); // call_id -> the output sent for that function call
     this.bubbles = new Map(); // item id -> element
     this.busy = false; // a request is streaming
+    this.images = new ImageTray(api, notify, {
+      input: $("#r-input"), button: $("#r-image-attach"), picker: $("#r-image-files"), tray: $("#r-image-tray"),
+    });
     this.inspector = new ResponseInspector(notify, {
+      image: (part) => imagePart(api, part),
       onOutputs: (outputs) => this.sendOutputs(outputs),
       outputOf: (callId) => this.outputs.get(callId),
       inputOf: (id) => this.inputs.get(id),
@@ -154,9 +160,23 @@ export class ResponsesChat {
   // ---------------------------------------------------------------------------------------- send
   async send() {
     const text = $("#r-input").value.trim();
-    if (!text) return;
-    const shown = [{ type: "message", role: "user", content: [{ type: "input_text", text }] }];
-    if (await this.request(text, shown)) $("#r-input").value = "";
+    if ((!text && !this.images.size) || this.busy) return;
+    let images;
+    try {
+      images = await this.images.upload();
+    } catch (err) {
+      this.notify(err.message, true);
+      return;
+    }
+    const content = [
+      ...(text ? [{ type: "input_text", text }] : []),
+      ...images.map((id) => ({ type: "input_image", file_id: id, detail: "auto" })),
+    ];
+    const shown = [{ type: "message", role: "user", content }];
+    if (await this.request(images.length ? shown : text, shown)) {
+      $("#r-input").value = "";
+      this.images.clear();
+    }
   }
 
   /** Sends function outputs typed in the inspector as the next request's input. */
@@ -273,6 +293,8 @@ export class ResponsesChat {
     el.classList.toggle("streaming", streaming);
     if (item.type === "message" || item.type === "reasoning") {
       body.append(h("span", { class: "text" }, itemText(item)));
+      const images = Array.isArray(item.content) ? item.content.filter((p) => p.type === "input_image") : [];
+      body.append(...images.map((p) => imagePart(this.api, p)));
       const notes = (item.content ?? []).flatMap((p) => p.annotations ?? []);
       if (notes.length) {
         body.append(h("div", { class: "citations" },

@@ -10,10 +10,12 @@ const LIVE_EVERY_MS = 150;
 export class ResponseInspector {
   /**
    * onOutputs(outputs): sends [{call_id, output}]; outputOf(call_id): the output sent for a call, if any;
-   * inputOf(response id): the input items it was sent; latest(): the id of the chat's latest response.
+   * inputOf(response id): the input items it was sent; latest(): the id of the chat's latest response;
+   * image(part): the view of an input_image part.
    */
-  constructor(notify, { onOutputs, outputOf, inputOf, latest }) {
+  constructor(notify, { onOutputs, outputOf, inputOf, latest, image }) {
     this.notify = notify;
+    this.image = image;
     this.onOutputs = onOutputs;
     this.outputOf = outputOf;
     this.inputOf = inputOf;
@@ -89,7 +91,8 @@ export class ResponseInspector {
       waiting.length ? this.sendForm(waiting) : null,
       input.length ? h("details", { class: "input-items" },
         h("summary", { class: "small muted" }, `input: ${input.length} item${input.length === 1 ? "" : "s"}`),
-        h("ol", { class: "items" }, input.map((item) => itemView(item, { outputOf: this.outputOf })))) : null);
+        h("ol", { class: "items" },
+          input.map((item) => itemView(item, { outputOf: this.outputOf, image: this.image })))) : null);
   }
 
   field(call) {

@@ -8,16 +8,17 @@ const label = (text) => h("div", { class: "small muted" }, text);
 
 /**
  * An <li> for `item`. `outputOf(call_id)` is the output sent for a function call (or undefined);
- * `field` an element to put under a function call that waits for its output (a textarea).
+ * `field` an element to put under a function call that waits for its output (a textarea); `image(part)` the
+ * view of an input_image part (else a line naming it).
  */
-export function itemView(item, { outputOf = () => undefined, field = null } = {}) {
+export function itemView(item, { outputOf = () => undefined, field = null, image = null } = {}) {
   const view = VIEWS[item.type] ?? ((i) => h("pre", {}, JSON.stringify(i, null, 2)));
   return h("li", { class: "item", dataset: { type: item.type, itemId: item.id ?? "", status: item.status ?? "" } },
     h("div", { class: "item-head" },
       h("strong", {}, title(item)), " ",
       item.status ? h("span", { class: `status ${item.status}` }, item.status) : null, " ",
       h("span", { class: "mono small muted" }, item.id ?? "")),
-    view(item, { outputOf, field }));
+    view(item, { outputOf, field, image }));
 }
 
 function title(item) {
@@ -82,7 +83,7 @@ const VIEWS = {
     ];
   },
 
-  message(item) {
+  message(item, { image }) {
     const content = typeof item.content === "string" ? [{ type: "input_text", text: item.content }] : item.content;
     return (content ?? []).map((part) => {
       if (part.type === "output_text" || part.type === "input_text") {
@@ -93,7 +94,7 @@ const VIEWS = {
         ];
       }
       if (part.type === "refusal") return h("p", { class: "error-text" }, part.refusal);
-      if (part.type === "input_image") return label(`image ${part.file_id ?? part.image_url}`);
+      if (part.type === "input_image") return image ? image(part) : label(`image ${part.file_id ?? part.image_url}`);
       if (part.type === "input_file") return label(`file ${part.file_id ?? part.filename}`);
       return h("pre", {}, JSON.stringify(part, null, 2));
     });
