@@ -24,7 +24,9 @@ install:
 	D=.cache/llama.cpp-convert; [ "$$(cat $$D/VERSION 2>/dev/null)" = "$$V" ] || { T=$$(mktemp -d) && \
 	$(BIN)/pip download --quiet --no-binary :all: --no-deps --dest $$T "llama-cpp-python==$$V" && \
 	mkdir $$T/x && tar xzf $$T/*.tar.gz -C $$T/x --strip-components=3 --wildcards \
-		'*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion/*' '*/vendor/llama.cpp/gguf-py/*' && \
+		'*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/gguf-py/*' && \
+	{ tar xzf $$T/*.tar.gz -C $$T/x --strip-components=3 --wildcards '*/vendor/llama.cpp/conversion/*' \
+		2>/dev/null || true; } && \
 	echo "$$V" > $$T/x/VERSION && rm -rf $$D && mkdir -p .cache && mv $$T/x $$D; S=$$?; rm -rf $$T; exit $$S; }
 	$(BIN)/python scripts/fetch_model.py --models-dir models
 	@if [ -f tests/browser/package.json ] && command -v npm >/dev/null 2>&1; then \

@@ -127,7 +127,9 @@ class Container:
             files, ImageLimits.from_settings(settings), FetchPolicy.from_settings(settings)
         )
         extras["images"] = toolbox.images
+        files.delete_hooks.append(lambda _s, row: toolbox.images.forget(row.project, row.id))
         messages.image_check = toolbox.images.check  # a message's unusable image is a 400 at its creation
+        files.image_max_bytes = settings.image_max_bytes
         files.image_check = toolbox.images.decoder.inspect  # an upload for `vision` must be a usable image
         executor = RunExecutor(RunStore(queue), registry, catalog, toolbox, settings)
         responses = ResponseService(db, catalog, bus, resources)

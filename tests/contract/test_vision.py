@@ -31,6 +31,7 @@ pytestmark = pytest.mark.contract
 VISION = "tiny-vision"
 IMAGE_TOKENS = 18  # the projector's 16 + <start_of_image> and <end_of_image>
 QUESTION = "What is in the picture?"
+MAX_BYTES = 3_000_000  # --image-max-bytes of the server here
 
 
 def png(color: tuple[int, int, int], size: tuple[int, int] = (48, 48)) -> bytes:
@@ -117,6 +118,7 @@ def server(tmp_path_factory, vision_files, host):
         f'[[models]]\nname = "{VISION}"\npath = "{model}"\nmmproj = "{mmproj}"\nn_ctx = 1024\nparallel = 2\n'
     )
     args = ["--models-file", str(models), "--kernel-pool-size", "0", "--image-url-fetch"]
+    args += ["--image-max-bytes", str(MAX_BYTES)]
     proc = ServerProcess(base / "data", args=[*args, "--image-url-allow", "127.0.0.1"])
     yield proc
     proc.stop()
@@ -426,3 +428,36 @@ def test_the_drop_fallback_tells_the_model_an_image_was_left_out(tmp_path):
         assert 5 <= with_image.usage.prompt_tokens - without.usage.prompt_tokens <= 30
     finally:
         proc.stop()
+
+
+def test_an_image_too_large_a_deleted_image_and_one_in_a_system_message(client, assistant):
+    thread = client.beta.threads.create()
+    big = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\0" * (MAX_BYTES + 10)).decode()
+    with api_error(openai.BadRequestError, 400, param="content[0].image_url.url", message="larger than"):
+        client.beta.threads.messages.create(
+            thread.id, role="user", content=[{"type": "image_url", "image_url": {"url": big}}]
+        )
+    with api_error(openai.BadRequestError, 400, param="file", message="larger than"):
+        client.files.create(file=("big.png", b"\x89PNG" + b"\0" * (MAX_BYTES + 10)), purpose="vision")
+    image = client.files.create(file=("gone.png", png((7, 7, 7))), purpose="vision")
+    part = {"type": "image_file", "image_file": {"file_id": image.id}}
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": [part]}])
+    client.files.delete(image.id)  # after the message: the run cannot read it, and says so
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant)
+    assert run.status == "failed" and run.last_error.code == "invalid_prompt"
+    assert f"'{image.id}' does not exist" in run.last_error.message
+    # an image in a system message is not shown: the system prompt is text (and holds no reference)
+    response = client.responses.create(
+        model=VISION,
+        input=[
+            {
+                "role": "developer",
+                "content": [{"type": "input_image", "image_url": data_url(png((1, 1, 1)))}],
+            },
+            {"role": "user", "content": QUESTION},
+        ],
+        max_output_tokens=16,
+    )
+    plain = client.responses.create(model=VISION, input=QUESTION, max_output_tokens=16)
+    assert response.status in ("completed", "incomplete"), response.error
+    assert response.usage.input_tokens == plain.usage.input_tokens

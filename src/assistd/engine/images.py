@@ -28,6 +28,7 @@ from assistd.images import (
     ImageReader,
     decode_data_url,
     fetch_image,
+    is_data_url,
 )
 from assistd.llm.backend import PLACEHOLDER, image_placeholder
 
@@ -39,6 +40,10 @@ CACHE_BYTES = 128 * 1024 * 1024  # prepared images kept for the next turns of th
 
 class ImageUnavailable(Exception):
     """An image of the conversation could not be used: the run (or response) fails, saying why."""
+
+
+class ImageMissing(ImageUnavailable):
+    """The image's file does not exist (a message's own check names the file)."""
 
 
 class CannotSee(Exception):
@@ -133,9 +138,18 @@ class ImageCache:
         source = image_source(part)
         if source is None:
             return
-        if source.get("url") is not None and not str(source["url"]).startswith("data:"):
+        if source.get("url") is not None and not is_data_url(str(source["url"])):
             return
-        self.read(project, source)
+        try:
+            self.read(project, source)
+        except ImageMissing:
+            return  # the message's own check of its files says so
+
+    def forget(self, project: str, file_id: str) -> None:
+        """Drops a deleted file's prepared images."""
+        with self._lock:
+            for key in [k for k in self._cache if k[:3] == (project, "file", file_id)]:
+                self._bytes -= len(self._cache.pop(key))
 
     def _prepared(self, project: str, source: dict[str, Any], detail: str) -> bytes:
         what = source.get("file_id") or _short(str(source.get("url") or ""))
@@ -150,16 +164,16 @@ class ImageCache:
             try:
                 path, _ = self.files.content_path(project, file_id)
             except NotFound:
-                raise ImageUnavailable(f"The image file '{file_id}' does not exist (deleted?).") from None
+                raise ImageMissing(f"The image file '{file_id}' does not exist (deleted?).") from None
             if path.stat().st_size > self.limits.max_bytes:
                 raise ImageUnavailable(
                     f"The image file '{file_id}' is larger than {self.limits.max_bytes // 2**20} MB."
                 )
             return path.read_bytes()
         url = str(source.get("url") or "")
-        if url.startswith("data:"):
+        if is_data_url(url):
             try:
-                return decode_data_url(url)
+                return decode_data_url(url, self.limits.max_bytes)
             except BadImage as exc:
                 raise ImageUnavailable(f"The image URL cannot be used: {exc}") from None
         try:
@@ -208,7 +222,8 @@ class PromptImages:
         return {key: self.images[key] for key in PLACEHOLDER.findall(text) if key in self.images}
 
     def counter(self, backend: Any) -> Callable[[str], int]:
-        """Counts a prompt's tokens with its images' tokens (as the engine will count them)."""
+        """Counts a prompt's tokens with its images' tokens, as the engine counts them: the text between
+        two images is tokenized on its own."""
         if not self.images:
             return backend.count_tokens
 
@@ -217,7 +232,7 @@ class PromptImages:
             if not keys:
                 return backend.count_tokens(text)
             images = sum(backend.image_tokens(self.images[k]) for k in keys if k in self.images)
-            return backend.count_tokens(PLACEHOLDER.sub("", text)) + images
+            return sum(backend.count_tokens(piece) for piece in PLACEHOLDER.split(text) if piece) + images
 
         return count
 

@@ -49,7 +49,9 @@ class LlamaServerBackend(RemotePrompting):
     def _multimodal_text(self, prompt: str) -> str:
         """The prompt as the engine's multimodal text: a media marker where each image is, and the BOS the
         engine adds itself left out (a rendered template may have written it)."""
-        text = PLACEHOLDER.sub(lambda _m: self._media_marker, prompt)
+        # a marker the text itself holds (a client may type a well-known one) would take an image's place
+        text = prompt.replace(self._media_marker, self._media_marker[:1] + "\u200b" + self._media_marker[1:])
+        text = PLACEHOLDER.sub(lambda _m: self._media_marker, text)
         bos = self._vocab.bos_text
         return text[len(bos) :] if bos and text.startswith(bos) else text
 
@@ -93,8 +95,11 @@ class LlamaServerBackend(RemotePrompting):
     ) -> GenerationResult:
         images = [key for key in PLACEHOLDER.findall(prompt) if key in params.images]
         if images:  # text with the engine's media markers, and the images in their order
-            tokens = self.prompt_tokens(PLACEHOLDER.sub("", prompt))
-            count = len(tokens) + sum(self.image_tokens(params.images[key]) for key in images)
+            pieces = [piece for piece in PLACEHOLDER.split(prompt) if piece]  # each tokenized on its own
+            count = len(self.prompt_tokens(pieces[0] if pieces else "")) + sum(
+                self.count_tokens(piece) for piece in pieces[1:]
+            )
+            count += sum(self.image_tokens(params.images[key]) for key in images)
             request: Any = {
                 "prompt_string": self._multimodal_text(prompt),
                 "multimodal_data": [base64.b64encode(params.images[key]).decode() for key in images],

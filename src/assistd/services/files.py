@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from assistd.errors import InvalidRequest, NotFound, PayloadTooLarge
 from assistd.ids import created_at_of, new_id, now
 from assistd.images import BadImage
+from assistd.images.limits import megabytes
 from assistd.protocol.common import ListPage, PageQuery
 from assistd.protocol.files import MAX_EXPIRY, MIN_EXPIRY, UPLOAD_PURPOSES, FileDeleted, FileObject
 from assistd.services.pagination import paginate
@@ -56,6 +57,7 @@ class FileService:
         self.delete_hooks: list[FileDeleteHook] = []
         # checks an upload with purpose `vision` (its bytes): raises BadImage for what is not a usable image
         self.image_check: Callable[[bytes], object] | None = None
+        self.image_max_bytes = 20 * 1024 * 1024
 
     def upload(
         self,
@@ -85,6 +87,8 @@ class FileService:
             raise too_large(self.max_bytes) from None
         if purpose == "vision" and self.image_check is not None:
             try:
+                if size > self.image_max_bytes:  # refused before it is read
+                    raise BadImage(f"The image is larger than {megabytes(self.image_max_bytes)}")
                 self.image_check(self.blobs.path(oid).read_bytes())
             except BadImage as exc:
                 self.blobs.delete(oid)

@@ -66,14 +66,6 @@ class MessageService:
                 raise InvalidRequest(
                     f"No file found with id '{file_id}'.", param=f"{prefix}content[{i}].image_file.file_id"
                 )
-        if self.image_check is not None:
-            for i, part in enumerate(parts):
-                if part["type"] in ("image_file", "image_url"):
-                    try:
-                        self.image_check(thread.project, part)
-                    except ImageUnavailable as exc:
-                        where = "image_file.file_id" if part["type"] == "image_file" else "image_url.url"
-                        raise InvalidRequest(str(exc), param=f"{prefix}content[{i}].{where}") from None
         oid = new_id(PREFIX)
         created = created_at_of(oid, PREFIX)
         row = MessageRow(
@@ -100,9 +92,29 @@ class MessageService:
 
         return get_thread_row(s, project, thread_id)
 
+    def check_images(self, project: str, messages: list[MessageCreate | None], param: str = "") -> None:
+        """Refuses (400 naming the part) an image a message holds that cannot be used. Called before the
+        transaction that adds the messages: decoding an image may take seconds, and no database lock is
+        held meanwhile. A file that does not exist is left to `add_in`'s check."""
+        if self.image_check is None:
+            return
+        for j, req in enumerate(messages):
+            if req is None:
+                continue
+            prefix = f"{param}[{j}]." if param else ""
+            for i, part in enumerate(req.content_parts()):
+                if part["type"] not in ("image_file", "image_url"):
+                    continue
+                try:
+                    self.image_check(project, part)
+                except ImageUnavailable as exc:
+                    where = "image_file.file_id" if part["type"] == "image_file" else "image_url.url"
+                    raise InvalidRequest(str(exc), param=f"{prefix}content[{i}].{where}") from None
+
     def create(self, project: str, thread_id: str, req: MessageCreate) -> MessageObject:
         from assistd.services.threads import lock_thread_row
 
+        self.check_images(project, [req])
         with self.db.session() as s:
             thread = lock_thread_row(s, project, thread_id)  # a run being created on it waits, or we do
             active = self.active_run(s, thread_id) if self.active_run else None

@@ -70,6 +70,8 @@ class ResponseService:
         if req.background and not stored:
             raise InvalidRequest("background responses must be stored: store cannot be false", param="store")
         include = check_include(req.include or [])
+        if self.image_check is not None:  # before the transaction: decoding an image may take seconds
+            self._check_images(project, parse_items(req.input or [], "input"), self.image_check)
         with self.db.session() as s:
             row, items, _ = self._prepare(s, project, req, response_id, containers=True)
             row.meta = req.metadata or {}
@@ -170,8 +172,6 @@ class ResponseService:
                 "model (a models-file entry with `mmproj`), or an input without images.",
                 param="model",
             )
-        if images and self.image_check is not None:
-            self._check_images(project, items, self.image_check)
         # the items before the input: read here only when the input refers to them (the engine reads them)
         needs = history or any(i["type"] in ("item_reference", "function_call_output") for i in items)
         before = self.history(s, project, previous, conversation_id) if needs else []

@@ -83,6 +83,7 @@ class RunService:
 
     # ------------------------------------------------------------------------------------------ creation
     def create(self, project: str, thread_id: str, req: RunCreate) -> RunObject:
+        self.messages.check_images(project, list(req.additional_messages or []), "additional_messages")
         try:
             with self.db.session() as s:
                 thread = lock_thread_row(s, project, thread_id)  # concurrent creations take turns
@@ -112,8 +113,10 @@ class RunService:
         from assistd.protocol.threads import ThreadCreate
         from assistd.services.threads import to_object as thread_object
 
+        thread_req = req.thread or ThreadCreate()
+        self.messages.check_images(project, list(thread_req.messages or []), "thread.messages")
         with self.db.session() as s:
-            thread = self.threads.create_in(s, project, req.thread or ThreadCreate())
+            thread = self.threads.create_in(s, project, thread_req)
             row = self._new_run(s, project, thread.id, req)
             if req.tool_resources is not None:
                 row.tool_resources = self.threads.resources.resolve(s, project, req.tool_resources)

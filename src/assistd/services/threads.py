@@ -73,6 +73,7 @@ class ThreadService:
         return row
 
     def create(self, project: str, req: ThreadCreate) -> ThreadObject:
+        self.messages.check_images(project, list(req.messages or []), "messages")
         with self.db.session() as s:
             return to_object(self.create_in(s, project, req))
 

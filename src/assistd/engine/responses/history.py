@@ -12,8 +12,8 @@ from assistd.engine import images
 
 
 def system_texts(items: list[dict[str, Any]]) -> list[str]:
-    return [
-        content_text(item.get("content"))
+    return [  # images in system or developer messages are not shown (the system prompt is text)
+        images.without_refs(content_text(item.get("content")))
         for item in items
         if item.get("type") == "message" and item.get("role") in ("system", "developer")
     ]
