@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +101,15 @@ class Container:
         conversations.active_run = active_run_id  # a thread is copied into a conversation between runs
         listener = Listener(db)  # PostgreSQL LISTEN (nothing on SQLite: workers and streams poll)
         bus = DatabaseBus(db, listener) if _database_events(settings, db) else EventBus()
-        registry = ModelRegistry(catalog, lambda name: open_backend(*_engine_args(settings, catalog, name)))
+        loaded_hooks: list[Callable[[Any], Any]] = []  # each model's backend as it loads
+
+        def load(name: str) -> Any:
+            backend = open_backend(*_engine_args(settings, catalog, name))
+            for hook in loaded_hooks:
+                hook(backend)
+            return backend
+
+        registry = ModelRegistry(catalog, load)
         runs.refuses_images = lambda model: _refuses_images(settings, catalog, registry, model)
         extras: dict[str, Any] = {}
         usage = UsageService(db)
@@ -144,10 +153,17 @@ class Container:
             {"run_": executor, "resp_": response_executor},
             worker_id,
             settings.run_lease_seconds,
-            capacity=_worker_runs(settings),
+            capacity=_worker_runs(settings, registry),
             executes=settings.role != "api",
             listener=listener,
         )
+
+        def grow(backend: Any) -> None:
+            """A model just loaded: an engine at `url` tells its slots, and this worker uses all of them."""
+            if not settings.worker_runs:
+                engine.capacity = _worker_runs(settings, registry, backend)
+
+        loaded_hooks.append(grow)
         runs.on_queued = lambda s, run_id: engine.wake_others(s, db, run_id)
         responses.on_queued = lambda s, response_id: engine.wake_others(s, db, response_id)
         responses.on_cancelling = lambda s, response_id: notify(s, db, RUNS, f"cancel:{response_id}")
@@ -222,12 +238,20 @@ def _refuses_images(settings: Settings, catalog: ModelCatalog, registry: ModelRe
     return not sees_images(backend) if backend is not None else can_see(catalog.require(model)) is False
 
 
-def _worker_runs(settings: Settings) -> int:
+def _worker_runs(settings: Settings, registry: ModelRegistry, loading: Any = None) -> int:
     """Runs this worker executes at once: as many as its models have slots, so that in a cluster a busy
-    worker leaves the queue to an idle one instead of holding runs it cannot generate for yet."""
+    worker leaves the queue to an idle one instead of holding runs it cannot generate for yet. A loaded
+    model counts its engine's slots (an engine at `url`: its /props `total_slots`, unless the models file
+    says `parallel`); one not loaded yet, what its entry says."""
     if settings.worker_runs:
         return settings.worker_runs
-    return sum(slots_of(settings, entry) for entry in settings.model_entries())
+    total = 0
+    for entry in settings.model_entries():
+        backend = registry.loaded(entry.name)
+        if backend is None and getattr(loading, "name", None) == entry.name:
+            backend = loading
+        total += getattr(backend, "slots", 0) or slots_of(settings, entry)
+    return total
 
 
 def _database_events(settings: Settings, db: Database) -> bool:

@@ -42,6 +42,9 @@ class JobKind(Protocol):
     def requeue_unstarted(self, job_id: str, holder: bool = True) -> bool: ...
 
 
+MAX_THREADS = 256  # the most jobs one worker executes at once, whatever its engines' slots
+
+
 class RunEngine:
     def __init__(
         self,
@@ -61,7 +64,9 @@ class RunEngine:
         self.capacity = capacity
         self.executes = executes
         self.poll_seconds = poll_seconds or (2.0 if store.db.is_postgres else 0.5)
-        self.pool = ThreadPoolExecutor(max_workers=max(1, capacity), thread_name_prefix="run")
+        # threads start as jobs come (at most one a job): the capacity may grow once an engine at a `url`
+        # says how many slots it has (container.py)
+        self.pool = ThreadPoolExecutor(max_workers=max(MAX_THREADS, capacity), thread_name_prefix="run")
         self.active: dict[str, StopSignal] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -45,7 +45,10 @@ def open_backend(entry: ModelEntry, slots: int, cache_bytes: int) -> LLMBackend:
 
     if entry.url:
         http = EngineHTTP(entry.url, entry.api_key, entry.name, "llama.cpp server")
-        return LlamaServerBackend(entry.name, http, *_vocab_and_props(entry, http), engine=entry.url)
+        remote = LlamaServerBackend(entry.name, http, *_vocab_and_props(entry, http), engine=entry.url)
+        if entry.parallel:  # the models file's word; else all the slots its /props tells (total_slots)
+            remote.slots = entry.parallel
+        return remote
     from assistd.llm.embedded import EmbeddedEngine
 
     engine = EmbeddedEngine(entry, slots, cache_bytes)
