@@ -2,8 +2,9 @@
 
 An entry is a host name (`images.example.com`), a suffix pattern (`*.example.com`: any name below
 example.com, not example.com itself), an IP address (`10.0.0.7`, `[fd00::7]`), each with an optional
-`:port` (without one, any port), or `*` (any host: the server can then be made to fetch from every
-address it reaches, internal ones included).
+`:port` (without one, any port), or `*` (any host). A host allowed only by a wildcard (`*`, `*.x`) is
+fetched only from public addresses (fetch.py resolves it and checks every address); a host name or an
+address listed exactly is the operator's choice and is fetched wherever it points.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ _NAME = re.compile(r"^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?$")
 class HostRule:
     host: str  # lower case; "*.x" for a suffix pattern, "*" for any host; IPv6 without brackets
     port: int | None
+
+    @property
+    def wildcard(self) -> bool:
+        """`*` or `*.domain`: it names no particular host, so what it matches must resolve publicly."""
+        return self.host == "*" or self.host.startswith("*.")
 
     def allows(self, host: str, port: int) -> bool:
         if self.port is not None and port != self.port:
@@ -38,8 +44,13 @@ class HostAllowlist:
         return bool(self.rules)
 
     def allows(self, host: str, port: int) -> bool:
+        return self.rule_for(host, port) is not None
+
+    def rule_for(self, host: str, port: int) -> HostRule | None:
+        """The rule that allows host:port, an exact one before a wildcard; None when none does."""
         host = host.lower().rstrip(".")
-        return any(rule.allows(host, port) for rule in self.rules)
+        matching = [rule for rule in self.rules if rule.allows(host, port)]
+        return min(matching, key=lambda rule: rule.wildcard, default=None)
 
 
 def parse_rule(entry: str) -> HostRule:

@@ -7,17 +7,30 @@ most `max_redirects`, each target checked like the first URL. The body is capped
 (Content-Length is checked first, then the bytes counted), and the whole download by `timeout_s` (a read
 begun before that deadline may take up to its own share of it). The environment's proxy and CA settings
 (HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE) apply, as for any httpx client. Blocking: call from a worker thread.
+
+A host allowed only by a wildcard rule (`*`, `*.example.com`) could be a name that points inside (127.0.0.1,
+10.x, 169.254.169.254), so it is resolved first (within `timeout_s`) and refused when any of its addresses
+is not public (loopback, private, link-local, multicast, reserved, unspecified, or one of those inside an
+IPv6 form: ::ffff:a.b.c.d, 64:ff9b::/96, 2002::/16); the connection then goes to those checked addresses
+only, not to a second lookup (DNS rebinding), with the URL, Host header, TLS SNI and certificate check
+still by name. A host allowed by an exact rule (name or address) is the operator's choice: not checked.
+Limit: through a proxy from the environment, the proxy resolves the name and connects, not this server.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 
-from assistd.images.allowlist import HostAllowlist
+from assistd.images.allowlist import HostAllowlist, HostRule
 from assistd.images.errors import ImageFetchFailed, ImageFetchRefused
 from assistd.images.limits import MiB, megabytes
 
@@ -27,6 +40,7 @@ DISABLED = (
 )
 REDIRECTS = (301, 302, 303, 307, 308)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: an IPv4 address in its last 32 bits
 
 
 @dataclass(frozen=True)
@@ -59,9 +73,11 @@ def fetch_image(url: str, policy: FetchPolicy) -> bytes:
     deadline = time.monotonic() + policy.timeout_s
     target = _parse(url)
     headers = {"Accept": "image/*", "Accept-Encoding": "identity", "User-Agent": "assistd"}
+    pins: dict[str, list[str]] = {}  # host name -> the checked addresses its connections go to
     with httpx.Client(follow_redirects=False, headers=headers) as client:
+        _pin(client, pins)
         for _ in range(policy.max_redirects + 1):
-            _check(target, allowlist)
+            _check(target, allowlist, pins, policy, deadline)
             try:
                 with client.stream("GET", target, timeout=_left(deadline, policy, target)) as response:
                     location = response.headers.get("location")
@@ -104,11 +120,14 @@ def _redirected(url: httpx.URL, location: str) -> httpx.URL:
     return _parse(str(joined))
 
 
-def _check(url: httpx.URL, allowlist: HostAllowlist) -> None:
+def _check(
+    url: httpx.URL, allowlist: HostAllowlist, pins: dict[str, list[str]], policy: FetchPolicy, deadline: float
+) -> None:
     host = url.raw_host.decode("ascii").lower()
     port = url.port or _DEFAULT_PORTS[url.scheme]
-    if not allowlist.allows(host, port):
-        where = host if url.port is None else f"{host}:{url.port}"
+    where = host if url.port is None else f"{host}:{url.port}"
+    rule = allowlist.rule_for(host, port)
+    if rule is None:
         why = (
             "the list of hosts it may fetch from (--image-url-allow)"
             if allowlist
@@ -118,6 +137,130 @@ def _check(url: httpx.URL, allowlist: HostAllowlist) -> None:
             f"This server does not fetch images from {where}: the host is not in {why}"
             + ("" if allowlist else ", which is empty")
         )
+    if not rule.wildcard:
+        return  # an exact name or address: the operator's choice
+    try:
+        addresses, resolved = [str(ipaddress.ip_address(host.split("%", 1)[0]))], False
+    except ValueError:
+        addresses, resolved = _resolve(url, host, port, policy, deadline), True
+    for address in addresses:
+        kind = address_kind(address)
+        if kind is not None:
+            what = f"it resolves to {address}, {_a(kind)} address" if resolved else f"{_a(kind)} address"
+            raise ImageFetchRefused(
+                f"This server does not fetch images from {where}: {what}, and the wildcard rule "
+                f"{_rule_text(rule)} of --image-url-allow reaches public addresses only "
+                "(the operator can list the host itself to allow it)"
+            )
+    if resolved:
+        pins[url.raw_host.decode("ascii")] = addresses
+
+
+def address_kind(address: str) -> str | None:
+    """None for a public IP address; else the kind of address it is ("loopback", "private", ...)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:  # where the connection really goes
+            return address_kind(str(embedded))
+    flags = (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+        ("non-public", not ip.is_global),  # e.g. 100.64.0.0/10, shared (carrier-grade NAT)
+    )
+    return next((kind for kind, flag in flags if flag), None)
+
+
+def _resolve(url: httpx.URL, host: str, port: int, policy: FetchPolicy, deadline: float) -> list[str]:
+    """The IP addresses host resolves to, in the resolver's order, within the fetch's deadline."""
+    answer: dict[str, Any] = {}
+
+    def lookup() -> None:
+        try:
+            answer["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            answer["error"] = exc
+
+    thread = threading.Thread(target=lookup, name="image-fetch-resolve", daemon=True)
+    thread.start()
+    thread.join(_left(deadline, policy, url))
+    if thread.is_alive():  # getaddrinfo has no timeout of its own: left to finish on its own
+        raise _too_slow(url, policy)
+    infos = answer.get("infos") or []
+    addresses = list(
+        dict.fromkeys(str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6))
+    )
+    if not addresses:
+        why = answer.get("error") or "no address"
+        raise ImageFetchFailed(
+            f"Could not download the image from {shown(url)}: cannot resolve {host} ({why})"
+        )
+    return addresses
+
+
+def _a(kind: str) -> str:
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def _rule_text(rule: HostRule) -> str:
+    host = f"[{rule.host}]" if ":" in rule.host else rule.host
+    return host if rule.port is None else f"{host}:{rule.port}"
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    """Connects a pinned host name to its checked addresses (first that answers), others as usual."""
+
+    def __init__(self, pins: dict[str, list[str]]) -> None:
+        self._pins = pins
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = self._pins.get(host)
+        if not addresses:
+            return self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        failure: httpcore.ConnectError | None = None
+        for address in addresses:
+            try:
+                return self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:  # refused, unreachable: the next address (a timeout is not)
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        return self._backend.connect_unix_socket(path, timeout, socket_options)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _pin(client: httpx.Client, pins: dict[str, list[str]]) -> None:
+    """Makes the client's direct connections (not those through a proxy from the environment) go through
+    _PinnedBackend. httpx has no public hook for it (and a client given its own transport ignores the
+    environment's proxies), so its default transport's connection pool gets the backend; a httpx without
+    those attributes fails here, loudly, rather than connect unpinned."""
+    transport = getattr(client, "_transport", None)
+    pool = getattr(transport, "_pool", None)
+    if not isinstance(transport, httpx.HTTPTransport) or not isinstance(
+        getattr(pool, "_network_backend", None), httpcore.NetworkBackend
+    ):
+        raise RuntimeError("assistd cannot pin image fetch addresses with this httpx/httpcore version")
+    pool._network_backend = _PinnedBackend(pins)
 
 
 def _body(response: httpx.Response, url: httpx.URL, policy: FetchPolicy, deadline: float) -> bytes:
