@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from bench_support import KEY_A, ServerProcess, Timed, cpu_model, load
+from bench_support import KEY_A, ServerProcess, Timed, assistd_run, cpu_model, load
 
 NAME = "tiny-vision"
 QUESTION = "Describe this photo in one short sentence."
@@ -259,25 +259,7 @@ class RunsSide(Side):
         return self.run(thread.id)
 
     def run(self, thread_id: str) -> Timed:
-        start = time.perf_counter()
-        first = None
-        with self.client.beta.threads.runs.stream(
-            thread_id=thread_id, assistant_id=self.assistant.id, max_completion_tokens=TOKENS, temperature=0.0
-        ) as stream:
-            for event in stream:
-                if event.event == "thread.message.delta" and first is None:
-                    first = time.perf_counter()
-            run = stream.get_final_run()
-        end = time.perf_counter()
-        if run.status not in ("completed", "incomplete"):
-            raise RuntimeError(f"run {run.id} ended {run.status}: {run.last_error}")
-        usage = run.usage
-        return Timed(
-            total=end - start,
-            ttft=(first or end) - start,
-            tokens=usage.completion_tokens if usage else 0,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-        )
+        return assistd_run(self.client, self.assistant.id, thread_id, TOKENS)
 
 
 class ResponsesSide(Side):
