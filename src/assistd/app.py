@@ -34,6 +34,8 @@ from assistd.api.usage import UsageController
 from assistd.api.vector_stores import VECTOR_STORE_CONTROLLERS
 from assistd.config import Settings
 from assistd.container import Container
+from assistd.metrics.http import count_requests, metrics_endpoint
+from assistd.metrics.logs import enable_json_logs
 
 log = logging.getLogger("assistd")
 
@@ -90,6 +92,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # A worker-only process (--role worker) answers /health alone: the API is served by other nodes.
     handlers = [health] if settings.role == "worker" else [v1, health, *PLAYGROUND_HANDLERS]
+    if settings.metrics:  # every role: a worker's metrics are its jobs'
+        handlers.append(metrics_endpoint)
+    if settings.log_json:
+        enable_json_logs()
     app = Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
@@ -101,4 +107,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({"keyring": KeyRing(settings.api_keys)}),
     )
     document(app)  # the request models and error bodies the handlers' signatures cannot show
+    app.asgi_handler = count_requests(app.asgi_handler)  # outermost: unmatched paths and early errors too
     return app

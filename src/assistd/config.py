@@ -310,6 +310,17 @@ class Settings(BaseSettings):
         description="code run silently in pooled kernels so the first execution finds these modules loaded",
     )
     log_level: str = Field("info", description="logging level")
+    log_json: bool = Field(
+        False,
+        description="write one JSON line per HTTP request (logger assistd.access) and per job end "
+        "(assistd.jobs) to stderr",
+    )
+    metrics: bool = Field(True, description="serve Prometheus metrics at GET /metrics")
+    metrics_public: bool = Field(
+        False,
+        description="PUBLIC: serve /metrics without an API key (default: any project's key is required "
+        "when keys are configured)",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

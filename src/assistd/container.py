@@ -26,6 +26,8 @@ from assistd.llm.catalog import ModelCatalog
 from assistd.llm.embedded import default_slots
 from assistd.llm.engines import can_see, open_backend
 from assistd.llm.registry import ModelRegistry
+from assistd.metrics import Metrics
+from assistd.metrics.state import StateCollector
 from assistd.services.assistants import AssistantService
 from assistd.services.containers import ContainerService
 from assistd.services.conversations import ConversationService
@@ -112,11 +114,13 @@ class Container:
         registry = ModelRegistry(catalog, load)
         runs.refuses_images = lambda model: _refuses_images(settings, catalog, registry, model)
         extras: dict[str, Any] = {}
+        metrics = Metrics(log_json=settings.log_json)  # GET /metrics; the scrape-time gauges: below
+        extras["metrics"] = metrics
         usage = UsageService(db)
         # kernels start in start(), in the background; kernel_homes tells the run queue where they live
         homes = KeyedHomes(KernelHomes(db, worker_id), ContainerHomes(db, worker_id))  # threads', containers'
         code_interpreter = CodeInterpreter(settings, homes=homes)
-        code_interpreter.on_session_started = usage.record_code_session
+        code_interpreter.on_session_started = metrics.code_session_started(usage.record_code_session)
         extras["code_interpreter"] = code_interpreter
         assistants.tools_checks.append(code_interpreter.check_tools)  # a 400 when it has no sandbox
         # the deleting transaction removes the home row (cascade); other workers see the thread gone
@@ -129,8 +133,10 @@ class Container:
         file_search = build_file_search(settings, db, blobs, worker_id)  # models/Chroma load on first use
         file_search.install(resources, files, messages, threads)
         extras["file_search"] = file_search
+        file_search.worker.queue.on_failed = metrics.ingest_failures.inc
         listener.on(INGEST_CHANNEL, lambda _store_id: file_search.worker.wake())  # files attached elsewhere
         queue = ClaimQueue(db, bus, settings.run_lease_seconds)  # the work queue: runs and responses
+        queue.on_end.append(metrics.job_ended)
         toolbox = Toolbox(extras, files, blobs)
         toolbox.images = ImageCache(
             files, ImageLimits.from_settings(settings), FetchPolicy.from_settings(settings)
@@ -141,6 +147,7 @@ class Container:
         files.image_max_bytes = settings.image_max_bytes
         files.image_check = toolbox.images.decoder.inspect  # an upload for `vision` must be a usable image
         executor = RunExecutor(RunStore(queue), registry, catalog, toolbox, settings)
+        executor.loop.metrics = metrics
         responses = ResponseService(db, catalog, bus, resources)
         responses.conversations = conversations
         responses.refuses_images = runs.refuses_images
@@ -148,6 +155,7 @@ class Container:
         responses.containers = extras["containers"]  # a response's code_interpreter runs in a container
         response_executor = ResponseExecutor(queue, responses, registry, catalog, toolbox, settings)
         responses.count_prompt = response_executor.count_prompt
+        response_executor.metrics = metrics
         engine = RunEngine(
             queue,
             {"run_": executor, "resp_": response_executor},
@@ -170,6 +178,7 @@ class Container:
         conversations.resolve_reference = responses.stored_item  # a conversation's item_reference
         runs.on_cancelling = lambda s, run_id: notify(s, db, RUNS, f"cancel:{run_id}")
         extras["listener"] = listener
+        metrics.registry.register(StateCollector(db, registry, extras))
         return cls(
             settings=settings,
             db=db,

@@ -56,11 +56,17 @@ def new_id(prefix: str) -> str:
 
 def created_at_of(object_id: str, prefix: str) -> int | None:
     """The Unix second an id of ours was made in, or None for an id not of our format."""
+    ms = created_ms_of(object_id, prefix)
+    return None if ms is None else ms // 1000
+
+
+def created_ms_of(object_id: str, prefix: str) -> int | None:
+    """The Unix millisecond an id of ours was made in, or None for an id not of our format."""
     body = object_id[len(prefix) :] if object_id.startswith(prefix) else ""
     stamp = body[:_TIME_WIDTH]
     if len(body) != _TIME_WIDTH + _SEQ_WIDTH + _RANDOM_WIDTH or any(c not in ALPHABET for c in body):
         return None
-    return _decode(stamp) // 1000
+    return _decode(stamp)
 
 
 def now() -> int:

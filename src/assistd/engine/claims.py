@@ -14,6 +14,7 @@ this queue's `tx`, and so does the event log (engine/event_log.py) for its buffe
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from assistd.storage.runs import RunRow
 from assistd.storage.workers import WorkerRow
 
 T = TypeVar("T")
+
+log = logging.getLogger("assistd.engine")
 
 # The tables of the queue, by the prefix of their ids.
 TABLES: dict[str, Any] = {"run_": RunRow, "resp_": ResponseRow}
@@ -62,6 +65,32 @@ class Claim:
     epoch: int
 
 
+@dataclass(frozen=True)
+class JobEnd:
+    """A job that just ended (its end committed, once): what metrics and the job log need of it."""
+
+    id: str
+    status: str
+    model: str
+    project: str
+    parent: str | None  # a run's thread, a response's conversation
+    usage: dict[str, Any] | None
+    error_code: str | None
+
+    @classmethod
+    def of(cls, row: Any) -> JobEnd:
+        error = getattr(row, "last_error", None) or getattr(row, "error", None)
+        return cls(
+            id=row.id,
+            status=row.status,
+            model=row.model,
+            project=row.project,
+            parent=getattr(row, "thread_id", None) or getattr(row, "conversation_id", None),
+            usage=dict(row.usage) if row.usage else None,
+            error_code=error.get("code") if isinstance(error, dict) else None,
+        )
+
+
 def unheld(table: Any) -> Any:
     return or_(table.worker_id == None, table.lease_until < db_now())  # noqa: E711
 
@@ -76,6 +105,8 @@ class ClaimQueue:
         self._claims_lock = threading.Lock()
         # Told the status a fenced write found (a cancel from another node reaches the executor this way).
         self.on_status: Callable[[str, str], None] | None = None
+        # Told of each job's end after its commit, by the process that ended it (metrics, the job log).
+        self.on_end: list[Callable[[JobEnd], None]] = []
         if hasattr(bus, "fence"):
             bus.fence = self.fence  # type: ignore[attr-defined]
 
@@ -125,6 +156,13 @@ class ClaimQueue:
             raise LostClaim(job_id)
         if self.on_status is not None and found[0] in ("cancelling", "cancelled"):
             self.on_status(job_id, found[0])
+
+    def report_end(self, end: JobEnd) -> None:
+        for hook in self.on_end:
+            try:
+                hook(end)
+            except Exception:
+                log.exception("a job-end hook failed for %s", end.id)
 
     def holds(self, job_id: str) -> bool:
         return job_id in self.claims

@@ -121,6 +121,8 @@ def execute(store: Any, loop: TurnLoop, run: RunRow, cancel: threading.Event) ->
 class TurnLoop:
     """The turns of one job, written through `store`: a RunStore, or a response's tape."""
 
+    metrics: Any = None  # the container's Metrics (assistd/metrics): each reply's timing
+
     def __init__(
         self,
         store: Any,
@@ -183,13 +185,17 @@ class TurnLoop:
         try:
             with self.registry.use(run.model, abandon=stop) as backend:
                 begin(self.store, run, cancel)
+                clock = self.metrics.reply(run) if self.metrics is not None else None
                 check(run, cancel)
                 turn = self.prompts.build(backend, run, entry, history, steps, functions)
                 try:
-                    reply = self.replies.ask(backend, turn, run, functions, stop)
+                    reader = clock.watch(backend) if clock is not None else backend
+                    reply = self.replies.ask(reader, turn, run, functions, stop)
                 except CallCut as cut:  # its tokens count all the same
                     self.store.generated(cut.result)
                     raise
+                if clock is not None:
+                    clock.done(reply.result.completion_tokens)
                 thought = backend.count_tokens(reply.reasoning) if reply.reasoning else 0
                 self.store.generated(reply.result, thought)
                 return reply, turn.limit

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session, select
 
-from assistd.engine.claims import ClaimQueue, LostClaim
+from assistd.engine.claims import ClaimQueue, JobEnd, LostClaim
 from assistd.engine.events import Event
 from assistd.ids import created_at_of, new_id, now
 from assistd.protocol.messages import text_part
@@ -186,6 +186,7 @@ class RunStore:
         Returns False (and changes nothing) when the run had already ended, or when another worker holds
         it (a process that does not hold a run only ends it while nobody does)."""
         stamp = now()
+        ended: list[JobEnd] = []
 
         def body(s: Session, events: list[Event]) -> bool:
             row = s.get(RunRow, run_id)
@@ -225,10 +226,13 @@ class RunStore:
             events.extend(Event("thread.message.incomplete", message_object(m)) for m in closed_messages)
             events.extend(Event(f"thread.run.step.{st.status}", step_object(st)) for st in closed_steps)
             events.append(self._run_event(row))
+            ended[:] = [JobEnd.of(row)]
             return True
 
         done = self._tx(run_id, body, guard="claim" if self.holds(run_id) else "unheld")
         self.release(run_id)
+        if done:
+            self.queue.report_end(ended[0])
         return bool(done)
 
     # ------------------------------------------------------------------------------------------- steps

@@ -15,7 +15,7 @@ tries it fails with `server_error`. A claim that ends without any outcome (the p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,7 @@ class IngestQueue:
         self.retry_attempts = retry_attempts
         self.first_retry_seconds = first_retry_seconds
         self.max_retry_seconds = max_retry_seconds
+        self.on_failed: Callable[[int], None] | None = None  # told how many files just failed (metrics)
 
     def _write(self, fn: Any, what: str) -> Any:
         """A short transaction, retried whole across a brief database outage (about 20 s)."""
@@ -222,7 +223,9 @@ class IngestQueue:
                     self._touch_stores(s, {claim.store_id})
                 return done == 1
 
-        return self._write(run, "recording a failed file")
+        failed = self._write(run, "recording a failed file")
+        self._failed(int(failed))
+        return failed
 
     def retry_later(self, claims: list[Claim], reason: str) -> tuple[list[Claim], list[Claim]]:
         """After a transient failure: each file goes back to the queue with a not-before time, or fails
@@ -267,7 +270,12 @@ class IngestQueue:
                 self._touch_stores(s, {c.store_id for c in failed})
 
         self._write(run, "putting files back in the queue")
+        self._failed(len(failed))
         return requeued, failed
+
+    def _failed(self, count: int) -> None:
+        if count and self.on_failed is not None:
+            self.on_failed(count)
 
     def release(self, claims: list[Claim]) -> None:
         """A clean stop: the files become claimable at once, and this start is not counted as a crash."""

@@ -3,8 +3,10 @@ Chroma server restarting) are retried with bounded exponential backoff before wo
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -32,6 +34,12 @@ _TEXT = (
     "consuming input failed",
     "ssl syscall",
 )
+
+
+# Retries this process made, by what was retried ("database", "chroma"); metrics/ reads them at scrape time.
+# Per process, not per Container: a retry is made deep below any object that knows its container.
+RETRIES: collections.Counter[str] = collections.Counter()
+_retries_lock = threading.Lock()
 
 
 class TransientError(Exception):
@@ -64,9 +72,11 @@ def retrying(
     first_delay: float = 0.25,
     max_delay: float = 5.0,
     transient: Callable[[BaseException], bool] = is_transient,
+    kind: str = "database",
 ) -> T:
     """Runs `fn` until it succeeds, retrying transient failures with jittered exponential backoff (about 20 s
-    in all with the defaults); the last failure, or any other one, is raised."""
+    in all with the defaults); the last failure, or any other one, is raised. Each retry counts in
+    RETRIES[kind]."""
     delay = first_delay
     for attempt in range(1, attempts + 1):
         try:
@@ -83,6 +93,8 @@ def retrying(
                 attempts - 1,
                 delay,
             )
+            with _retries_lock:
+                RETRIES[kind] += 1
             time.sleep(delay * (0.75 + random.random() / 2))
             delay = min(max_delay, delay * 2)
     raise AssertionError("unreachable")

@@ -50,6 +50,7 @@ class ResponseExecutor:
         self.catalog = catalog
         self.toolbox = toolbox
         self.settings = settings
+        self.metrics: Any = None  # the container's Metrics, given to each response's turn loop
 
     def execute(self, job_id: str, cancel: threading.Event) -> None:
         try:
@@ -67,6 +68,7 @@ class ResponseExecutor:
         tape.turns = chat_turns(before + own)
         job = self._job(row, before + own)
         loop = TurnLoop(tape, self.registry, self.catalog, self.toolbox, self.settings)
+        loop.metrics = self.metrics
         execute(tape, loop, job, cancel)
 
     def count_prompt(self, row: ResponseRow, before: list[dict[str, Any]], own: list[dict[str, Any]]) -> int:

@@ -107,6 +107,7 @@ class ChunkStore:
                 first_delay=0.2,
                 max_delay=2.0,
                 transient=chroma_transient,
+                kind="chroma",
             )
         except ChromaUnavailable:
             raise
