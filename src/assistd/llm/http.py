@@ -25,7 +25,10 @@ READ_SECONDS = 600.0
 class EngineHTTP:
     """One engine's base URL and key, with a pooled client shared by every run thread."""
 
-    def __init__(self, url: str, api_key: str | None, model: str, engine: str, connections: int = 64) -> None:
+    def __init__(
+        self, url: str, api_key: str | None, model: str, engine: str, connections: int = 256
+    ) -> None:
+        # `connections`: streams open at once, as many as a worker executes jobs (worker.py MAX_THREADS)
         self.url = url.rstrip("/")
         self.label = f"model '{model}' on the {engine} at {self.url}"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -62,7 +62,7 @@ class ResponseTape:
         self._usage = {"input": 0, "output": 0, "cached": 0, "reasoning": 0}
         self.include = tuple(row.params.get("include") or ())  # what its events show of tool items
         self._held = ""  # text held back from the stream while it may be a citation marker
-        self._streamed = ""  # the open message's text as its deltas gave it
+        self._streamed: list[str] = []  # the open message's text as its deltas gave it
 
     # ------------------------------------------------------------------------------------------ events
     def _publish(self, kind: str, /, **fields: Any) -> None:
@@ -384,7 +384,7 @@ class ResponseTape:
 
     def _text_out(self, message_id: str, index: int, delta: str) -> None:
         if delta:
-            self._streamed += delta
+            self._streamed.append(delta)
             self._publish(
                 "response.output_text.delta",
                 item_id=message_id,
@@ -420,12 +420,12 @@ class ResponseTape:
         text, marked = unmarked(text_part["text"]["value"], text_part["text"].get("annotations") or [])
         # the deltas add up to the text: what was held back as a possible marker, and what the end added
         # (a file's link, the space before citation markers of a reply that cited none)
-        streamed, self._held = self._streamed, ""
+        streamed, self._held = "".join(self._streamed), ""
         if text.startswith(streamed):
             self._text_out(message.id, index, text[len(streamed) :])
         else:
             log.warning("response %s: the final text is not what its deltas streamed", self.row.id)
-        self._streamed = ""
+        self._streamed = []
         annotations = output_annotations(marked, self.row.container_id)
         for i, annotation in enumerate(annotations):
             self._publish(
