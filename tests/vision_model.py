@@ -47,7 +47,8 @@ PAD, EOS, BOS, UNK = "<pad>", "<eos>", "<bos>", "<unk>"
 SPECIALS = ["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
 BOI_ID, EOI_ID, IMAGE_ID = 6, 7, 8  # ids of <start_of_image>, <end_of_image>, <image_soft_token>
 
-# google/gemma-3-4b-it's chat template
+# google/gemma-3-4b-it's chat template, as Google publishes it with the model (tokenizer_config.json; Gemma
+# Terms of Use): third-party test data, used only to render this test model's prompts
 CHAT_TEMPLATE = """{{ bos_token }}
 {%- if messages[0]['role'] == 'system' -%}
     {%- if messages[0]['content'] is string -%}
