@@ -9,7 +9,7 @@ import pytest
 from openai.types import FileDeleted, FileObject
 
 from tests.contract.helpers import api_error, check_error_body, shaped, shaped_list
-from tests.support import KEY_A, ServerProcess
+from tests.support import KEY_A, ServerProcess, png_bytes
 
 LIMIT = 1000
 
@@ -114,9 +114,10 @@ async def test_async_files(aclient):
 def test_list_purpose_filter_and_pagination(small, small_server):
     made = []
     for i in range(7):
-        made.append(
-            small.files.create(file=(f"f{i}.txt", b"x" * i), purpose="vision" if i % 3 == 0 else "assistants")
-        )
+        if i % 3 == 0:  # a file for `vision` must be an image
+            made.append(small.files.create(file=(f"f{i}.png", png_bytes(i + 1, i + 1)), purpose="vision"))
+        else:
+            made.append(small.files.create(file=(f"f{i}.txt", b"x" * i), purpose="assistants"))
     ids = [f.id for f in made]
     page = shaped_list(small.files.with_raw_response.list(), FileObject)
     assert [f.id for f in page.data] == ids[::-1] and not page.has_more  # default limit holds them all
