@@ -39,7 +39,7 @@ def _value(samples: list, name: str, **labels: str) -> float:
 
 def test_a_run_and_a_response_show_in_the_metrics_and_the_logs(metered):
     client = openai.OpenAI(base_url=f"{metered.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=120)
-    assistant = client.beta.assistants.create(model=MODEL)
+    assistant = client.beta.assistants.create(model=MODEL, temperature=0)  # the same words every time
     run = client.beta.threads.create_and_run_poll(
         assistant_id=assistant.id,
         thread={"messages": [{"role": "user", "content": "Say hello."}]},
@@ -47,7 +47,7 @@ def test_a_run_and_a_response_show_in_the_metrics_and_the_logs(metered):
         poll_interval_ms=100,
     )
     assert run.status in ("completed", "incomplete"), run.last_error
-    response = client.responses.create(model=MODEL, input="hi", max_output_tokens=16)
+    response = client.responses.create(model=MODEL, input="hi", max_output_tokens=16, temperature=0)
     assert response.status in ("completed", "incomplete"), response.error
 
     families = _scrape(metered)
