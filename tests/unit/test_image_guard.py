@@ -95,7 +95,7 @@ def test_a_pixel_bomb_is_refused_from_its_header_before_decoding(reader):
     before, started = _rss(), time.monotonic()
     message = _refused(reader, bomb)
     assert message == "The image has 30000×30000 pixels; at most 64,000,000 are allowed"
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 20  # decoding 900 million pixels would take far longer (and 3 GB)
     assert _rss() - before < 20 * MiB
     assert reader.pid is not None  # refused, not crashed: the process stays
 
