@@ -16,6 +16,7 @@ their own that runs `extract_child.serve` (assistd.images: decoding images).
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import logging
@@ -39,7 +40,7 @@ log = logging.getLogger("assistd.file_search")
 START_SECONDS = 120.0  # importing the parsers on a loaded machine
 
 
-class CappedProcess:
+class CappedProcess(abc.ABC):
     """A long-lived child `python -m <module> CONFIG MEMORY SECONDS` (an `extract_child.serve` loop) that
     answers one request at a time under a memory cap and a time limit per request (see `request`)."""
 
@@ -54,9 +55,9 @@ class CappedProcess:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
 
+    @abc.abstractmethod
     def config(self) -> dict[str, Any]:
         """The child's first argument (JSON)."""
-        raise NotImplementedError
 
     def request(self, header: dict[str, Any], data: bytes, check: Callable[[], None] = lambda: None) -> dict:
         """The child's reply to `header` (one JSON line; `size` is added) and `data`. Raises TimeoutError past
