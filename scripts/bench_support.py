@@ -236,8 +236,8 @@ def assistd_run(client: Any, assistant_id: str, thread_id: str, max_tokens: int)
 def assistd_response(
     client: Any,
     model: str,
-    instructions: str,
-    text: str,
+    instructions: str | None,
+    text: Any,  # the input: a string, or items
     max_tokens: int,
     previous_response_id: str | None = None,
 ) -> Timed:

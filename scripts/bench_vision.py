@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from bench_support import KEY_A, ServerProcess, Timed, assistd_run, cpu_model, load
+from bench_support import KEY_A, ServerProcess, Timed, assistd_response, assistd_run, cpu_model, load
 
 NAME = "tiny-vision"
 QUESTION = "Describe this photo in one short sentence."
@@ -281,37 +281,7 @@ class ResponsesSide(Side):
         return self.respond(text, None)
 
     def respond(self, input: Any, previous: str | None) -> Timed:
-        start = time.perf_counter()
-        first = None
-        final = None
-        stream = self.client.responses.create(
-            model=NAME,
-            input=input,
-            max_output_tokens=RESPONSE_TOKENS,
-            temperature=0.0,
-            stream=True,
-            **({"previous_response_id": previous} if previous else {}),
-        )
-        with stream:
-            for event in stream:
-                if event.type == "response.output_text.delta" and first is None:
-                    first = time.perf_counter()
-                elif event.type in ("response.completed", "response.incomplete", "response.failed"):
-                    final = event.response
-        end = time.perf_counter()
-        if final is None or final.status not in ("completed", "incomplete"):
-            raise RuntimeError(f"response ended {getattr(final, 'status', 'without a final event')}")
-        usage = final.usage
-        details = usage.input_tokens_details if usage else None
-        return Timed(
-            total=end - start,
-            ttft=(first or end) - start,
-            tokens=usage.output_tokens if usage else 0,
-            prompt_tokens=usage.input_tokens if usage else 0,
-            cached_tokens=details.cached_tokens if details else 0,
-            text=final.output_text,
-            id=final.id,
-        )
+        return assistd_response(self.client, NAME, None, input, RESPONSE_TOKENS, previous)
 
 
 def table(sides: list[Side], raw: Side, threads: int, parallel: int) -> str:
