@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import typing
 from typing import Any
 
@@ -228,3 +229,14 @@ def check_item_events(events: list[dict[str, Any]], item: dict[str, Any]) -> Non
         assert events[-2]["arguments"] == item["arguments"]
         assert deltas == item["arguments"], (deltas, item["arguments"])
         assert added["arguments"] == "" and added["call_id"] == item["call_id"]
+
+
+def wait_done(client: Any, response_id: str, timeout: float = 60) -> Response:
+    """The response once it has ended (polled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = client.responses.retrieve(response_id)
+        if response.status not in ("queued", "in_progress"):
+            return response
+        time.sleep(0.1)
+    raise AssertionError(f"{response_id} did not end")

@@ -9,27 +9,16 @@ import time
 
 import openai
 import pytest
-from openai.types.responses import Response
 from openai.types.responses.response_item_list import ResponseItemList
 
 from tests.contract.helpers import api_error
-from tests.contract.responses_support import MODEL, check_item, check_response, check_stream, sse
+from tests.contract.responses_support import MODEL, check_item, check_response, check_stream, sse, wait_done
 from tests.support import assert_shape, raw_json
 
 pytestmark = [pytest.mark.contract, pytest.mark.model]
 
 HI = {"input": "Hi!", "temperature": 0, "max_output_tokens": 32}
 LONG = "Write a long story about a dragon who lives in a castle by the sea."
-
-
-def wait_done(client, response_id: str, timeout: float = 60) -> Response:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = client.responses.retrieve(response_id)
-        if response.status not in ("queued", "in_progress"):
-            return response
-        time.sleep(0.1)
-    raise AssertionError(f"{response_id} did not end")
 
 
 # ------------------------------------------------------------------------------------------------- chains

@@ -15,23 +15,13 @@ import openai
 import pytest
 
 from assistd.api.sse import KEEPALIVE_SECONDS
-from tests.contract.responses_support import MODEL, check_event, check_stream, sse
+from tests.contract.responses_support import MODEL, check_event, check_stream, sse, wait_done
 from tests.support import KEY_A
 
 pytestmark = [pytest.mark.contract, pytest.mark.model]
 
 LONG = "Write a long story about a dragon who lives in a castle by the sea."
 ENDS = KEEPALIVE_SECONDS + 15  # a stream whose end event never comes ends at its next keep-alive
-
-
-def wait_done(client, response_id: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = client.responses.retrieve(response_id)
-        if response.status not in ("queued", "in_progress"):
-            return response
-        time.sleep(0.1)
-    raise AssertionError(f"{response_id} did not end")
 
 
 def in_progress(server, marker: str, timeout: float = 60) -> str:
