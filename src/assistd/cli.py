@@ -98,6 +98,10 @@ def serve(settings: Settings) -> int:
         f"assistd: listening on http://{settings.host}:{settings.port}/v1 ; default model {model_note}",
         flush=True,
     )
+    if settings.processes > 1:
+        from assistd.processes import serve_many
+
+        return serve_many(settings)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
 

@@ -105,6 +105,13 @@ class Settings(BaseSettings):
         description="what this process does: `api` serves the HTTP API and executes nothing; `worker` "
         "executes runs and indexes files from the database's queue (HTTP: /health only); `all` both",
     )
+    processes: int = Field(
+        1,
+        ge=1,
+        description="assistd processes serving this box (the relay of tokens to clients outgrows one "
+        "Python process on a fast GPU): N > 1 starts one shared engine per embedded model, a `chroma run` "
+        "for the embedded vector store, and N processes on the port, events through the database",
+    )
     events: Literal["auto", "local", "database"] = Field(
         "auto",
         description="how run events reach streams: `local` in this process only; `database` through the "

@@ -1,0 +1,211 @@
+"""`assistd serve --processes 2`: one box served by two assistd processes on one port, one shared
+`assistd engine` for the bundled model and one `chroma run`, events through the (SQLite) database.
+
+Proved through the official SDK: streamed runs complete whole on either process, both processes execute
+runs (each holds half the engine's slots: seen on the runs' claims while they run), a stream follows a run
+that the other process executes, file_search's store is shared, a killed process is started again, and
+stopping the supervisor leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.contract import test_runs as runs
+from tests.contract.test_concurrency import streamed_run, wait_until
+from tests.support import KEY_A, MODELS_DIR, ServerProcess
+
+pytestmark = [pytest.mark.contract, pytest.mark.model]
+
+QUESTIONS = [
+    "Name a color.",
+    "What is two plus two?",
+    "Say hello.",
+    "Name a fruit.",
+    "Name an animal.",
+    "What day comes after Monday?",
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc = ServerProcess(tmp_path_factory.mktemp("processes"), args=["--processes", "2", "--parallel", "4"])
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def assistant(client):
+    return client.beta.assistants.create(
+        model=runs.MODEL,
+        name="processes",
+        instructions="You are a helpful assistant. Answer in one sentence.",
+    )
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def serving_processes(server: ServerProcess) -> list[int]:
+    """The assistd processes uvicorn started (not the engine, Chroma or kernels)."""
+    found = []
+    for pid in descendants(server.proc.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline and Path(f"/proc/{pid}/stat").exists() and alive(pid):
+            found.append(pid)
+    return found
+
+
+class ClaimWatch:
+    """Samples which workers hold runs while a block runs (the runs table's claims, read-only)."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.workers: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
+        try:
+            while not self._stop.is_set():
+                try:
+                    rows = conn.execute("SELECT DISTINCT worker_id FROM runs WHERE worker_id IS NOT NULL")
+                    self.workers |= {row[0] for row in rows}
+                except sqlite3.OperationalError:
+                    pass  # locked for a moment by a writer
+                self._stop.wait(0.02)
+        finally:
+            conn.close()
+
+    def __enter__(self) -> ClaimWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def test_streamed_runs_complete_on_both_processes(server, client, assistant):
+    assert len(serving_processes(server)) == 2
+    with ClaimWatch(server.data_dir / "assistd.db") as watch, ThreadPoolExecutor(len(QUESTIONS)) as pool:
+        results = list(pool.map(lambda q: streamed_run(client, assistant.id, q), QUESTIONS))
+    for result in results:
+        run, names = result["run"], result["names"]
+        assert run.status == "completed", (run.status, run.last_error, names)
+        assert names[: len(runs.TEXT_EVENTS)] == runs.TEXT_EVENTS, names
+        assert names[-len(runs.TEXT_TAIL) :] == runs.TEXT_TAIL, names
+        # every delta arrived once and in order, whichever process executed the run
+        assert result["text"] == result["final_text"] == result["stored_text"], result
+    # 6 runs at once, 2 of the engine's 4 slots per process: both processes executed some
+    assert len(watch.workers) >= 2, watch.workers
+
+
+def test_polling_and_tool_outputs_reach_whichever_process(client, assistant):
+    """Several requests of one run (create, polls, messages) land on either process."""
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Say hello."}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "completed", run.last_error
+    for _ in range(6):  # new connections: the kernel hands them to either process
+        assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "completed"
+        listed = client.beta.threads.messages.list(thread.id)
+        assert [m.role for m in listed.data] == ["assistant", "user"]
+
+
+def test_file_search_store_is_shared(client, tmp_path):
+    path = tmp_path / "lighthouse.txt"
+    path.write_text("The lighthouse keeper of Brannock Point is named Ottoline Vey. " * 4)
+    store = client.vector_stores.create(name="shared")
+    with path.open("rb") as fh:
+        batch = client.vector_stores.file_batches.upload_and_poll(vector_store_id=store.id, files=[fh])
+    assert batch.file_counts.completed == 1, batch
+    # the chunks are in the one `chroma run`: any process finds them
+    for _ in range(4):
+        page = client.vector_stores.search(store.id, query="Who keeps the lighthouse?")
+        assert page.data and "Ottoline Vey" in page.data[0].content[0].text
+
+
+def test_a_killed_process_is_started_again(server, client):
+    before = serving_processes(server)
+    os.kill(before[0], signal.SIGKILL)
+    wait_until(
+        lambda: len(serving_processes(server)) == 2 and before[0] not in serving_processes(server),
+        "a new process in place of the killed one",
+        deadline=180,
+    )
+    wait_until(lambda: _answers(client), "the API answering", deadline=180)
+
+
+def _answers(client: openai.OpenAI) -> bool:
+    try:
+        client.models.list()
+        return True
+    except openai.APIConnectionError:
+        return False
+
+
+def test_role_other_than_all_is_refused(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "assistd", "serve", "--processes", "2", "--role", "worker",
+         "--data-dir", str(tmp_path), "--models-dir", str(MODELS_DIR), "--port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--processes starts processes of --role all" in done.stderr
+
+
+def test_stopping_leaves_no_process_behind(tmp_path):
+    server = ServerProcess(tmp_path / "stop", args=["--processes", "2", "--parallel", "2"])
+    try:
+        parts = descendants(server.proc.pid)
+        cmdlines = b" ".join(Path(f"/proc/{pid}/cmdline").read_bytes() for pid in parts if alive(pid))
+        assert b"engine" in cmdlines and b"chroma" in cmdlines and b"spawn_main" in cmdlines
+    finally:
+        server.stop()
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in parts) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in parts if alive(pid)]
