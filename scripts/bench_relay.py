@@ -423,17 +423,47 @@ async def stream_one(port: int, path: str, body: dict[str, Any], flavor: Flavor,
 # Measuring a process
 
 
-def proc_cpu(pid: int) -> float:
-    """utime + stime of the process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def proc_cpu(pid: int, below: bool = False) -> float:
+    """utime + stime of the process (all its threads), in seconds; `below`: and of every process below it
+    (assistd with `--processes N` is a supervisor and its N serving processes)."""
+    total = 0
+    for each in tree(pid) if below else [pid]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def proc_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """Resident memory of the process and every process below it."""
+    total = 0
+    for each in tree(pid):
+        try:
+            lines = Path(f"/proc/{each}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) * 1024 for line in lines if line.startswith("VmRSS:")), 0)
+    return total
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [pid], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -572,10 +602,10 @@ class Bench:
         time.sleep(0.3)  # the server's after-work of the previous round (its last commits)
         self.engine_stats(reset=True)
         rss0 = proc_rss(self.pids["assistd"])
-        cpu0 = {k: proc_cpu(p) for k, p in self.pids.items()}
+        cpu0 = {k: proc_cpu(p, k == "assistd") for k, p in self.pids.items()}
         results, wall, peak = asyncio.run(self._round(jobs))
         time.sleep(0.2)  # a run's last writes after its stream ended are its cost too
-        cpu = {k: proc_cpu(p) - cpu0[k] for k, p in self.pids.items()}
+        cpu = {k: proc_cpu(p, k == "assistd") - cpu0[k] for k, p in self.pids.items()}
         errors = [r.error for r in results if r.error]
         if errors:
             print(f"  {side} c={c}: {len(errors)} errors, first: {errors[0]}", flush=True)
@@ -809,9 +839,9 @@ def main() -> int:
                 bench.round(side, 4, 20)
             time.sleep(1.0)
             pid = server.proc.pid
-            idle0, t0 = proc_cpu(pid), time.perf_counter()
+            idle0, t0 = proc_cpu(pid, True), time.perf_counter()
             time.sleep(5.0)
-            idle = (proc_cpu(pid) - idle0) / (time.perf_counter() - t0)
+            idle = (proc_cpu(pid, True) - idle0) / (time.perf_counter() - t0)
             print(f"assistd idle CPU: {idle * 1000:.1f} ms per second (nothing running)", flush=True)
             for c in levels:
                 n = args.c1_rounds if c == 1 else args.rounds
