@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 
 import pytest
 from sqlalchemy import update
@@ -190,3 +191,109 @@ def test_database_last_seq_and_a_deleted_responses_events(db):
     with db.session() as s:  # and a write for it afterwards (its executor's last flush) writes nothing
         bus.emit(s, "resp_a", [Event("response.output_text.delta", event("response.output_text.delta"))])
     assert _kept(db) == {}
+
+
+# ------------------------------------------------------------------------------------ subscriptions
+def test_pushes_from_threads_wake_the_loop_once_per_burst():
+    """The loop is woken only for a stream that waits, once for all that arrive while the wake-up is on its
+    way, and the stream takes them all at once."""
+    bus = EventBus()
+    loop = asyncio.new_event_loop()
+    wakes = []
+    real = loop.call_soon_threadsafe
+    loop.call_soon_threadsafe = lambda *args: wakes.append(args) or real(*args)  # type: ignore[method-assign]
+
+    def burst(first: int, count: int) -> None:
+        pusher = threading.Thread(
+            target=lambda: [
+                bus.deliver(run_id, Event("e", i))
+                for i in range(first, first + count)
+                for run_id in ("run_a", "run_b")
+            ]
+        )
+        pusher.start()
+        pusher.join()
+
+    try:
+        sub, other = bus.subscribe("run_a", loop), bus.subscribe("run_b", loop)
+        burst(0, 1000)
+        assert wakes == []  # no stream waits: each takes what is queued before it waits
+        got = loop.run_until_complete(sub.queue.take())
+        assert [e.data for e in got] == list(range(1000))  # all at once, in order
+        assert other.queue.take_nowait() == got
+        waiting = [loop.create_task(s.queue.take()) for s in (sub, other)]
+        loop.run_until_complete(asyncio.sleep(0))  # both wait now
+        burst(1000, 1000)
+        assert len(wakes) == 1  # one wake-up for both streams and all their events
+        for task in waiting:
+            assert [e.data for e in loop.run_until_complete(task)] == list(range(1000, 2000))
+        sub.close()
+        other.close()
+    finally:
+        loop.close()
+
+
+def test_events_from_many_threads_arrive_once_each_in_each_threads_order():
+    async def go() -> list[Event]:
+        bus = EventBus()
+        sub = bus.subscribe("run_a", asyncio.get_running_loop())
+        threads = [
+            threading.Thread(
+                target=lambda t=t: [bus.deliver("run_a", Event("e", (t, i))) for i in range(3000)]
+            )
+            for t in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        got: list[Event] = []
+        while len(got) < 9000:
+            got += await asyncio.wait_for(sub.queue.take(), timeout=30)
+        for thread in threads:
+            thread.join()
+        assert sub.queue.empty()
+        sub.close()
+        return got
+
+    got = asyncio.run(go())
+    for t in range(3):
+        assert [e.data[1] for e in got if e.data[0] == t] == list(range(3000))
+
+
+def test_a_subscriber_whose_loop_closed_is_dropped():
+    bus = EventBus()
+    loop = asyncio.new_event_loop()
+    sub = bus.subscribe("run_a", loop)
+    bus.deliver("run_a", Event("e", 0))  # a wake-up on its way...
+    loop.close()  # ... that never runs
+    bus.deliver("run_a", Event("e", 1))
+    assert bus.subscribers("run_a") == [] and sub.queue.qsize() == 2
+
+
+def test_the_queue_reads_like_an_asyncio_queue():
+    async def go() -> list:
+        bus = EventBus()
+        sub = bus.subscribe("run_a", asyncio.get_running_loop())
+        sub.queue.put_nowait(Event("a", 1))
+        bus.deliver("run_a", Event("b", 2))
+        out = [
+            sub.queue.qsize(),
+            sub.queue.get_nowait().name,
+            (await sub.queue.get()).name,
+            sub.queue.empty(),
+        ]
+        asyncio.get_running_loop().call_later(0.01, bus.deliver, "run_a", Event("c", 3))
+        out.append((await asyncio.wait_for(sub.queue.get(), timeout=10)).name)
+        with pytest.raises(asyncio.QueueEmpty):
+            sub.queue.get_nowait()
+        sub.close()
+        return out
+
+    assert asyncio.run(go()) == [2, "a", "b", True, "c"]
+
+
+def test_a_response_event_is_encoded_once_for_every_stream():
+    bus = EventBus()
+    _deliver(bus, "resp_a", "response.created")
+    (kept,) = bus._logs["resp_a"]
+    first = kept.sse()
+    assert kept.sse() is first and first.startswith(b"event: response.created\ndata: {")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
+from openai import OpenAI
 from openai.types.responses import ResponseErrorEvent
 
 from assistd.api import sse
@@ -70,7 +72,7 @@ def test_run_stream_bytes_end_with_done():
 
     assert asyncio.run(go()) == (
         b'event: thread.run.created\ndata: {"id":"run_x","status":"queued"}\n\n'
-        + b'event: thread.message.delta\ndata: {"delta":"h\\u00e9"}\n\n'
+        + 'event: thread.message.delta\ndata: {"delta":"hé"}\n\n'.encode()  # UTF-8, as JSON allows
         + b'event: thread.run.completed\ndata: {"id":"run_x"}\n\n'
         + b"event: done\ndata: [DONE]\n\n"
     )
@@ -197,3 +199,169 @@ def test_watch_raises_not_found_for_a_blocking_create():
 
 def test_empty_stream():
     assert asyncio.run(_read(sse.empty_stream())) == b""
+
+
+# ------------------------------------------------------------------------------- batches and merging
+def _message_delta(value: str, annotations: list | None = None) -> Event:
+    text: dict = {"value": value}
+    if annotations:
+        text["annotations"] = annotations
+    delta = {"content": [{"index": 0, "type": "text", "text": text}]}
+    return Event("thread.message.delta", {"id": "msg_x", "object": "thread.message.delta", "delta": delta})
+
+
+def _events(body: bytes) -> list[tuple[str, object]]:
+    out = []
+    for block in body.split(b"\n\n"):
+        if block.startswith(b"event: "):
+            name, data = block.split(b"\n", 1)
+            raw = data.removeprefix(b"data: ")
+            out.append(
+                (
+                    name.removeprefix(b"event: ").decode(),
+                    raw.decode() if raw == b"[DONE]" else json.loads(raw),
+                )
+            )
+    return out
+
+
+def test_queued_run_events_go_as_one_chunk_with_text_deltas_merged():
+    citation = [{"index": 0, "type": "file_citation", "text": "[1]"}]
+
+    async def go() -> list[bytes]:
+        bus = EventBus()
+
+        def start() -> None:  # all queued before the stream reads: one batch
+            bus.deliver("run_x", Event("thread.message.created", {"id": "msg_x"}))
+            for piece in ["Hé", "llo", " wor", "ld"]:
+                bus.deliver("run_x", _message_delta(piece))
+            bus.deliver("run_x", _message_delta("[1]", citation))
+            bus.deliver("run_x", _message_delta("."))
+            bus.deliver("run_x", _message_delta("!"))
+            bus.deliver("run_x", Event("thread.run.completed", {"id": "run_x"}))
+            bus.deliver("run_x", _message_delta("after the end"))
+
+        stream = await sse.event_stream(bus, "run_x", [], start)
+        return await asyncio.wait_for(_chunks(stream), timeout=10)
+
+    chunks = asyncio.run(go())
+    assert chunks[1:] == [sse.DONE] and len(chunks) == 2  # everything queued in one chunk, then done
+    events = _events(chunks[0])
+    assert [name for name, _ in events] == ["thread.message.created"] + ["thread.message.delta"] * 3 + [
+        "thread.run.completed"
+    ]
+    texts = [data["delta"]["content"][0]["text"] for name, data in events if name == "thread.message.delta"]
+    assert texts == [{"value": "Héllo world"}, {"value": "[1]", "annotations": citation}, {"value": ".!"}]
+
+
+def test_queued_response_events_go_as_one_chunk_never_merged():
+    async def go() -> list[bytes]:
+        bus = EventBus()
+
+        def start() -> None:
+            _send(bus, "resp_x", "response.created")
+            for piece in "abc":
+                bus.deliver(
+                    "resp_x",
+                    Event("response.output_text.delta", event("response.output_text.delta", delta=piece)),
+                )
+            _send(bus, "resp_x", "response.completed", "response.output_text.delta")
+
+        stream = await sse.response_stream(bus, "resp_x", start, check=Status())
+        return await asyncio.wait_for(_chunks(stream), timeout=10)
+
+    chunks = asyncio.run(go())
+    assert len(chunks) == 1
+    events = _events(chunks[0])
+    assert [data["sequence_number"] for _, data in events] == [0, 1, 2, 3, 4]  # the end: nothing after it
+    assert [data["delta"] for name, data in events if name == "response.output_text.delta"] == ["a", "b", "c"]
+
+
+def test_events_before_one_that_fails_are_sent_then_the_error():
+    async def go() -> bytes:
+        bus = EventBus()
+
+        def start() -> None:
+            bus.deliver("run_x", _message_delta("a"))
+            bus.deliver("run_x", Event("thread.message.delta", {"bad": object()}))
+            bus.deliver("run_x", Event("thread.run.completed", {"id": "run_x"}))
+
+        return await _read(await sse.event_stream(bus, "run_x", [], start))
+
+    events = _events(asyncio.run(go()))
+    assert [name for name, _ in events] == ["thread.message.delta", "error", "done"]
+
+
+def test_the_quiet_timer_counts_from_each_wait():
+    """A keep-alive comes KEEPALIVE_SECONDS after the stream last came for events with none arriving, not
+    on a fixed beat: an event late in one wait does not shorten the next."""
+
+    async def go() -> tuple[list, float, list, float]:
+        bus = EventBus()
+        sub = bus.subscribe("run_x", asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        try:
+            loop.call_later(0.2, bus.deliver, "run_x", Event("thread.run.queued", {}))
+            began = loop.time()
+            first = await sub.queue.take(0.3)
+            waited_first = loop.time() - began
+            began = loop.time()
+            second = await sub.queue.take(0.3)
+            return first, waited_first, second, loop.time() - began
+        finally:
+            sub.close()
+
+    first, waited_first, second, waited_second = asyncio.run(go())
+    assert [e.name for e in first] == ["thread.run.queued"] and waited_first >= 0.19
+    assert second == [] and waited_second >= 0.29
+
+
+async def _chunks(stream) -> list[bytes]:
+    return [chunk async for chunk in stream.iterator]
+
+
+def test_the_sdk_stream_helpers_read_merged_deltas_to_the_same_text():
+    """The official SDK's `runs.stream` helper over a stream whose queued deltas were merged: the text it
+    accumulates (snapshots, `text_deltas`, the final message) is exactly the text of the original deltas."""
+    pieces = ["Hé", "llo", ",", " ", "wörld", " 🌍", "\n", "\\", '"', "!"]
+    run = {"id": "run_x", "object": "thread.run", "thread_id": "thread_x", "status": "in_progress"}
+    step = {"id": "step_x", "object": "thread.run.step", "run_id": "run_x", "type": "message_creation"}
+    step["step_details"] = {"type": "message_creation", "message_creation": {"message_id": "msg_x"}}
+    message = {
+        "id": "msg_x",
+        "object": "thread.message",
+        "role": "assistant",
+        "content": [],
+        "run_id": "run_x",
+    }
+    done_message = {
+        **message,
+        "content": [{"type": "text", "text": {"value": "".join(pieces), "annotations": []}}],
+    }
+
+    async def body() -> bytes:
+        bus = EventBus()
+
+        def start() -> None:
+            bus.deliver("run_x", Event("thread.run.created", run))
+            bus.deliver("run_x", Event("thread.run.step.created", step))
+            bus.deliver("run_x", Event("thread.message.created", message))
+            for piece in pieces:
+                bus.deliver("run_x", _message_delta(piece))
+            bus.deliver("run_x", Event("thread.message.completed", done_message))
+            bus.deliver("run_x", Event("thread.run.completed", {**run, "status": "completed"}))
+
+        return await _read(await sse.event_stream(bus, "run_x", [], start))
+
+    raw = asyncio.run(body())
+    assert sum(1 for name, _ in _events(raw) if name == "thread.message.delta") == 1  # merged
+    transport = httpx.MockTransport(
+        lambda _request: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=raw)
+    )
+    client = OpenAI(api_key="k", base_url="http://test/v1", http_client=httpx.Client(transport=transport))
+    with client.beta.threads.runs.stream(thread_id="thread_x", assistant_id="asst_x") as stream:
+        deltas = list(stream.text_deltas)
+    assert "".join(deltas) == "".join(pieces)
+    (final,) = stream.get_final_messages()
+    assert final.content[0].text.value == "".join(pieces)
+    assert stream.get_final_run().status == "completed"

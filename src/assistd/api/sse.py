@@ -6,7 +6,11 @@ run's stream ends with `done`; a response's has no end marker (the Responses API
 stream started is sent as an `error` event (then `done`, for a run).
 
 A response's stream also looks at the response at each keep-alive (its status, read in a thread): gone
-(deleted while it ran), the stream ends with an `error` event; ended, with nothing more arriving, it ends."""
+(deleted while it ran), the stream ends with an `error` event; ended, with nothing more arriving, it ends.
+
+The stream takes everything its subscription queued at once and sends it as one chunk (one ASGI send, one
+write); when several of a run's events wait, consecutive text deltas to the same place are merged first
+(engine/coalesce.py; a response's numbered events never are). Each event is encoded once (`Event.sse`)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Any
 
 from litestar.response import Stream
 
+from assistd.engine.coalesce import merge_deltas
 from assistd.engine.events import STREAM_END, Event, EventBus, Subscription
 from assistd.engine.responses.events import END as RESPONSE_STREAM_END_SILENT
 from assistd.engine.responses.events import STREAM_END as RESPONSE_STREAM_END
@@ -52,6 +57,7 @@ class Flavour:
     ends: frozenset[str]  # events after which the stream ends
     silent: frozenset[str]  # ... of them, those not sent
     done: bytes  # sent last: after the end event, and after an error event
+    merge: bool  # whether deltas waiting together are merged (a response's are numbered one by one)
     error: Callable[[str, str, int], dict[str, Any]]  # an error event's data: (message, code, its number)
 
 
@@ -60,6 +66,7 @@ RUN = Flavour(
     ends=STREAM_END,
     silent=frozenset(),
     done=DONE,
+    merge=True,
     error=lambda message, code, _seq: {"message": message, "type": code, "param": None, "code": None},
 )
 RESPONSE = Flavour(
@@ -67,6 +74,7 @@ RESPONSE = Flavour(
     ends=RESPONSE_STREAM_END,
     silent=frozenset({RESPONSE_STREAM_END_SILENT}),
     done=b"",
+    merge=False,
     error=lambda message, code, seq: {
         "type": "error",
         "code": code,
@@ -78,7 +86,7 @@ RESPONSE = Flavour(
 
 
 def encode(event: Event) -> bytes:
-    return f"event: {event.name}\ndata: {json.dumps(event.payload(), separators=(',', ':'))}\n\n".encode()
+    return event.sse()
 
 
 def _encode_error(data: dict[str, Any]) -> bytes:
@@ -112,15 +120,26 @@ def empty_stream() -> Stream:
 
 
 async def watch(sub: Subscription, check: StatusCheck | None = None) -> AsyncIterator[Event | None]:
-    """The subscription's events, and None for each KEEPALIVE_SECONDS without one. With `check`: raises
-    NotFound when the job is gone, and ends when it had ended at two keep-alives in a row with no event
-    between them (its end event would have come: none will; two, as the status commits just before an
-    in-process bus delivers the end event)."""
+    """The subscription's events one by one, and None for each KEEPALIVE_SECONDS without one; with `check`,
+    as `batches`."""
+    async with aclosing(batches(sub, check)) as stream:
+        async for batch in stream:
+            if batch is None:
+                yield None
+                continue
+            for event in batch:
+                yield event
+
+
+async def batches(sub: Subscription, check: StatusCheck | None = None) -> AsyncIterator[list[Event] | None]:
+    """The subscription's events, all those queued at once, and None for each KEEPALIVE_SECONDS without one.
+    With `check`: raises NotFound when the job is gone, and ends when it had ended at two keep-alives in a row
+    with no event between them (its end event would have come: none will; two, as the status commits just
+    before an in-process bus delivers the end event)."""
     ended = False
     while True:
-        try:
-            event = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_SECONDS)
-        except TimeoutError:
+        events = await sub.queue.take(KEEPALIVE_SECONDS)
+        if not events:  # KEEPALIVE_SECONDS with nothing
             if check is not None:
                 try:
                     status = await asyncio.to_thread(check)
@@ -136,7 +155,7 @@ async def watch(sub: Subscription, check: StatusCheck | None = None) -> AsyncIte
             yield None
             continue
         ended = False
-        yield event
+        yield events
 
 
 async def _open(
@@ -166,15 +185,33 @@ async def _body(
 ) -> AsyncIterator[bytes]:
     seq = after - 1  # the last sequence number sent (a response's)
     try:
-        async with aclosing(watch(sub, check)) as events:
-            async for event in events:
-                if event is None:
+        async with aclosing(batches(sub, check)) as stream:
+            async for batch in stream:
+                if batch is None:
                     yield KEEPALIVE
                     continue
-                if event.name not in flavour.silent:
-                    seq = event.data.get("sequence_number", seq) if isinstance(event.data, dict) else seq
-                    yield encode(event)
-                if event.name in flavour.ends:
+                if flavour.merge and len(batch) > 1:
+                    batch = merge_deltas(batch)
+                chunks: list[bytes] = []
+                ended = False
+                failed: Exception | None = None
+                for event in batch:
+                    if event.name not in flavour.silent:
+                        if isinstance(event.data, dict):
+                            seq = event.data.get("sequence_number", seq)
+                        try:
+                            chunks.append(event.sse())
+                        except Exception as exc:  # sent after what came before it
+                            failed = exc
+                            break
+                    if event.name in flavour.ends:  # what came after it in the batch is not sent
+                        ended = True
+                        break
+                if chunks:
+                    yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if failed is not None:
+                    raise failed
+                if ended:
                     break
     except asyncio.CancelledError:
         raise

@@ -7,13 +7,16 @@ with a per-run sequence and every node's streams read them from there, in order.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlmodel import Session
 
 from assistd.engine.responses.events import KEEP_SECONDS, numbered
@@ -43,6 +46,210 @@ class Event:
     def payload(self) -> Any:
         return self.data.model_dump(mode="json") if hasattr(self.data, "model_dump") else self.data
 
+    def sse(self) -> bytes:
+        """The event as server-sent event lines (`event:`, then `data:` with its JSON, compact), encoded once
+        however many streams send it (a response's kept events are read by every stream and resume)."""
+        cached: bytes | None = self.__dict__.get("_sse")
+        if cached is None:
+            cached = b"event: " + self.name.encode() + b"\ndata: " + dumps(self.payload()) + b"\n\n"
+            object.__setattr__(self, "_sse", cached)
+        return cached
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON (UTF-8, not ASCII-escaped): orjson, or the standard library for what orjson refuses
+    (keys that are not strings, integers past 64 bits, nesting past 254), which raises as it always did for
+    what is not JSON at all."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+class _Waker:
+    """Wakes a loop's waiting inboxes: one `call_soon_threadsafe` for all those that got events while the
+    last wake-up was on its way (many streams on one server loop share it)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._ready: list[Inbox] = []
+        self._pending = False
+
+    def wake(self, inbox: Inbox) -> None:
+        with self._lock:
+            self._ready.append(inbox)
+            if self._pending:
+                return
+            self._pending = True
+        try:
+            self.loop.call_soon_threadsafe(self._run)
+        except RuntimeError:  # the loop is closed
+            with self._lock:
+                self._pending = False
+                self._ready.clear()
+            raise
+
+    def _run(self) -> None:  # on the loop
+        with self._lock:
+            ready, self._ready = self._ready, []
+            self._pending = False
+        for inbox in ready:
+            inbox._wake()
+
+
+_wakers: dict[asyncio.AbstractEventLoop, _Waker] = {}
+_wakers_lock = threading.Lock()
+
+
+def _waker(loop: asyncio.AbstractEventLoop) -> _Waker:
+    with _wakers_lock:
+        waker = _wakers.get(loop)
+        if waker is None:
+            for old in [old for old in _wakers if old.is_closed()]:  # loops of tests, servers gone
+                del _wakers[old]
+            waker = _wakers[loop] = _Waker(loop)
+        return waker
+
+
+class Inbox:
+    """A subscription's events waiting for its stream: pushed from any thread (workers, the database bus's
+    reader), taken on the subscriber's loop, all at once. The loop is woken only for a consumer that waits
+    (one that is busy looks again before it waits) and only when no wake-up is already on its way: one
+    `call_soon_threadsafe` per burst, shared by the loop's inboxes, not one per event. Also reads like the
+    asyncio.Queue it replaces (`put_nowait`, `get_nowait`, `get`, `empty`, `qsize`)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._waker = _waker(loop)
+        self._items: deque[Event] = deque()
+        self._lock = threading.Lock()
+        self._wake_pending = False  # a wake-up is on its way to the waiting consumer
+        self._waiter: asyncio.Future[bool] | None = None  # the consumer waiting for events (on the loop)
+        self._timer: asyncio.TimerHandle | None = None  # the one quiet timer (see `take`)
+        self._quiet_since = 0.0  # loop time at which the consumer last came for events
+        self._quiet_for = 0.0
+
+    def push(self, event: Event) -> None:
+        """Queues an event (any thread). RuntimeError when the subscriber's loop is closed."""
+        with self._lock:
+            self._items.append(event)
+            wake = self._waiter is not None and not self._wake_pending
+            if wake:
+                self._wake_pending = True
+        self._wake_up(wake)
+
+    put_nowait = push
+
+    def push_many(self, events: Iterable[Event]) -> None:
+        """Queues events in order (any thread), waking the consumer once."""
+        with self._lock:
+            before = len(self._items)
+            self._items.extend(events)
+            wake = len(self._items) > before and self._waiter is not None and not self._wake_pending
+            if wake:
+                self._wake_pending = True
+        self._wake_up(wake)
+
+    def _wake_up(self, wake: bool) -> None:
+        if not wake:
+            if self.loop.is_closed():  # no one will ever take them: the subscriber is gone
+                raise RuntimeError("Event loop is closed")
+            return
+        try:
+            self._waker.wake(self)
+        except RuntimeError:
+            with self._lock:
+                self._wake_pending = False
+            raise
+
+    def _wake(self) -> None:  # on the loop
+        with self._lock:
+            self._wake_pending = False
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    def take_nowait(self) -> list[Event]:
+        """Everything queued, in order (maybe nothing)."""
+        with self._lock:
+            if not self._items:
+                return []
+            items = list(self._items)
+            self._items.clear()
+        return items
+
+    async def take(self, quiet_seconds: float | None = None) -> list[Event]:
+        """Everything queued, in order, waiting for at least one event; with `quiet_seconds`, [] once that
+        long passed from this call with none arriving. One timer serves all calls: armed when the consumer
+        first waits, it re-arms itself for the current wait's deadline until one is met."""
+        if quiet_seconds is not None:
+            self._quiet_since = self.loop.time()
+            self._quiet_for = quiet_seconds
+        while True:
+            with self._lock:
+                if self._items:
+                    items = list(self._items)
+                    self._items.clear()
+                    return items
+                waiter = self._waiter = self.loop.create_future()
+            if quiet_seconds is not None and self._timer is None:
+                self._timer = self.loop.call_at(self._quiet_since + quiet_seconds, self._tick)
+            try:
+                woken = await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+            if not woken:
+                return []
+
+    def _tick(self) -> None:  # the quiet timer, on the loop
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not waiting now: the next wait arms the timer again
+        due = self._quiet_since + self._quiet_for
+        if self.loop.time() >= due - _TIMER_SLACK:
+            with self._lock:
+                if self._waiter is waiter:
+                    self._waiter = None
+            waiter.set_result(False)
+        else:
+            self._timer = self.loop.call_at(due, self._tick)
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # asyncio.Queue's reading side, one event at a time
+    def get_nowait(self) -> Event:
+        with self._lock:
+            if not self._items:
+                raise asyncio.QueueEmpty
+            return self._items.popleft()
+
+    async def get(self) -> Event:
+        while True:
+            with self._lock:
+                if self._items:
+                    return self._items.popleft()
+                waiter = self._waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+_TIMER_SLACK = 0.001  # asyncio runs a timer up to its clock's resolution early
+
 
 class Subscription:
     def __init__(self, bus: EventBus, run_id: str, loop: asyncio.AbstractEventLoop, after: int = 0) -> None:
@@ -50,12 +257,13 @@ class Subscription:
         self.run_id = run_id
         self.loop = loop
         self.cursor = after  # DatabaseBus: the last sequence number delivered
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()
-
-    def push(self, event: Event) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+        self.queue = Inbox(loop)
+        # Any thread; RuntimeError when the subscriber's loop is closed. `push_many`: several, one wake-up.
+        self.push = self.queue.push
+        self.push_many = self.queue.push_many
 
     def close(self) -> None:
+        self.queue.cancel_timer()
         self.bus.unsubscribe(self)
 
 
@@ -84,8 +292,7 @@ class EventBus:
         sub = Subscription(self, run_id, loop, after)
         with self._lock:
             self._subs.setdefault(run_id, []).append(sub)
-            for event in self._logs.get(run_id, [])[after:]:
-                sub.push(event)
+            sub.push_many(self._logs.get(run_id, [])[after:])
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:

@@ -8,6 +8,7 @@ unless `--metrics-public`."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from litestar import Request, Response, get
@@ -29,20 +30,32 @@ def count_requests(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # what the server answers when the application raises before answering
-
-        async def sending(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        sending = _Sending(send)
         try:
             await app(scope, receive, sending)
         finally:
-            _record(scope, status, time.perf_counter() - started)
+            _record(scope, sending.status, time.perf_counter() - started)
 
     return middleware
+
+
+class _Sending:
+    """The ASGI `send` the application is given: notes the status of `http.response.start`, then hands every
+    message straight to the server's send (its awaitable returned, no coroutine of its own): a stream's body
+    chunks cost one attribute test each."""
+
+    __slots__ = ("send", "started", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+        self.status = 500  # what the server answers when the application raises before answering
+
+    def __call__(self, message: Any) -> Awaitable[None]:
+        if not self.started and message["type"] == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+        return self.send(message)
 
 
 def _record(scope: Scope, status: int, seconds: float) -> None:
