@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, exists, or_, update
+from sqlalchemy import Float, Integer, and_, bindparam, delete, exists, or_, update
 from sqlmodel import Session, select
 
 from assistd.engine.events import Event, EventBus
@@ -95,6 +95,37 @@ def unheld(table: Any) -> Any:
     return or_(table.worker_id == None, table.lease_until < db_now())  # noqa: E711
 
 
+class _Statements:
+    """The queue's hot statements for one table, built once (Core, parameters bound at execution): every
+    fenced write and every claim runs one of them, and building a statement costs more than running it."""
+
+    def __init__(self, table: Any, waiting: list[Any]) -> None:
+        t = table.__table__
+        lease = db_now() + bindparam("lease", type_=Float)
+        self.fence = (
+            update(t)
+            .where(t.c.id == bindparam("job"), t.c.worker_id == bindparam("holder"))
+            .where(t.c.epoch == bindparam("held_epoch"))
+            .values(lease_until=lease)
+            .returning(t.c.status)
+        )
+        pick = (
+            select(t.c.id)
+            .where(*waiting)
+            .order_by(t.c.created_at, t.c.id)
+            .limit(bindparam("limit", type_=Integer))
+            .with_for_update(skip_locked=True)
+        )
+        self.claim, self.claim_one = (
+            update(t)
+            .where(t.c.id.in_(p.scalar_subquery()))
+            .values(worker_id=bindparam("holder"), epoch=t.c.epoch + 1, lease_until=lease)
+            .returning(t.c.created_at, t.c.id, t.c.epoch)
+            for p in (pick, pick.where(t.c.id == bindparam("job")))
+        )
+        self.give_back = update(t).where(t.c.id == bindparam("job")).values(worker_id=None, lease_until=None)
+
+
 class ClaimQueue:
     def __init__(self, db: Database, bus: EventBus, lease_seconds: float = 30.0) -> None:
         self.db = db
@@ -103,6 +134,7 @@ class ClaimQueue:
         self.claims: dict[str, Claim] = {}  # the jobs this process holds, by id
         self.ended: set[str] = set()  # jobs this process held until a moment ago: their writes fail
         self._claims_lock = threading.Lock()
+        self._cached: dict[Any, _Statements] = {}
         # Told the status a fenced write found (a cancel from another node reaches the executor this way).
         self.on_status: Callable[[str, str], None] | None = None
         # Told of each job's end after its commit, by the process that ended it (metrics, the job log).
@@ -138,24 +170,33 @@ class ClaimQueue:
 
         return retrying(once, what=f"writing {job_id}")
 
-    def fence(self, s: Session, job_id: str) -> None:
-        """Renews the lease where this process's claim still holds; LostClaim when it does not."""
+    def fence(self, s: Session, job_id: str) -> str | None:
+        """Renews the lease where this process's claim still holds; LostClaim when it does not. Returns
+        the job's status as the fence found it (None: this process holds no claim on the job, unfenced)."""
         claim = self.claims.get(job_id)
         if claim is None:
             if job_id in self.ended:
                 raise LostClaim(job_id)
-            return
-        table = table_of(job_id)
-        found = s.execute(
-            update(table)
-            .where(table.id == job_id, table.worker_id == claim.worker_id, table.epoch == claim.epoch)
-            .values(lease_until=db_now() + self.lease_seconds)
-            .returning(table.status)
-        ).first()
+            return None
+        params = {
+            "job": job_id,
+            "holder": claim.worker_id,
+            "held_epoch": claim.epoch,
+            "lease": self.lease_seconds,
+        }
+        found = s.connection().execute(self._statements(table_of(job_id)).fence, params).first()
         if found is None:
             raise LostClaim(job_id)
         if self.on_status is not None and found[0] in ("cancelling", "cancelled"):
             self.on_status(job_id, found[0])
+        return found[0]
+
+    def _statements(self, table: Any) -> _Statements:
+        statements = self._cached.get(table)
+        if statements is None:  # (a race builds it twice, harmlessly)
+            waiting = self._waiting(table, bindparam("holder"))
+            statements = self._cached[table] = _Statements(table, waiting)
+        return statements
 
     def report_end(self, end: JobEnd) -> None:
         for hook in self.on_end:
@@ -239,36 +280,20 @@ class ClaimQueue:
             return []
         tables = [table_of(run_id)] if run_id is not None else list(TABLES.values())
 
+        params = {"holder": worker_id, "limit": limit, "lease": self.lease_seconds, "job": run_id}
+
         def once() -> list[Claim]:
             rows: list[tuple[int, str, int]] = []
             with self.db.session() as s:
+                c = s.connection()
                 for table in tables:  # each table's oldest, each claim one atomic statement
-                    pick = (
-                        select(table.id)
-                        .where(*self._waiting(table, worker_id))
-                        .order_by(table.created_at, table.id)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                    if run_id is not None:
-                        pick = pick.where(table.id == run_id)
-                    rows += s.execute(
-                        update(table)
-                        .where(table.id.in_(pick.scalar_subquery()))
-                        .values(
-                            worker_id=worker_id,
-                            epoch=table.epoch + 1,
-                            lease_until=db_now() + self.lease_seconds,
-                        )
-                        .returning(table.created_at, table.id, table.epoch)
-                        .execution_options(synchronize_session=False)
-                    ).all()
+                    statements = self._statements(table)
+                    claim = statements.claim if run_id is None else statements.claim_one
+                    rows += [tuple(r) for r in c.execute(claim, params)]
                 rows.sort()
                 for _, job_id, _ in rows[limit:]:  # the oldest `limit` of all tables are kept: the others
-                    table = table_of(job_id)  # go back, in the same transaction (nobody saw them taken)
-                    s.execute(
-                        update(table).where(table.id == job_id).values(worker_id=None, lease_until=None)
-                    )
+                    give_back = self._statements(table_of(job_id)).give_back  # go back, in the same
+                    c.execute(give_back, {"job": job_id})  # transaction (nobody saw them taken)
             return [Claim(rid, worker_id, epoch) for _, rid, epoch in rows[:limit]]  # oldest first
 
         claims = retrying(once, what="claiming jobs")
@@ -279,8 +304,8 @@ class ClaimQueue:
         return claims
 
     @staticmethod
-    def _waiting(table: Any, worker_id: str) -> list[Any]:
-        """The conditions of a job this worker may claim."""
+    def _waiting(table: Any, worker_id: Any) -> list[Any]:
+        """The conditions of a job this worker (its id, or a bound parameter) may claim."""
         conditions = [table.status.in_(WAITING), unheld(table)]
         if (
             table is ResponseRow

@@ -42,6 +42,7 @@ class JobKind(Protocol):
     def requeue_unstarted(self, job_id: str, holder: bool = True) -> bool: ...
 
 
+IDLE_BACKOFF = 4  # an idle claim loop polls at most this many times less often than poll_seconds
 MAX_THREADS = 256  # the most jobs one worker executes at once, whatever its engines' slots
 
 
@@ -73,6 +74,10 @@ class RunEngine:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reserved = 0  # room held by claims being made (see _reserve)
+        # Runs may wait for room here: a launch found none, or a claim filled all the room it had. A run
+        # that ends then wakes the claim loop; else the loop only polls (jobs queued elsewhere, a lost wake).
+        self._backlog = True
+        self._idle_polls = 0  # claim passes in a row that found nothing (the loop backs off, see _claim_loop)
         self._next_housekeeping = 0.0
         store.on_status = self._seen
         if hasattr(store.bus, "on_lost"):
@@ -133,13 +138,15 @@ class RunEngine:
         see `wake_others`)."""
         if not self.executes or self._stop.is_set():
             return
-        if self._reserve(1):
-            try:
-                for claim in self.store.claim_next(self.worker_id, 1, run_id=run_id):
-                    self._run(claim.run_id)
-            finally:
-                self._unreserve(1)
-        self._wake.set()
+        if not self._reserve(1):  # no room: the claim loop takes it when a run ends here
+            self._backlog = True
+            self._wake.set()
+            return
+        try:
+            for claim in self.store.claim_next(self.worker_id, 1, run_id=run_id):
+                self._run(claim.run_id)
+        finally:
+            self._unreserve(1)
 
     @staticmethod
     def wake_others(s, db, run_id: str) -> None:  # type: ignore[no-untyped-def]
@@ -212,7 +219,8 @@ class RunEngine:
                 again = self.store.holds(run_id)
             if again:
                 self._run(run_id)
-            self._wake.set()  # room for another run
+            elif self._backlog:
+                self._wake.set()  # room for a run that waits
 
     def _seen(self, run_id: str, status: str) -> None:
         if status in ("cancelling", "cancelled"):
@@ -232,12 +240,16 @@ class RunEngine:
         if payload.startswith("cancel:"):
             self._seen(payload[len("cancel:") :], "cancelling")
         else:
+            self._backlog = True
             self._wake.set()
 
     # ------------------------------------------------------------------------------------- claiming
     def _claim_loop(self) -> None:
+        """Claims when woken (a run queued here or elsewhere, room freed for runs that wait), else polls:
+        every `poll_seconds`, backing off to IDLE_BACKOFF times that while the queue stays empty (the
+        maintenance tick claims too, every few seconds; a wake never waits for the poll)."""
         while not self._stop.is_set():
-            self._wake.wait(self.poll_seconds)
+            self._wake.wait(self.poll_seconds * min(IDLE_BACKOFF, 2 ** min(self._idle_polls, 8)))
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -251,8 +263,19 @@ class RunEngine:
         free = self._reserve(self.capacity)
         try:
             if free > 0 and not self._stop.is_set():
-                for claim in self.store.claim_next(self.worker_id, free):
+                self._backlog = False  # (a launch that finds no room meanwhile sets it again)
+                try:
+                    claims = self.store.claim_next(self.worker_id, free)
+                except Exception:
+                    self._backlog = True
+                    raise
+                if len(claims) >= free:  # all the room taken: more may wait
+                    self._backlog = True
+                self._idle_polls = 0 if claims else self._idle_polls + 1
+                for claim in claims:
                     self._run(claim.run_id)
+            elif free <= 0:
+                self._backlog = True
         finally:
             self._unreserve(free)
 
