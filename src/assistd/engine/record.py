@@ -61,17 +61,21 @@ class Recorder:
         # cut the reply short: it is incomplete, never a completed answer cut mid-word.
         budget_hit = reply.result.finish_reason == "length"
         status = "incomplete" if budget_hit else "completed"
-        self.store.save_message(
-            sink.message, sink.content(annotations, text), status=status, incomplete_reason="max_tokens"
-        )
         details = {"type": "message_creation", "message_creation": {"message_id": sink.message.id}}
         state = {"reasoning": reply.reasoning} if reply.reasoning else None  # never shown in the message
-        self.store.save_step(sink.step, details, status="completed", usage=usage, state=state)
         if budget_hit:
             log.info("run %s incomplete: the reply reached %s", run.id, DESCRIPTION[limit])
-            self.store.finish(run.id, "incomplete", incomplete_details={"reason": REASON[limit]})
-        else:
-            self.store.finish(run.id, "completed")
+        # the message, its step and the run's end: one write
+        self.store.close_reply(
+            sink.message,
+            sink.content(annotations, text),
+            sink.step,
+            details,
+            usage,
+            state,
+            status,
+            {"reason": REASON[limit]} if budget_hit else None,
+        )
 
     def close_preamble(self, sink: MessageSink) -> None:
         """The text the model wrote before its tool calls: a message of its own, as the hosted API makes."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sqlalchemy import bindparam, func, inspect, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from assistd.engine.claims import ClaimQueue, JobEnd, LostClaim
@@ -35,11 +37,37 @@ MESSAGE_REASON = {"cancelled": "run_cancelled", "expired": "run_expired", "faile
 T = TypeVar("T")
 
 
+Body = Callable[[Session, list[Event]], Any]
+
+# The hot statements, built once (see claims._Statements): an ORM update that returns the written row (its
+# event needs it) is one statement where a read, a change and a flush took two.
+_START = (
+    update(RunRow)
+    .where(RunRow.id == bindparam("run"), RunRow.status == "queued")  # type: ignore[arg-type]
+    .values(status="in_progress", started_at=func.coalesce(RunRow.started_at, bindparam("stamp")))
+    .returning(RunRow)
+    .execution_options(synchronize_session=False)
+)
+_CONTENT = (
+    update(MessageRow.__table__)  # type: ignore[attr-defined]
+    .where(MessageRow.__table__.c.id == bindparam("message"))  # type: ignore[attr-defined]
+    .values(content=bindparam("parts"))
+)
+
+
 class RunStore:
     def __init__(self, queue: ClaimQueue) -> None:
         self.queue = queue
         self.db = queue.db
         self.bus = queue.bus
+        dialect = postgresql if self.db.is_postgres else sqlite
+        # a row inserted once: a retry after a commit whose answer was lost inserts nothing
+        self._insert_once = {
+            table: dialect.insert(table.__table__).on_conflict_do_nothing() for table in (StepRow, MessageRow)
+        }
+
+    def _add_once(self, s: Session, row: Any) -> None:
+        s.connection().execute(self._insert_once[type(row)], _column_values(row))
 
     def _tx(self, run_id: str, body: Callable[[Session, list[Event]], T], guard: str = "claim") -> T | None:
         return self.queue.tx(run_id, body, guard)
@@ -121,15 +149,13 @@ class RunStore:
         left as it is and nothing is published."""
 
         def body(s: Session, events: list[Event]) -> RunRow:
+            row = s.execute(_START, {"run": run_id, "stamp": now()}).scalars().first()
+            if row is not None:
+                events.append(self._run_event(row))
+                return row
             row = s.get(RunRow, run_id)
             if row is None:
                 raise LostClaim(run_id)
-            if row.status == "queued":
-                row.status = "in_progress"
-                row.started_at = row.started_at or now()
-                s.add(row)
-                s.flush()
-                events.append(self._run_event(row))
             return row
 
         return self._tx(run_id, body)  # type: ignore[return-value]
@@ -185,80 +211,136 @@ class RunStore:
         """Ends the run: every open step and message is closed to match, usage is summed from the steps.
         Returns False (and changes nothing) when the run had already ended, or when another worker holds
         it (a process that does not hold a run only ends it while nobody does)."""
-        stamp = now()
         ended: list[JobEnd] = []
+        done = self._tx(
+            run_id,
+            self._finish_body(run_id, status, last_error, incomplete_details, ended),
+            guard="claim" if self.holds(run_id) else "unheld",
+        )
+        self._ended(run_id, ended if done else [])
+        return bool(done)
+
+    def _ended(self, run_id: str, ended: list[JobEnd]) -> None:
+        """After the transaction that ended the run (or failed to): it is released, its end reported."""
+        self.release(run_id)
+        if ended:
+            self.queue.report_end(ended[0])
+
+    def _finish_body(
+        self,
+        run_id: str,
+        status: str,
+        last_error: dict[str, str] | None,
+        incomplete_details: dict[str, str] | None,
+        ended: list[JobEnd],
+    ) -> Body:
+        stamp = now()
 
         def body(s: Session, events: list[Event]) -> bool:
-            row = s.get(RunRow, run_id)
-            if row is None or row.status in TERMINAL:
-                return False
-            closed_steps, closed_messages = [], []
+            steps = list(s.exec(select(StepRow).where(StepRow.run_id == run_id)))
             step_status = "completed" if status in ("completed", "incomplete") else status
-            for step in s.exec(
-                select(StepRow).where(StepRow.run_id == run_id, StepRow.status == "in_progress")
-            ):
+            open_steps = [st for st in steps if st.status == "in_progress"]
+            # an open step is closed (below) with the usage its engine noted: it counts in the run's
+            usage = [
+                st.usage or (st.engine_state or {}).get("usage") if st in open_steps else st.usage
+                for st in steps
+            ]
+            values = {
+                "status": status,
+                "usage": _sum_usage(usage),
+                "expires_at": None,
+                "required_action": None,
+                "last_error": last_error,
+                "incomplete_details": incomplete_details,
+                "worker_id": None,
+                "lease_until": None,
+            }
+            if RUN_STAMP.get(status):
+                values[RUN_STAMP[status]] = stamp
+            row = (
+                s.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id, RunRow.status.not_in(TERMINAL))  # type: ignore[arg-type,attr-defined]
+                    .values(**values)
+                    .returning(RunRow)
+                    .execution_options(synchronize_session=False)
+                )
+                .scalars()
+                .first()
+            )
+            if row is None:  # gone, or already ended: nothing changes
+                return False
+            for step in open_steps:
                 step.status = step_status if step_status in STAMP else "cancelled"
                 setattr(step, STAMP.get(step.status, "cancelled_at"), stamp)
                 step.usage = step.usage or (step.engine_state or {}).get("usage")
                 if status == "failed":
                     step.last_error = last_error
                 s.add(step)
-                closed_steps.append(step)
-            for message in s.exec(
-                select(MessageRow).where(MessageRow.run_id == run_id, MessageRow.status == "in_progress")
-            ):
+            open_messages = select(MessageRow).where(
+                MessageRow.run_id == run_id,
+                MessageRow.status == "in_progress",  # type: ignore[arg-type]
+            )
+            closed_messages = list(s.exec(open_messages))
+            for message in closed_messages:
                 message.status, message.incomplete_at = "incomplete", stamp
                 message.incomplete_details = {"reason": MESSAGE_REASON.get(status, "max_tokens")}
                 s.add(message)
-                closed_messages.append(message)
-            s.flush()
-            usage = _sum_usage(s.exec(select(StepRow.usage).where(StepRow.run_id == run_id)))
-            row.status = status
-            row.usage = usage
-            row.expires_at = None
-            row.required_action = None
-            row.last_error = last_error
-            row.incomplete_details = incomplete_details
-            row.worker_id, row.lease_until = None, None
-            if RUN_STAMP.get(status):
-                setattr(row, RUN_STAMP[status], stamp)
-            s.add(row)
             events.extend(Event("thread.message.incomplete", message_object(m)) for m in closed_messages)
-            events.extend(Event(f"thread.run.step.{st.status}", step_object(st)) for st in closed_steps)
+            events.extend(Event(f"thread.run.step.{st.status}", step_object(st)) for st in open_steps)
             events.append(self._run_event(row))
             ended[:] = [JobEnd.of(row)]
             return True
 
-        done = self._tx(run_id, body, guard="claim" if self.holds(run_id) else "unheld")
-        self.release(run_id)
-        if done:
-            self.queue.report_end(ended[0])
+        return body
+
+    def close_reply(
+        self,
+        message: MessageRow,
+        content: list[dict[str, Any]],
+        step: StepRow,
+        details: dict[str, Any],
+        usage: dict[str, int],
+        state: dict[str, Any] | None,
+        status: str,
+        incomplete_details: dict[str, str] | None = None,
+    ) -> bool:
+        """The reply's end in one transaction: its message (`completed`, or `incomplete` when a token cap cut
+        it: `status`), its message_creation step completed, and the run ended with `status`. False when the
+        run had ended meanwhile (a cancel that came first)."""
+        run_id = message.run_id or ""
+        ended: list[JobEnd] = []
+        bodies = [
+            self._message_body(message, content, status, "max_tokens"),
+            self._step_body(step, details, "completed", usage, state),
+            self._finish_body(run_id, status, None, incomplete_details, ended),
+        ]
+        done = self._tx(run_id, lambda s, events: [b(s, events) for b in bodies][-1])
+        self._ended(run_id, ended if done else [])
         return bool(done)
 
     # ------------------------------------------------------------------------------------------- steps
     def open_step(self, run: RunRow, kind: str, details: dict[str, Any]) -> StepRow:
-        oid = new_id(STEP_PREFIX)
-        step = StepRow(
-            id=oid,
-            project=run.project,
-            run_id=run.id,
-            thread_id=run.thread_id,
-            assistant_id=run.assistant_id,
-            created_at=created_at_of(oid, STEP_PREFIX),
-            type=kind,
-            status="in_progress",
-            step_details=details,
-        )
+        step = _new_step(run, kind, details)
+        self._tx(run.id, self._open_step_body(step))
+        return step
 
+    def open_reply(self, run: RunRow, message_id: str, details: dict[str, Any]) -> tuple[StepRow, MessageRow]:
+        """A message_creation step and its message, opened in one transaction (their events in that order)."""
+        step = _new_step(run, "message_creation", details)
+        message = _new_message(run, message_id)
+        bodies = (self._open_step_body(step), self._open_message_body(message))
+        self._tx(run.id, lambda s, events: [b(s, events) for b in bodies])
+        return step, message
+
+    def _open_step_body(self, step: StepRow) -> Body:
         def body(s: Session, events: list[Event]) -> None:
-            if s.get(StepRow, oid) is None:  # a retry after a commit whose answer was lost adds nothing
-                s.add(StepRow.model_validate(step.model_dump()))
+            self._add_once(s, step)
             obj = step_object(step)
             events.append(Event("thread.run.step.created", obj))
             events.append(Event("thread.run.step.in_progress", obj))
 
-        self._tx(run.id, body)
-        return step
+        return body
 
     def step_delta(self, step: StepRow, delta: dict[str, Any]) -> None:
         self.bus.publish(
@@ -276,51 +358,59 @@ class RunStore:
         state: dict[str, Any] | None = None,
     ) -> StepRow:
         """Writes a step's details; with `status` it ends the step; `state` is the engine's private note."""
+        return self._tx(step.run_id, self._step_body(step, details, status, usage, state))  # type: ignore[return-value]
+
+    @staticmethod
+    def _step_body(
+        step: StepRow,
+        details: dict[str, Any],
+        status: str | None,
+        usage: dict[str, int] | None,
+        state: dict[str, Any] | None,
+    ) -> Body:
+        values: dict[str, Any] = {"step_details": details}
+        if usage is not None:
+            values["usage"] = usage
+        if state is not None:
+            values["engine_state"] = state
+        if status is not None:
+            values["status"] = status
+            values[STAMP[status]] = now()
 
         def body(s: Session, events: list[Event]) -> StepRow:
-            row = s.get(StepRow, step.id)
+            row = (
+                s.execute(
+                    update(StepRow)
+                    .where(StepRow.id == step.id)  # type: ignore[arg-type]
+                    .values(**values)
+                    .returning(StepRow)
+                    .execution_options(synchronize_session=False)
+                )
+                .scalars()
+                .first()
+            )
             if row is None:
                 raise LostClaim(step.run_id)
-            row.step_details = details
-            if usage is not None:
-                row.usage = usage
-            if state is not None:
-                row.engine_state = state
-            if status is not None:
-                row.status = status
-                setattr(row, STAMP[status], now())
-            s.add(row)
-            s.flush()
             if status is not None:
                 events.append(Event(f"thread.run.step.{status}", step_object(row)))
             return row
 
-        return self._tx(step.run_id, body)  # type: ignore[return-value]
+        return body
 
     # ---------------------------------------------------------------------------------------- messages
     def open_message(self, run: RunRow, message_id: str) -> MessageRow:
-        message = MessageRow(
-            id=message_id,
-            project=run.project,
-            thread_id=run.thread_id,
-            created_at=created_at_of(message_id, MESSAGE_PREFIX),
-            role="assistant",
-            content=[],
-            status="in_progress",
-            assistant_id=run.assistant_id,
-            run_id=run.id,
-            attachments=None,
-        )
+        message = _new_message(run, message_id)
+        self._tx(run.id, self._open_message_body(message))
+        return message
 
+    def _open_message_body(self, message: MessageRow) -> Body:
         def body(s: Session, events: list[Event]) -> None:
-            if s.get(MessageRow, message_id) is None:
-                s.add(MessageRow.model_validate(message.model_dump()))
+            self._add_once(s, message)
             obj = message_object(message)
             events.append(Event("thread.message.created", obj))
             events.append(Event("thread.message.in_progress", obj))
 
-        self._tx(run.id, body)
-        return message
+        return body
 
     def text_delta(
         self, message: MessageRow, index: int, value: str, annotations: list[dict[str, Any]] | None = None
@@ -348,24 +438,86 @@ class RunStore:
         content: list[dict[str, Any]],
         status: str | None = None,
         incomplete_reason: str | None = None,
-    ) -> MessageRow:
-        def body(s: Session, events: list[Event]) -> MessageRow:
-            row = s.get(MessageRow, message.id)
+    ) -> MessageRow | None:
+        """Writes a message's content; with `status` (completed, incomplete) it ends the message and returns
+        its row (without: the content alone, one statement, and None)."""
+        return self._tx(message.run_id or "", self._message_body(message, content, status, incomplete_reason))
+
+    @staticmethod
+    def _message_body(
+        message: MessageRow, content: list[dict[str, Any]], status: str | None, incomplete_reason: str | None
+    ) -> Body:
+        values: dict[str, Any] = {"content": content}
+        if status == "completed":
+            values.update(status=status, completed_at=now())
+        elif status == "incomplete":
+            values.update(status=status, incomplete_at=now())
+            values["incomplete_details"] = {"reason": incomplete_reason or "max_tokens"}
+
+        def body(s: Session, events: list[Event]) -> MessageRow | None:
+            if status is None:  # the streamed text so far: no event, no row to read back
+                if not s.connection().execute(_CONTENT, {"message": message.id, "parts": content}).rowcount:
+                    raise LostClaim(message.run_id or "")
+                return None
+            row = (
+                s.execute(
+                    update(MessageRow)
+                    .where(MessageRow.id == message.id)  # type: ignore[arg-type]
+                    .values(**values)
+                    .returning(MessageRow)
+                    .execution_options(synchronize_session=False)
+                )
+                .scalars()
+                .first()
+            )
             if row is None:
                 raise LostClaim(message.run_id or "")
-            row.content = content
-            if status == "completed":
-                row.status, row.completed_at = status, now()
-            elif status == "incomplete":
-                row.status, row.incomplete_at = status, now()
-                row.incomplete_details = {"reason": incomplete_reason or "max_tokens"}
-            s.add(row)
-            s.flush()
-            if status is not None:
-                events.append(Event(f"thread.message.{status}", message_object(row)))
+            events.append(Event(f"thread.message.{status}", message_object(row)))
             return row
 
-        return self._tx(message.run_id or "", body)  # type: ignore[return-value]
+        return body
+
+
+def _new_step(run: RunRow, kind: str, details: dict[str, Any]) -> StepRow:
+    oid = new_id(STEP_PREFIX)
+    return StepRow(
+        id=oid,
+        project=run.project,
+        run_id=run.id,
+        thread_id=run.thread_id,
+        assistant_id=run.assistant_id,
+        created_at=created_at_of(oid, STEP_PREFIX),
+        type=kind,
+        status="in_progress",
+        step_details=details,
+    )
+
+
+def _new_message(run: RunRow, message_id: str) -> MessageRow:
+    return MessageRow(
+        id=message_id,
+        project=run.project,
+        thread_id=run.thread_id,
+        created_at=created_at_of(message_id, MESSAGE_PREFIX),
+        role="assistant",
+        content=[],
+        status="in_progress",
+        assistant_id=run.assistant_id,
+        run_id=run.id,
+        attachments=None,
+    )
+
+
+_COLUMNS: dict[type, list[tuple[str, str]]] = {}
+
+
+def _column_values(row: Any) -> dict[str, Any]:
+    """A model's values by column name (`meta` is the column `metadata`), for a Core insert."""
+    cls = type(row)
+    names = _COLUMNS.get(cls)
+    if names is None:
+        names = _COLUMNS[cls] = [(a.key, a.columns[0].name) for a in inspect(cls).column_attrs]
+    return {column: getattr(row, key) for key, column in names}
 
 
 def new_message_id() -> str:

@@ -38,8 +38,7 @@ class MessageSink:
             return
         message_id = new_message_id()
         details = {"type": "message_creation", "message_creation": {"message_id": message_id}}
-        self.step = self.store.open_step(self.run, "message_creation", details)
-        self.message = self.store.open_message(self.run, message_id)
+        self.step, self.message = self.store.open_reply(self.run, message_id, details)
         self._flushed = time.monotonic()
 
     def take(self, piece: Piece) -> None:

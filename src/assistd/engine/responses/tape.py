@@ -454,6 +454,26 @@ class ResponseTape:
         message.status = status
         return message
 
+    def open_reply(self, run: RunRow, message_id: str, details: dict[str, Any]) -> tuple[StepRow, MessageRow]:
+        """A message step and its message (the message item; the step is the loop's own)."""
+        return self.open_step(run, "message_creation", details), self.open_message(run, message_id)
+
+    def close_reply(
+        self,
+        message: MessageRow,
+        content: list[dict[str, Any]],
+        step: StepRow,
+        details: dict[str, Any],
+        usage: dict[str, int],
+        state: dict[str, Any] | None,
+        status: str,
+        incomplete_details: dict[str, str] | None = None,
+    ) -> bool:
+        """The reply's end: its message item, its step, and the response's end."""
+        self.save_message(message, content, status=status, incomplete_reason="max_tokens")
+        self.save_step(step, details, status="completed", usage=usage, state=state)
+        return self.finish(self.response_id, status, incomplete_details=incomplete_details)
+
     # ------------------------------------------------------------------------------------- the end
     def require_action(self, run_id: str, calls: list[dict[str, Any]]) -> None:
         """Function calls end the response: the client answers them in its next request."""
