@@ -5,17 +5,24 @@ and a stream that a cancel can cut at once (the engine sees the connection close
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
 import httpx
+import orjson
 
 from assistd.llm.errors import EngineError
 
+log = logging.getLogger("assistd.llm")
+
 CANCEL_POLL_SECONDS = 0.05
+# How long the cancel watcher's thread waits for a stream to watch before it ends (the next stream starts it).
+WATCHER_IDLE_SECONDS = 30.0
 CONNECT_SECONDS = 5.0
 # Between two events of a stream: a long prompt is processed before the first token comes, and a busy
 # engine queues a request until a slot is free.
@@ -38,9 +45,11 @@ class EngineHTTP:
             timeout=httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS),
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
+        self._watcher = CancelWatcher()
 
     def close(self) -> None:
         self._client.close()
+        self._watcher.close()
 
     def get_json(self, path: str, timeout: float | None = None) -> Any:
         try:
@@ -68,72 +77,170 @@ class EngineHTTP:
         self, path: str, body: dict[str, Any], cancelled: Callable[[], bool]
     ) -> Iterator[dict[str, Any]]:
         """The JSON events of a streamed POST, in order, until the engine ends the stream. When
-        `cancelled()` turns true the connection is shut and the iteration ends (no exception)."""
+        `cancelled()` turns true the connection is shut and the iteration ends (no exception); it is asked
+        every CANCEL_POLL_SECONDS by the thread that watches all the engine's streams, so it must be quick."""
+        # A connection of its own: llama.cpp's server closes a connection after a streamed reply while
+        # announcing keep-alive, and the next request sent on it would fail (1 in 7 here). The body
+        # uncompressed: its bytes are split into events as they come.
+        headers = {"Connection": "close", "Accept-Encoding": "identity"}
         try:
-            # A connection of its own: llama.cpp's server closes a connection after a streamed reply while
-            # announcing keep-alive, and the next request sent on it would fail (1 in 7 here).
-            with self._client.stream("POST", path, json=body, headers={"Connection": "close"}) as response:
+            with self._client.stream("POST", path, json=body, headers=headers) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise EngineError(f"{self.label} answered {path} with {_error_text(response)}")
-                with _cut_when(response, cancelled) as cut:
+                with self._watcher.watch(response, cancelled) as stream:
                     try:
-                        for line in response.iter_lines():
-                            event = _event(line, self.label)
-                            if event is not None:
-                                yield event
+                        yield from sse_events(_body(response), self.label)
                     except httpx.HTTPError as exc:
-                        if cut.is_set():
+                        if stream.cut:
                             return
                         raise EngineError(f"{self.label} broke off its reply: {_reason(exc)}") from exc
-                    if cut.is_set():
-                        return
+                    except EngineError:
+                        if stream.cut:  # a line the cut broke in two
+                            return
+                        raise
         except httpx.HTTPError as exc:
             raise EngineError(f"{self.label} could not be reached: {_reason(exc)}") from exc
 
 
-@contextmanager
-def _cut_when(response: httpx.Response, cancelled: Callable[[], bool]) -> Iterator[threading.Event]:
-    """Watches `cancelled()` beside the reading thread; shuts the socket when it turns true, which ends a
-    blocked read at once."""
-    done, cut = threading.Event(), threading.Event()
-    stream = response.extensions.get("network_stream")
-    sock: socket.socket | None = stream.get_extra_info("socket") if stream is not None else None
-
-    def watch() -> None:
-        while not done.wait(CANCEL_POLL_SECONDS):
-            if cancelled():
-                cut.set()
-                if sock is not None:
-                    with suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-                return
-
-    watcher = threading.Thread(target=watch, name="engine-cancel", daemon=True)
-    watcher.start()
-    try:
-        yield cut
-    finally:
-        done.set()
-        watcher.join()
+def _body(response: httpx.Response) -> Iterator[bytes]:
+    """The body's bytes as they arrive: raw, unless the engine compressed them after all."""
+    if response.headers.get("content-encoding", "identity").strip().lower() in ("", "identity"):
+        return response.iter_raw()
+    return response.iter_bytes()
 
 
-def _event(line: str, label: str) -> dict[str, Any] | None:
+def sse_events(chunks: Iterable[bytes], label: str) -> Iterator[Any]:
+    """The JSON of each `data:` line of a server-sent event stream that comes in `chunks` cut anywhere
+    (lines end with LF, CRLF or CR); `[DONE]` and other fields are skipped, `error:` lines and error
+    objects raise EngineError."""
+    held: list[bytes] = []  # a line that earlier chunks began (joined once it ends: a long line stays linear)
+    for chunk in chunks:
+        if b"\r" in chunk:  # CRLF gives an empty line more, which is skipped as any blank line is
+            chunk = chunk.replace(b"\r", b"\n")
+        if b"\n" not in chunk:
+            held.append(chunk)
+            continue
+        if held:
+            held.append(chunk)
+            chunk = b"".join(held)
+            held.clear()
+        lines = chunk.split(b"\n")
+        rest = lines.pop()  # the line the next chunk goes on with (b"" after a line end)
+        if rest:
+            held.append(rest)
+        for line in lines:
+            if line:
+                event = _event(line, label)
+                if event is not None:
+                    yield event
+    if held:
+        event = _event(b"".join(held), label)
+        if event is not None:
+            yield event
+
+
+def _event(line: bytes, label: str) -> Any:
     """One server-sent event line: the JSON of `data:`; `error:` lines and error objects raise."""
-    if line.startswith("data:"):
+    if line.startswith(b"data:"):
         data = line[5:].strip()
-        if not data or data == "[DONE]":
+        if not data or data == b"[DONE]":
             return None
         try:
-            event = json.loads(data)
-        except ValueError as exc:
-            raise EngineError(f"{label} sent an event that is not JSON: {data[:200]!r}") from exc
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            event = _lenient_json(data, label)
         if isinstance(event, dict) and "error" in event and not event.get("choices"):
             raise EngineError(f"{label} failed: {_message(event['error'])}")
         return event
-    if line.startswith("error:"):
-        raise EngineError(f"{label} failed: {line[6:].strip()[:500]}")
+    if line.startswith(b"error:"):
+        raise EngineError(f"{label} failed: {line[6:].decode(errors='replace').strip()[:500]}")
     return None
+
+
+def _lenient_json(data: bytes, label: str) -> Any:
+    """What orjson refuses and Python's json reads: bytes that are not UTF-8 (read with replacement
+    characters), NaN and Infinity, integers past 64 bits."""
+    text = data.decode(errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise EngineError(f"{label} sent an event that is not JSON: {text[:200]!r}") from exc
+
+
+class _Watched:
+    """An open stream under the watcher: its cancel check and its socket."""
+
+    __slots__ = ("cancelled", "cut", "failed", "sock")
+
+    def __init__(self, cancelled: Callable[[], bool], sock: socket.socket | None) -> None:
+        self.cancelled = cancelled
+        self.sock = sock
+        self.cut = False  # set before the socket is shut: a read that fails after it was cut
+        self.failed = False  # its check raised (logged once; it is asked again)
+
+    def shut(self) -> None:
+        self.cut = True
+        if self.sock is not None:
+            with suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+
+class CancelWatcher:
+    """One thread beside all the reading threads of an engine's streams: every CANCEL_POLL_SECONDS it asks
+    each open stream's `cancelled()` and shuts the socket of those that turned true, which ends a blocked
+    read at once. It starts with the first stream and ends after WATCHER_IDLE_SECONDS without one; it
+    holds a stream only while its `watch` is open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._streams: set[_Watched] = set()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @contextmanager
+    def watch(self, response: httpx.Response, cancelled: Callable[[], bool]) -> Iterator[_Watched]:
+        network = response.extensions.get("network_stream")
+        stream = _Watched(cancelled, network.get_extra_info("socket") if network is not None else None)
+        with self._lock:
+            self._streams.add(stream)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="engine-cancel", daemon=True)
+                self._thread.start()
+            self._lock.notify()
+        try:
+            yield stream
+        finally:
+            with self._lock:  # the watcher polls under the lock: after this, it never touches the stream
+                self._streams.discard(stream)
+
+    def close(self) -> None:
+        """Ends the thread once no stream is left open."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: self._streams or self._closed, WATCHER_IDLE_SECONDS)
+                if not self._streams:  # idle for long, or closed with nothing open
+                    self._thread = None
+                    return
+                self._poll()
+            time.sleep(CANCEL_POLL_SECONDS)
+
+    def _poll(self) -> None:
+        for stream in self._streams:
+            if stream.cut:
+                continue
+            try:
+                if stream.cancelled():
+                    stream.shut()
+            except Exception:  # a broken check must not end the thread that watches every stream
+                if not stream.failed:
+                    stream.failed = True
+                    log.exception("an engine stream's cancel check failed")
 
 
 def _message(error: Any) -> str:

@@ -1,0 +1,342 @@
+"""The engine's HTTP client (llm/http.py): server-sent events split on bytes whatever the chunks, every
+failure an EngineError naming the engine, and one cancel watcher per engine that cuts a blocked read."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import threading
+import weakref
+from collections.abc import Callable
+from contextlib import suppress
+
+import pytest
+
+from assistd.llm.errors import EngineError
+from assistd.llm.http import CancelWatcher, EngineHTTP, sse_events
+
+LABEL = "model 'm' on the test engine"
+WAIT = 10.0  # generous: a bound that only a hang passes, never a slow machine
+
+EVENTS = [
+    {"content": "Hello", "stop": False},
+    {"content": " wörld ✓", "stop": False},
+    {"content": "", "stop": True, "tokens_predicted": 2, "timings": {"cache_n": 3}},
+]
+STREAM = (
+    b': keep-alive comment\n\nevent: completion\ndata: {"content":"Hello","stop":false}\n\n'
+    b'data:{"content":" w\xc3\xb6rld \xe2\x9c\x93","stop":false}\r\n\r\n'
+    b'id: 7\rdata:   {"content":"","stop":true,"tokens_predicted":2,"timings":{"cache_n":3}}  \r\r'
+    b"data: [DONE]\n\n"
+)
+
+
+def read(chunks: list[bytes]) -> list:
+    return list(sse_events(iter(chunks), LABEL))
+
+
+def test_one_chunk_holds_every_event_with_lf_crlf_and_cr_line_ends():
+    assert read([STREAM]) == EVENTS
+
+
+def test_events_cut_anywhere_read_the_same():
+    for cut in range(1, len(STREAM)):
+        assert read([STREAM[:cut], STREAM[cut:]]) == EVENTS, cut
+    for cut in range(1, len(STREAM) - 3, 5):
+        assert read([STREAM[:cut], STREAM[cut : cut + 3], STREAM[cut + 3 :]]) == EVENTS, cut
+
+
+def test_one_byte_at_a_time():
+    assert read([STREAM[i : i + 1] for i in range(len(STREAM))]) == EVENTS
+
+
+def test_empty_chunks_and_a_last_line_without_its_end():
+    assert read([b"", b'data: {"a": 1}\n', b"", b'data: {"b"', b": 2}"]) == [{"a": 1}, {"b": 2}]
+
+
+def test_an_error_line_raises_with_its_text():
+    with pytest.raises(EngineError, match=r"test engine failed: the slot is gone$"):
+        read([b'data: {"content":"x"}\n\n', b"error: the slot is gone\r\n\r\n"])
+
+
+def test_an_error_object_raises_with_its_message_but_not_beside_choices():
+    with pytest.raises(EngineError, match="failed: context too long"):
+        read([b'data: {"error": {"message": "context too long", "code": 400}}\n\n'])
+    with pytest.raises(EngineError, match="failed: plain"):
+        read([b'data: {"error": "plain"}\n\n'])
+    both = {"error": None, "choices": [{"text": "x"}]}
+    assert read([b'data: {"error": null, "choices": [{"text": "x"}]}\n\n']) == [both]
+
+
+def test_an_event_that_is_not_json_raises():
+    with pytest.raises(EngineError, match=r"sent an event that is not JSON: '\{\"content\": tru'"):
+        read([b'data: {"content": tru\n\n'])
+
+
+def test_what_python_json_reads_is_read_as_before():
+    # bytes that are not UTF-8 become replacement characters; NaN, and integers past 64 bits
+    assert read([b'data: {"content": "a\xffb"}\n\n']) == [{"content": "a\ufffdb"}]
+    out = read([b'data: {"logprob": -Infinity, "n": 123456789012345678901234567890}\n\n'])
+    assert out[0]["logprob"] == float("-inf") and out[0]["n"] == 123456789012345678901234567890
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Through HTTP: a raw engine on a loopback port
+
+
+class RawEngine:
+    """An HTTP server on a loopback port that answers each connection with `reply(conn)`."""
+
+    def __init__(self, reply: Callable[[socket.socket], None]) -> None:
+        self.reply = reply
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.closed = threading.Semaphore(0)  # released when a client closed its connection
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            body = head.split(b"\r\n\r\n", 1)[1]
+            while len(body) < length:
+                body += conn.recv(65536)
+            with suppress(OSError):  # the client went away
+                self.reply(conn)
+
+    def until_closed(self, conn: socket.socket) -> None:
+        """Blocks as an engine generating slowly does, until the client shuts its side."""
+        conn.settimeout(60)
+        with_data = conn.recv(1)
+        while with_data:
+            with_data = conn.recv(1)
+        self.closed.release()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+@pytest.fixture
+def engine_http():
+    made: list[tuple[RawEngine, EngineHTTP]] = []
+
+    def make(reply: Callable[[socket.socket], None]) -> tuple[RawEngine, EngineHTTP]:
+        engine = RawEngine(reply)
+        made.append((engine, EngineHTTP(engine.url, "key", "m", "test engine")))
+        return made[-1]
+
+    yield make
+    for engine, http in made:
+        http.close()
+        engine.close()
+
+
+def never() -> bool:
+    return False
+
+
+def test_a_stream_in_small_http_chunks(engine_http):
+    def reply(conn: socket.socket) -> None:
+        conn.sendall(SSE_HEAD)
+        for i in range(0, len(STREAM), 7):
+            conn.sendall(chunk(STREAM[i : i + 7]))
+        conn.sendall(b"0\r\n\r\n")
+
+    _, http = engine_http(reply)
+    assert list(http.events("/completion", {"prompt": "x"}, never)) == EVENTS
+
+
+def test_an_http_error_names_the_engine_and_the_path(engine_http):
+    def reply(conn: socket.socket) -> None:
+        body = b'{"error": {"message": "no such slot", "code": 503}}'
+        conn.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    _, http = engine_http(reply)
+    with pytest.raises(
+        EngineError, match=r"test engine at .* answered /completion with HTTP 503: no such slot"
+    ):
+        list(http.events("/completion", {}, never))
+
+
+def test_a_reply_broken_off_raises(engine_http):
+    def reply(conn: socket.socket) -> None:
+        conn.sendall(SSE_HEAD + chunk(b'data: {"content": "a"}\n\n') + b"40\r\ndata: {")
+
+    _, http = engine_http(reply)
+    events = http.events("/completion", {}, never)
+    assert next(events) == {"content": "a"}
+    with pytest.raises(EngineError, match="broke off its reply: RemoteProtocolError"):
+        next(events)
+
+
+def test_an_engine_that_is_not_there():
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    http = EngineHTTP(f"http://127.0.0.1:{port}", None, "m", "test engine")
+    try:
+        with pytest.raises(EngineError, match="could not be reached: ConnectError"):
+            list(http.events("/completion", {}, never))
+    finally:
+        http.close()
+
+
+class Flag:
+    """A cancel check that a test turns on; weakly referable, to see that nothing keeps it."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def __call__(self) -> bool:
+        return self.on
+
+
+def test_a_cancel_cuts_a_blocked_read_and_the_engine_sees_the_close(engine_http):
+    def reply(conn: socket.socket) -> None:
+        conn.sendall(SSE_HEAD + chunk(b'data: {"content": "a", "stop": false}\n\n'))
+        engine.until_closed(conn)  # then nothing more: a read would block for READ_SECONDS
+
+    engine, http = engine_http(reply)
+    flags = [Flag() for _ in range(3)]
+    seen: list[list] = [[] for _ in flags]
+    ended = [threading.Event() for _ in flags]
+    failures: list[BaseException] = []
+
+    def consume(i: int, cancelled: Flag) -> None:
+        try:
+            for event in http.events("/completion", {}, cancelled):
+                seen[i].append(event)
+        except BaseException as exc:
+            failures.append(exc)
+        ended[i].set()
+
+    threads = [threading.Thread(target=consume, args=(i, flags[i]), daemon=True) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for i in range(3):
+        assert _wait(lambda i=i: bool(seen[i])), "the first event never came"
+    assert not any(e.is_set() for e in ended)
+    assert sum(t.name == "engine-cancel" for t in threading.enumerate()) >= 1
+
+    flags[1].on = True  # one of three streams cancelled: only that one ends
+    assert ended[1].wait(WAIT), "the cancelled stream was not cut"
+    assert engine.closed.acquire(timeout=WAIT), "the engine did not see the connection close"
+    assert not ended[0].is_set() and not ended[2].is_set()
+    flags[0].on = flags[2].on = True
+    assert ended[0].wait(WAIT) and ended[2].wait(WAIT)
+    for thread in threads:
+        thread.join(WAIT)
+    assert failures == []  # the iteration ended without an exception
+    assert seen == [[{"content": "a", "stop": False}]] * 3
+
+    refs = [weakref.ref(flag) for flag in flags]
+    del flags, threads
+    gc.collect()
+    assert all(ref() is None for ref in refs), "a finished stream is still held"
+
+
+def _wait(condition: Callable[[], bool]) -> bool:
+    event = threading.Event()
+    for _ in range(int(WAIT / 0.01)):
+        if condition():
+            return True
+        event.wait(0.01)
+    return condition()
+
+
+class _Stream:
+    def __init__(self, sock: socket.socket | None) -> None:
+        self.sock = sock
+
+    def get_extra_info(self, name: str):
+        return self.sock if name == "socket" else None
+
+
+class _Response:
+    """What the watcher reads of an httpx response: the socket under it."""
+
+    def __init__(self, sock: socket.socket | None) -> None:
+        self.extensions = {"network_stream": _Stream(sock)}
+
+
+def test_one_thread_watches_every_stream_and_ends_when_idle(monkeypatch):
+    monkeypatch.setattr("assistd.llm.http.WATCHER_IDLE_SECONDS", 0.2)
+    watcher = CancelWatcher()
+    before = {t for t in threading.enumerate() if t.name == "engine-cancel"}
+    pairs = [socket.socketpair() for _ in range(4)]
+    flags = [Flag() for _ in pairs]
+    try:
+        with (
+            watcher.watch(_Response(pairs[0][0]), flags[0]) as s0,
+            watcher.watch(_Response(pairs[1][0]), flags[1]) as s1,
+            watcher.watch(_Response(pairs[2][0]), flags[2]) as s2,
+            watcher.watch(_Response(None), flags[3]) as s3,
+        ):
+            ours = {t for t in threading.enumerate() if t.name == "engine-cancel"} - before
+            assert len(ours) == 1  # one thread for four streams
+            for flag in flags[1:]:
+                flag.on = True
+            pairs[1][0].settimeout(WAIT)
+            assert pairs[1][0].recv(1) == b""  # a blocked read ends: its socket was shut
+            assert _wait(lambda: s1.cut and s2.cut and s3.cut)  # a stream without a socket is marked cut
+            assert not s0.cut
+        (thread,) = ours
+        assert _wait(lambda: not thread.is_alive())  # idle: the thread ended
+        with watcher.watch(_Response(pairs[3][0]), flags[0]) as again:  # the next stream starts one
+            flags[0].on = True
+            assert _wait(lambda: again.cut)
+    finally:
+        watcher.close()
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_a_cancel_check_that_raises_does_not_stop_the_watcher(caplog):
+    watcher = CancelWatcher()
+    flag = Flag()
+
+    def broken() -> bool:
+        raise RuntimeError("broken check")
+
+    try:
+        with watcher.watch(_Response(None), broken), watcher.watch(_Response(None), flag) as other:
+            assert _wait(lambda: "broken check" in caplog.text)
+            flag.on = True
+            assert _wait(lambda: other.cut)
+        assert caplog.text.count("cancel check failed") == 1  # logged once, not at every poll
+    finally:
+        watcher.close()
+
+
+def test_a_long_line_over_many_chunks():
+    text = "x" * 300_000
+    line = b'data: {"content": "%s"}\r\n\r\n' % text.encode()
+    chunks = [line[i : i + 1000] for i in range(0, len(line), 1000)]
+    assert read([b'data: {"a": 1}\n\n', *chunks, b'data: {"b": 2}\n\n']) == [
+        {"a": 1},
+        {"content": text},
+        {"b": 2},
+    ]
