@@ -21,8 +21,16 @@ lengths (cpu = a*runs + b*tokens); RSS per open stream = (peak RSS during the ro
 With --profile, py-spy samples assistd during extra rounds (1 and 16 streams, unlimited rate) and the top
 functions (self and inclusive) are printed.
 
+With --cluster the server is the cluster path instead: a throwaway PostgreSQL 15 (tests/postgres.py) and two
+assistd processes on it, an `--role api` node the client talks to and an `--role worker` node that executes
+the runs, both `--events database` (every delta reaches the client through `run_events` /
+`response_events`), one files dir. assistd CPU is both nodes' CPU; PostgreSQL's own CPU is a column of its
+own. The write amplification of each round comes from `pg_stat_user_tables` (n_tup_ins, n_tup_upd) read
+before and after it: event rows inserted, and rows inserted or updated in all tables, per 1,000 relayed
+tokens, and rows per second of the round.
+
 Usage: .venv/bin/python scripts/bench_relay.py [--levels 1,16,64,256] [--rate 100] [--tokens 200]
-       [--rounds 2] [--apis runs,responses] [--profile] [--server-args '--events database']
+       [--rounds 2] [--apis runs,responses] [--profile] [--server-args '--events database'] [--cluster]
 """
 
 from __future__ import annotations
@@ -486,6 +494,7 @@ class Round:
     rss_before: int = 0
     rss_peak: int = 0
     engine_max_active: int = 0
+    rows: dict[str, int] | None = None  # --cluster: rows written over the round (RelayCluster.row_counts)
 
     @property
     def tokens(self) -> int:
@@ -507,6 +516,8 @@ class Bench:
         self.engine_pid = engine_pid
         self.server = server
         self.pids = {"assistd": server.proc.pid, "engine": engine_pid, "client": os.getpid()}
+        # assistd's processes: the server's, or a cluster's nodes (each with the processes below it)
+        self.nodes: list[int] = list(getattr(server, "pids", [server.proc.pid]))
         self.serial = 0
         import httpx
 
@@ -578,15 +589,26 @@ class Bench:
 
         return httpx.get(f"http://127.0.0.1:{self.engine_port}/stats{'/reset' if reset else ''}").json()
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far: assistd (all its nodes, with the processes below them), the engine, the client,
+        and PostgreSQL (the postmaster and its backends) in a cluster."""
+        out = {k: proc_cpu(p) for k, p in self.pids.items() if k != "assistd"}
+        out["assistd"] = sum(proc_cpu(p, True) for p in self.nodes)
+        if hasattr(self.server, "db_cpu"):
+            out["postgres"] = self.server.db_cpu()
+        return out
+
+    def rss(self) -> int:
+        return sum(proc_rss(p) for p in self.nodes)
+
     async def _round(self, jobs: list[Any]) -> tuple[list[Result], float, int]:
-        pid = self.pids["assistd"]
-        peak = proc_rss(pid)
+        peak = self.rss()
         running = True
 
         async def sample() -> None:
             nonlocal peak
             while running:
-                peak = max(peak, proc_rss(pid))
+                peak = max(peak, self.rss())
                 await asyncio.sleep(0.05)
 
         sampler = asyncio.get_running_loop().create_task(sample())
@@ -599,18 +621,27 @@ class Bench:
 
     def round(self, side: str, c: int, tokens: int) -> Round:
         jobs = self.prepare(side, c, tokens)
-        time.sleep(0.3)  # the server's after-work of the previous round (its last commits)
+        counted = side != "direct" and hasattr(self.server, "row_counts")
+        # the server's after-work of the previous round (its last commits; in a cluster also PostgreSQL's
+        # counts of the threads just made, reported within a second: they are not the round's)
+        time.sleep(1.2 if counted else 0.3)
         self.engine_stats(reset=True)
-        rss0 = proc_rss(self.pids["assistd"])
-        cpu0 = {k: proc_cpu(p, k == "assistd") for k, p in self.pids.items()}
+        rows0 = self.server.row_counts() if counted else {}
+        rss0 = self.rss()
+        cpu0 = self.cpu()
         results, wall, peak = asyncio.run(self._round(jobs))
         time.sleep(0.2)  # a run's last writes after its stream ended are its cost too
-        cpu = {k: proc_cpu(p, k == "assistd") - cpu0[k] for k, p in self.pids.items()}
+        cpu = {k: v - cpu0[k] for k, v in self.cpu().items()}
+        rows = None
+        if counted:  # PostgreSQL's backends report their counts within a second of going idle
+            time.sleep(1.2)
+            rows1 = self.server.row_counts()
+            rows = {k: rows1[k] - rows0[k] for k in rows1}
         errors = [r.error for r in results if r.error]
         if errors:
             print(f"  {side} c={c}: {len(errors)} errors, first: {errors[0]}", flush=True)
         stats = self.engine_stats()
-        return Round(side, c, wall, results, cpu, rss0, peak, stats["max_active"])
+        return Round(side, c, wall, results, cpu, rss0, peak, stats["max_active"], rows)
 
 
 KEY = "sk-test-project-a"
@@ -623,12 +654,19 @@ def fmt_ms(x: float) -> str:
 
 def summarize(rounds: list[Round], levels: list[int], sides: list[str]) -> str:
     by = {(r.side, r.c): [x for x in rounds if x.side == r.side and x.c == r.c] for r in rounds}
+    cluster = any(r.rows is not None for r in rounds)
     lines = [
         "| streams | side | agg tok/s | vs direct | TTFT p50 / p95 ms | TTFT overhead p50 / p95 ms "
         "| engine max open | assistd CPU s | assistd CPU ms / 1k tok | engine CPU ms / 1k "
         "| client CPU ms / 1k "
-        "| RSS / open stream KiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| RSS / open stream KiB |"
+        + (
+            " PostgreSQL CPU ms / 1k | event rows / 1k tok | rows ins+upd / 1k tok | rows / s "
+            "| event rows / s per stream | deltas / reply |"
+            if cluster
+            else ""
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" * 6 if cluster else ""),
     ]
     for c in levels:
         direct = by.get(("direct", c))
@@ -655,8 +693,86 @@ def summarize(rounds: list[Round], levels: list[int], sides: list[str]) -> str:
                 f"{fmt_ms(percentile(ttft, 0.95))} | {over} | {max(r.engine_max_active for r in rs)} "
                 f"| {cpu['assistd']:.2f} | {per_k['assistd'] if side != 'direct' else float('nan'):.1f} "
                 f"| {per_k['engine']:.1f} | {per_k['client']:.1f} | {rss if side != 'direct' else 0:.0f} |"
+                + (_cluster_columns(rs, per_k, toks, c) if cluster else "")
             )
     return "\n".join(lines)
+
+
+def _cluster_columns(rs: list[Round], per_k: dict[str, float], toks: int, c: int) -> str:
+    """PostgreSQL's CPU, and the rows written (summed over the rounds) per 1,000 tokens and per second."""
+    pg = f" {per_k['postgres']:.1f} |" if "postgres" in per_k else " - |"
+    counted = [r for r in rs if r.rows is not None]
+    if not counted:
+        return pg + " - | - | - | - | - |"
+    events = sum(r.rows["events"] for r in counted)
+    written = sum(r.rows["inserted"] + r.rows["updated"] for r in counted)
+    wall = sum(r.wall for r in counted)
+    deltas = statistics.median(x.deltas for r in counted for x in r.results)
+    return (
+        f"{pg} {1000 * events / max(1, toks):.1f} | {1000 * written / max(1, toks):.1f} "
+        f"| {written / wall:.0f} | {events / wall / c:.1f} | {deltas:.0f} |"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The cluster path (--cluster)
+
+
+class RelayCluster:
+    """An API node and a worker node on a database of `postgres`, events through the database. Looks like a
+    ServerProcess to the bench (`proc`, `port`, `base_url`, `stop`): the client talks to the API node."""
+
+    EVENT_TABLES = ("run_events", "response_events")
+
+    def __init__(self, postgres: Any, root: Path, name: str, args: list[str]) -> None:
+        from bench_support import ServerProcess
+
+        self.postgres = postgres
+        self.database = name
+        database_url = postgres.new_database(name)
+        files = root / "files"
+        files.mkdir(parents=True, exist_ok=True)
+        common = [*args, "--events", "database", "--files-dir", str(files)]
+        self.nodes = []
+        try:  # one after the other: the first migrates the new database
+            for role in ("api", "worker"):
+                node = ServerProcess(root / role, args=common, database_url=database_url, role=role)
+                self.nodes.append(node)
+        except BaseException:
+            self.stop()
+            raise
+        self.api = self.nodes[0]
+        self.proc, self.port, self.base_url = self.api.proc, self.api.port, self.api.base_url
+        self.pids = [node.proc.pid for node in self.nodes]
+
+    def db_cpu(self) -> float:
+        """CPU seconds of PostgreSQL: its live processes', and what the postmaster's ended backends used (its
+        children's times, counted when it reaps them)."""
+        pid = self.postgres.pid()
+        if pid is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu(pid, True) + reaped
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows inserted into the event tables, and inserted / updated in every table, so far."""
+        import psycopg
+
+        with psycopg.connect(self.postgres.dsn_for(self.database), autocommit=True) as conn:
+            rows = conn.execute("SELECT relname, n_tup_ins, n_tup_upd FROM pg_stat_user_tables").fetchall()
+        return {
+            "events": sum(ins for name, ins, _ in rows if name in self.EVENT_TABLES),
+            "inserted": sum(ins for _, ins, _ in rows),
+            "updated": sum(upd for _, _, upd in rows),
+        }
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -788,6 +904,11 @@ def main() -> int:
     parser.add_argument("--profile-unlimited", default="", help="levels to profile at unlimited rate")
     parser.add_argument("--profile-seconds", type=float, default=12.0)
     parser.add_argument("--server-args", default="", help="extra `assistd serve` arguments")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the cluster path: PostgreSQL, an API node and a worker node, events through the database",
+    )
     parser.add_argument("--out", default="/tmp/relay")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",") if x]
@@ -813,9 +934,16 @@ def main() -> int:
         return engines[rate]
 
     rounds: list[Round] = []
+    postgres: Any = None
     with tempfile.TemporaryDirectory(prefix="relay-") as tmp:
         servers = []
         try:
+            if args.cluster:
+                from tests.postgres import PostgresServer
+
+                postgres = PostgresServer()
+                version = postgres.bindir.parent.name
+                print(f"cluster: PostgreSQL {version}, an API node and a worker node", flush=True)
 
             def server_for(rate: float) -> tuple[Any, Bench]:
                 proc, port = engine_for(rate)
@@ -828,7 +956,10 @@ def main() -> int:
                 )
                 extra = ["--models-file", str(models), "--default-model", MODEL]
                 extra += shlex.split(args.server_args)
-                server = ServerProcess(data, args=extra)
+                if postgres is not None:
+                    server: Any = RelayCluster(postgres, data, f"relay{len(servers)}", extra)
+                else:
+                    server = ServerProcess(data, args=extra)
                 servers.append(server)
                 return server, Bench(args, port, proc.pid, server)
 
@@ -838,10 +969,9 @@ def main() -> int:
                 bench.round(side, 1, 20)
                 bench.round(side, 4, 20)
             time.sleep(1.0)
-            pid = server.proc.pid
-            idle0, t0 = proc_cpu(pid, True), time.perf_counter()
+            idle0, t0 = bench.cpu()["assistd"], time.perf_counter()
             time.sleep(5.0)
-            idle = (proc_cpu(pid, True) - idle0) / (time.perf_counter() - t0)
+            idle = (bench.cpu()["assistd"] - idle0) / (time.perf_counter() - t0)
             print(f"assistd idle CPU: {idle * 1000:.1f} ms per second (nothing running)", flush=True)
             for c in levels:
                 n = args.c1_rounds if c == 1 else args.rounds
@@ -935,6 +1065,8 @@ def main() -> int:
             for proc, _ in engines.values():
                 proc.terminate()
                 proc.wait()
+            if postgres is not None:
+                postgres.close()
     print(f"\ndone; {load()}")
     return 0
 

@@ -4,7 +4,13 @@ A state change's events are written in the same transaction as the change (RunSt
 and written every few tens of milliseconds, fenced by the run's claim like every other write of the worker.
 Each run's events are numbered from `runs.event_seq`, incremented under the run's row lock, so they commit
 in sequence order. A stream on any node reads `seq > cursor` in order: nothing lost, nothing repeated. It is
-woken by PostgreSQL NOTIFY (and by commits of this process), and polls as a fallback."""
+woken by PostgreSQL NOTIFY (and by commits of this process), and polls as a fallback.
+
+Deltas are coalesced before they are written: consecutive deltas that only add text to the same place become
+one row (a run's: engine/coalesce.py `merge_deltas`; a response's: `merge_response_deltas` below, before they
+are numbered, so their numbers stay contiguous and every event a stream delivers keeps its number). A
+streaming job thus writes about one delta row per flush (FLUSH_SECONDS), whatever its token rate; nothing is
+dropped, reordered, or merged across another event."""
 
 from __future__ import annotations
 
@@ -16,9 +22,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import delete, event, exists, func, insert, update
+from sqlalchemy import bindparam, delete, event, exists, func, insert, update
 from sqlmodel import Session, select
 
+from assistd.engine.coalesce import merge_deltas
 from assistd.engine.events import Event, EventBus
 from assistd.engine.responses.events import KEEP_SECONDS, numbered
 from assistd.engine.responses.tape import TERMINAL
@@ -36,6 +43,7 @@ FLUSH_SECONDS = 0.05
 # run's stream cannot be resumed. (A response's: KEEP_SECONDS after it ended, as streams resume from them.)
 RUN_EVENTS_KEEP_SECONDS = 900
 _STRIPES = 64
+READ_LIMIT = 2000  # events read for a job's streams at once
 
 
 class DatabaseBus(EventBus):
@@ -104,6 +112,7 @@ class DatabaseBus(EventBus):
     def _insert(self, s: Session, run_id: str, events: list[Event]) -> None:
         if not events:
             return
+        events = coalesced(run_id, events)
         n = len(events)
         job, log_table, key = _tables(run_id)
         end = s.execute(
@@ -217,26 +226,36 @@ class DatabaseBus(EventBus):
                 everything, self._everything = self._everything or sweep, False
             with self._lock:
                 subscribed = list(self._subs)
-            for run_id in subscribed if everything else [r for r in subscribed if r in dirty]:
-                try:
-                    self._read(run_id)
-                except Exception as exc:  # a database outage: read again next round
-                    log.warning("reading events of run %s failed: %s", run_id, exc)
-                    self._notified(run_id)
+            self._read_all(subscribed if everything else [r for r in subscribed if r in dirty])
 
-    def _read(self, run_id: str) -> None:
+    def _read_all(self, run_ids: list[str]) -> None:
+        """Reads the new events of these jobs' streams, in one session however many there are (a query each).
+        A failure (a database outage) leaves the jobs not read yet to the next round."""
+        if not run_ids:
+            return
+        done = 0
+        try:
+            with self.db.session() as s:
+                for run_id in run_ids:
+                    self._read(run_id, s)
+                    done += 1
+        except Exception as exc:
+            log.warning("reading events of %s failed: %s", run_ids[min(done, len(run_ids) - 1)], exc)
+            for run_id in run_ids[done:]:
+                self._notified(run_id)
+
+    def _read(self, run_id: str, s: Session | None = None) -> None:
+        """Pushes the job's events after its streams' cursors to them (READ_LIMIT at most: then again)."""
         subs = self.subscribers(run_id)
         if not subs:
             return
         cursor = min(sub.cursor for sub in subs)
-        _, table, key = _tables(run_id)
-        with self.db.session() as s:
-            rows = s.exec(
-                select(table.seq, table.name, table.data)
-                .where(getattr(table, key) == run_id, table.seq > cursor)
-                .order_by(table.seq)
-                .limit(2000)
-            ).all()
+        _, table, _ = _tables(run_id)
+        if s is None:
+            with self.db.session() as own:
+                rows = own.execute(_READS[table], {"job": run_id, "cursor": cursor}).all()
+        else:
+            rows = s.execute(_READS[table], {"job": run_id, "cursor": cursor}).all()
         for seq, name, data in rows:
             event = Event(name, data)
             for sub in subs:
@@ -246,8 +265,95 @@ class DatabaseBus(EventBus):
                         sub.push(event)
                     except RuntimeError:
                         self.unsubscribe(sub)
-        if len(rows) == 2000:
+        if len(rows) == READ_LIMIT:
             self._notified(run_id)
+
+
+def coalesced(job_id: str, events: list[Event]) -> list[Event]:
+    """The job's events as they are written: consecutive deltas to the same place merged (a run's by
+    engine/coalesce.py, a response's by `merge_response_deltas`). The events given are not modified."""
+    if len(events) < 2:
+        return events
+    return merge_response_deltas(events) if job_id.startswith("resp_") else merge_deltas(events)
+
+
+# A response's deltas that only add text: the event's type -> the fields that say where the text goes. Each
+# carries `delta` (a string; the SDK's accumulation and a client's concatenate them) and, for output text,
+# `logprobs` (a list: the merged delta's is its parts' in order).
+RESPONSE_DELTAS: dict[str, tuple[str, ...]] = {
+    "response.output_text.delta": ("item_id", "output_index", "content_index"),
+    "response.reasoning_text.delta": ("item_id", "output_index", "content_index"),
+    "response.function_call_arguments.delta": ("item_id", "output_index"),
+    "response.code_interpreter_call_code.delta": ("item_id", "output_index"),
+}
+_LISTS = {"response.output_text.delta": ("logprobs",)}
+_RESPONSE_DELTA_KEYS = {
+    name: frozenset({"type", "sequence_number", "delta", *place, *_LISTS.get(name, ())})
+    for name, place in RESPONSE_DELTAS.items()
+}
+
+
+def response_merge_key(event: Event) -> tuple[Any, ...] | None:
+    """Where a response's delta event adds its text, when it is one that may merge (exactly the fields its
+    type has, not yet numbered, a string `delta`, list `logprobs`); else None."""
+    place = RESPONSE_DELTAS.get(event.name)
+    data = event.data
+    if place is None or type(data) is not dict or data.keys() != _RESPONSE_DELTA_KEYS[event.name]:
+        return None
+    if data["type"] != event.name or data["sequence_number"] is not None or type(data["delta"]) is not str:
+        return None
+    if any(type(data[key]) is not list for key in _LISTS.get(event.name, ())):
+        return None
+    values = tuple(data[key] for key in place)
+    if any(type(v) not in (str, int) for v in values):
+        return None
+    return (event.name, *values)
+
+
+def merge_response_deltas(events: list[Event]) -> list[Event]:
+    """A response's events in order, each run of consecutive deltas to the same place (`response_merge_key`)
+    merged into one event: the first's fields, the joined `delta`, the concatenated `logprobs`. Everything
+    else as it was; the events given are not modified."""
+    out: list[Event] = []
+    group: list[Event] = []
+    group_key: tuple[Any, ...] | None = None
+    for ev in events:
+        key = response_merge_key(ev)
+        if key is not None and key == group_key:
+            group.append(ev)
+            continue
+        out.extend(_joined(group))
+        group, group_key = ([ev], key) if key is not None else ([], None)
+        if key is None:
+            out.append(ev)
+    out.extend(_joined(group))
+    return out
+
+
+def _joined(group: list[Event]) -> list[Event]:
+    if len(group) < 2:
+        return group
+    first = group[0]
+    data = {**first.data, "delta": "".join(e.data["delta"] for e in group)}
+    for key in _LISTS.get(first.name, ()):
+        data[key] = [item for e in group for item in e.data[key]]
+    return [Event(first.name, data)]
+
+
+def _reading(table: Any, key: str) -> Any:
+    """The query for a job's events after a cursor, built once (the job and the cursor are parameters)."""
+    return (
+        select(table.seq, table.name, table.data)
+        .where(getattr(table, key) == bindparam("job"), table.seq > bindparam("cursor"))
+        .order_by(table.seq)
+        .limit(READ_LIMIT)
+    )
+
+
+_READS = {
+    RunEventRow: _reading(RunEventRow, "run_id"),
+    ResponseEventRow: _reading(ResponseEventRow, "response_id"),
+}
 
 
 def _tables(job_id: str) -> tuple[Any, Any, str]:
