@@ -206,3 +206,21 @@ def test_the_claim_statements_serve_any_worker_and_limit(db):
         ids[3]: ("c", 1),
         ids[4]: ("b", 1),
     }
+
+
+def test_what_the_first_turn_reads_is_read_with_the_run_until_it_writes(db):
+    (run_id,) = _runs(db, 1)
+    store = _store(db)
+    store.queue.claim_next("w1", 1)
+    run = store.run(run_id, prefetch=True)
+    with db.session() as s:  # (a thread's messages do not change under an active run: this shows the read)
+        s.add(
+            MessageRow(id="msg_late", project=run.project, thread_id=run.thread_id, created_at=1, role="user")
+        )
+    assert store.history(run) == [] and store.steps(run_id) == []
+    assert store.tool_resources(run) == ({}, {})
+    store.start(run_id)  # the run writes: what was read ahead is dropped
+    assert [m.id for m in store.history(run)] == ["msg_late"]
+    store.run(run_id, prefetch=True)
+    store.drop(run_id)
+    assert store._prefetched == {}

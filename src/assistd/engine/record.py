@@ -52,7 +52,7 @@ class Recorder:
         sink.open()
         assert sink.message is not None and sink.step is not None
         text, annotations = citations.annotate(sink.text, sources) if sources else (sink.text, [])
-        text = self._attach_outputs(run, sink, text, annotations)
+        text = self._attach_outputs(steps, sink, text, annotations)
         if len(text) > len(sink.text) or annotations:
             indexed = [{"index": i, **a} for i, a in enumerate(annotations)]
             self.store.text_delta(sink.message, 0, text[len(sink.text) :], indexed or None)
@@ -86,9 +86,10 @@ class Recorder:
             sink.step, details, status="completed", usage=zero_usage()
         )  # counted with the calls
 
-    def _attach_outputs(self, run: RunRow, sink: MessageSink, text: str, annotations: list) -> str:
-        """Images the code displayed become image_file parts; files it wrote get file_path annotations."""
-        for step in self.store.steps(run.id):
+    def _attach_outputs(self, steps: list[StepRow], sink: MessageSink, text: str, annotations: list) -> str:
+        """Images the code displayed become image_file parts; files it wrote get file_path annotations
+        (`steps`: the run's steps as its last turn began, every tool step of the run among them)."""
+        for step in steps:
             for call in step.step_details.get("tool_calls", []):
                 if call.get("type") != "code_interpreter":
                     continue

@@ -54,8 +54,11 @@ class RunExecutor:
         self.loop = TurnLoop(store, registry, catalog, toolbox, settings)
 
     def execute(self, run_id: str, cancel: threading.Event) -> None:
-        run = self.store.run(run_id)
-        execute(self.store, self.loop, run, cancel)
+        try:
+            run = self.store.run(run_id, prefetch=True)  # with what its first turn reads
+            execute(self.store, self.loop, run, cancel)
+        finally:
+            self.store.drop(run_id)
 
     def finish(
         self,

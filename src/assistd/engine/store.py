@@ -60,6 +60,7 @@ class RunStore:
         self.queue = queue
         self.db = queue.db
         self.bus = queue.bus
+        self._prefetched: dict[str, dict[str, Any]] = {}  # by run: what its first turn reads (`run`)
         dialect = postgresql if self.db.is_postgres else sqlite
         # a row inserted once: a retry after a commit whose answer was lost inserts nothing
         self._insert_once = {
@@ -70,6 +71,7 @@ class RunStore:
         s.connection().execute(self._insert_once[type(row)], _column_values(row))
 
     def _tx(self, run_id: str, body: Callable[[Session, list[Event]], T], guard: str = "claim") -> T | None:
+        self.drop(run_id)  # what was read ahead may change now
         return self.queue.tx(run_id, body, guard)
 
     def reasoning_delta(self, run: RunRow, text: str) -> None:
@@ -97,47 +99,82 @@ class RunStore:
         return self.queue.holds(run_id)
 
     def release(self, run_id: str) -> None:
+        self.drop(run_id)
         self.queue.release(run_id)
 
     # ------------------------------------------------------------------------------------- reading
     def _read(self, what: str, body: Callable[[Session], T]) -> T:
         return self.queue.read(what, body)
 
-    def run(self, run_id: str) -> RunRow:
+    def run(self, run_id: str, prefetch: bool = False) -> RunRow:
+        """The run's row. With `prefetch` (an execution begins), what its first turn reads (its tool
+        resources, its thread's messages, its steps) is read in the same transaction and kept until the run
+        writes anything or `drop` is called: one read where there were four."""
+
         def body(s: Session) -> RunRow:
             row = s.get(RunRow, run_id)
             if row is None:  # deleted with its thread
                 raise LostClaim(run_id)
+            if prefetch:
+                self._prefetched[run_id] = {
+                    "tool_resources": self._tool_resources(s, row),
+                    "history": self._history(s, row),
+                    "steps": self._steps(s, run_id),
+                }
             return row
 
         return self._read(f"reading run {run_id}", body)
 
+    def drop(self, run_id: str) -> None:
+        """Forgets what `run(prefetch=True)` read for the run."""
+        self._prefetched.pop(run_id, None)
+
+    def _kept(self, run_id: str, what: str) -> Any:
+        kept = self._prefetched.get(run_id)
+        return kept.get(what) if kept is not None else None
+
     def history(self, run: RunRow) -> list[MessageRow]:
         """The thread's messages in order, without the ones this run is writing."""
+        kept = self._kept(run.id, "history")
+        if kept is not None:
+            return list(kept)
+        return self._read(f"reading the thread of run {run.id}", lambda s: self._history(s, run))
+
+    @staticmethod
+    def _history(s: Session, run: RunRow) -> list[MessageRow]:
         stmt = (
             select(MessageRow)
             .where(MessageRow.thread_id == run.thread_id)
             .order_by(MessageRow.created_at, MessageRow.id)  # type: ignore[arg-type]
         )
-        return self._read(
-            f"reading the thread of run {run.id}",
-            lambda s: [m for m in s.exec(stmt) if not (m.run_id == run.id and m.status == "in_progress")],
-        )
+        return [m for m in s.exec(stmt) if not (m.run_id == run.id and m.status == "in_progress")]
 
     def steps(self, run_id: str) -> list[StepRow]:
+        kept = self._kept(run_id, "steps")
+        if kept is not None:
+            return list(kept)
+        return self._read(f"reading the steps of run {run_id}", lambda s: self._steps(s, run_id))
+
+    @staticmethod
+    def _steps(s: Session, run_id: str) -> list[StepRow]:
         stmt = select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.created_at, StepRow.id)  # type: ignore[arg-type]
-        return self._read(f"reading the steps of run {run_id}", lambda s: list(s.exec(stmt)))
+        return list(s.exec(stmt))
 
     def tool_resources(self, run: RunRow) -> tuple[dict[str, Any], dict[str, Any]]:
         """(assistant's tool_resources, thread's tool_resources, or the run's override)."""
+        kept = self._kept(run.id, "tool_resources")
+        if kept is not None:
+            return kept
+        return self._read(
+            f"reading the tool resources of run {run.id}", lambda s: self._tool_resources(s, run)
+        )
 
-        def body(s: Session) -> tuple[dict[str, Any], dict[str, Any]]:
-            assistant = s.get(AssistantRow, run.assistant_id)
-            thread = s.get(ThreadRow, run.thread_id)
-            thread_res = run.tool_resources or (thread.tool_resources if thread else None) or {}
-            return (assistant.tool_resources if assistant else None) or {}, thread_res
-
-        return self._read(f"reading the tool resources of run {run.id}", body)
+    @staticmethod
+    def _tool_resources(s: Session, run: RunRow) -> tuple[dict[str, Any], dict[str, Any]]:
+        assistant = s.get(AssistantRow, run.assistant_id)
+        thread = s.get(ThreadRow, run.thread_id)
+        thread_res = run.tool_resources or (thread.tool_resources if thread else None) or {}
+        return (assistant.tool_resources if assistant else None) or {}, thread_res
 
     # ----------------------------------------------------------------------------------- run status
     @staticmethod

@@ -13,12 +13,14 @@ from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 
-FLUSH_SECONDS = 1.0
+# How often the streamed text so far is written to the message (one UPDATE, no event): a poller sees
+# progress, and a run whose worker dies keeps its text up to then. The message's end writes all of it.
+FLUSH_SECONDS = 2.0
 
 
 class MessageSink:
     """The message_creation step and its message, opened at the first piece of text. Deltas are published
-    as they come; the text is written to the database about once a second so a poller sees progress."""
+    as they come; the text is written to the database every FLUSH_SECONDS so a poller sees progress."""
 
     def __init__(self, store: RunStore, run: RunRow) -> None:
         self.store = store

@@ -37,7 +37,11 @@ class Database:
                 f"-c lock_timeout={PG_LOCK_TIMEOUT_MS}"
             }
         extra: dict = {"json_serializer": nul.json_serializer} if self.is_postgres else {}
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True, **extra)
+        # A server's connections can die under a pool (a restart): each checkout is pinged first there. A
+        # SQLite file has no server, and the ping would be one more statement in every transaction.
+        self.engine: Engine = create_engine(
+            url, connect_args=connect_args, pool_pre_ping=not self.is_sqlite, **extra
+        )
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if self.is_postgres:
