@@ -5,6 +5,7 @@ a worker that lost the run writes nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, func, inspect, update
@@ -39,15 +40,6 @@ T = TypeVar("T")
 
 Body = Callable[[Session, list[Event]], Any]
 
-# The hot statements, built once (see claims._Statements): an ORM update that returns the written row (its
-# event needs it) is one statement where a read, a change and a flush took two.
-_START = (
-    update(RunRow)
-    .where(RunRow.id == bindparam("run"), RunRow.status == "queued")  # type: ignore[arg-type]
-    .values(status="in_progress", started_at=func.coalesce(RunRow.started_at, bindparam("stamp")))
-    .returning(RunRow)
-    .execution_options(synchronize_session=False)
-)
 _CONTENT = (
     update(MessageRow.__table__)  # type: ignore[attr-defined]
     .where(MessageRow.__table__.c.id == bindparam("message"))  # type: ignore[attr-defined]
@@ -186,7 +178,7 @@ class RunStore:
         left as it is and nothing is published."""
 
         def body(s: Session, events: list[Event]) -> RunRow:
-            row = s.execute(_START, {"run": run_id, "stamp": now()}).scalars().first()
+            row = _write(s, RunRow, run_id, {"status": "in_progress", "started_at": now()}, only="queued")
             if row is not None:
                 events.append(self._run_event(row))
                 return row
@@ -294,17 +286,7 @@ class RunStore:
             }
             if RUN_STAMP.get(status):
                 values[RUN_STAMP[status]] = stamp
-            row = (
-                s.execute(
-                    update(RunRow)
-                    .where(RunRow.id == run_id, RunRow.status.not_in(TERMINAL))  # type: ignore[arg-type,attr-defined]
-                    .values(**values)
-                    .returning(RunRow)
-                    .execution_options(synchronize_session=False)
-                )
-                .scalars()
-                .first()
-            )
+            row = _write(s, RunRow, run_id, values, only="unended")
             if row is None:  # gone, or already ended: nothing changes
                 return False
             for step in open_steps:
@@ -415,17 +397,7 @@ class RunStore:
             values[STAMP[status]] = now()
 
         def body(s: Session, events: list[Event]) -> StepRow:
-            row = (
-                s.execute(
-                    update(StepRow)
-                    .where(StepRow.id == step.id)  # type: ignore[arg-type]
-                    .values(**values)
-                    .returning(StepRow)
-                    .execution_options(synchronize_session=False)
-                )
-                .scalars()
-                .first()
-            )
+            row = _write(s, StepRow, step.id, values)
             if row is None:
                 raise LostClaim(step.run_id)
             if status is not None:
@@ -496,17 +468,7 @@ class RunStore:
                 if not s.connection().execute(_CONTENT, {"message": message.id, "parts": content}).rowcount:
                     raise LostClaim(message.run_id or "")
                 return None
-            row = (
-                s.execute(
-                    update(MessageRow)
-                    .where(MessageRow.id == message.id)  # type: ignore[arg-type]
-                    .values(**values)
-                    .returning(MessageRow)
-                    .execution_options(synchronize_session=False)
-                )
-                .scalars()
-                .first()
-            )
+            row = _write(s, MessageRow, message.id, values)
             if row is None:
                 raise LostClaim(message.run_id or "")
             events.append(Event(f"thread.message.{status}", message_object(row)))
@@ -546,6 +508,44 @@ def _new_message(run: RunRow, message_id: str) -> MessageRow:
 
 
 _COLUMNS: dict[type, list[tuple[str, str]]] = {}
+_WRITES: dict[tuple[Any, ...], Any] = {}
+
+
+def _write(s: Session, model: Any, row_id: str, values: dict[str, Any], only: str | None = None) -> Any:
+    """UPDATE one row of `model`'s table (`values` by attribute name) and read it back in the same statement
+    (RETURNING): the row as the model's attributes (a view, not a session's object), or None when no row
+    matched. `only`: "queued" (a run's start: and `started_at` is kept if it was set), "unended" (a run's
+    end). The statement is built once per shape: an ORM update returning the model costs twice as much."""
+    key = (model, tuple(values), only)
+    stmt = _WRITES.get(key)
+    if stmt is None:
+        t = model.__table__
+        where = [t.c.id == bindparam("row_id")]
+        if only == "queued":
+            where.append(t.c.status == "queued")
+        elif only == "unended":
+            where.append(t.c.status.not_in(TERMINAL))
+        sets: dict[Any, Any] = {t.c[k]: bindparam(f"v_{k}", type_=t.c[k].type) for k in values}
+        if only == "queued" and "started_at" in values:
+            sets[t.c.started_at] = func.coalesce(t.c.started_at, sets[t.c.started_at])
+        stmt = _WRITES[key] = update(t).where(*where).values(sets).returning(*t.c)
+    params = {f"v_{k}": v for k, v in values.items()}
+    found = s.connection().execute(stmt, {"row_id": row_id, **params}).first()
+    if found is None:
+        return None
+    names = _attribute_names(model)
+    return SimpleNamespace(**{names[column]: value for column, value in found._mapping.items()})
+
+
+_NAMES: dict[type, dict[str, str]] = {}
+
+
+def _attribute_names(model: Any) -> dict[str, str]:
+    """Column name -> attribute name (`metadata` is `meta`)."""
+    names = _NAMES.get(model)
+    if names is None:
+        names = _NAMES[model] = {a.columns[0].name: a.key for a in inspect(model).column_attrs}
+    return names
 
 
 def _column_values(row: Any) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 
 # How often the streamed text so far is written to the message (one UPDATE, no event): a poller sees
-# progress, and a run whose worker dies keeps its text up to then. The message's end writes all of it.
-FLUSH_SECONDS = 2.0
+# progress within about a second (tests/cluster/test_failover.py reads it as "generation is under way"),
+# and a run whose worker dies keeps its text up to then. The message's end writes all of it.
+FLUSH_SECONDS = 1.0
 
 
 class MessageSink:
