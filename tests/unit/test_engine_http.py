@@ -138,13 +138,19 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-@pytest.fixture
-def engine_http():
+@pytest.fixture(params=["http.client", "httpx"])
+def engine_http(request):
+    """An EngineHTTP to a RawEngine, over each of its two stream readers: the standard library's for a
+    plain-HTTP engine without a proxy (the default), httpx for the rest (https, a proxy)."""
     made: list[tuple[RawEngine, EngineHTTP]] = []
 
     def make(reply: Callable[[socket.socket], None]) -> tuple[RawEngine, EngineHTTP]:
         engine = RawEngine(reply)
-        made.append((engine, EngineHTTP(engine.url, "key", "m", "test engine")))
+        http = EngineHTTP(engine.url, "key", "m", "test engine")
+        assert http._plain is not None
+        if request.param == "httpx":
+            http._plain = None
+        made.append((engine, http))
         return made[-1]
 
     yield make
@@ -187,17 +193,20 @@ def test_a_reply_broken_off_raises(engine_http):
     _, http = engine_http(reply)
     events = http.events("/completion", {}, never)
     assert next(events) == {"content": "a"}
-    with pytest.raises(EngineError, match="broke off its reply: RemoteProtocolError"):
+    with pytest.raises(EngineError, match=r"broke off its reply: (RemoteProtocolError|IncompleteRead)"):
         next(events)
 
 
-def test_an_engine_that_is_not_there():
+@pytest.mark.parametrize("reader", ["http.client", "httpx"])
+def test_an_engine_that_is_not_there(reader):
     sock = socket.create_server(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
     http = EngineHTTP(f"http://127.0.0.1:{port}", None, "m", "test engine")
+    if reader == "httpx":
+        http._plain = None
     try:
-        with pytest.raises(EngineError, match="could not be reached: ConnectError"):
+        with pytest.raises(EngineError, match=r"could not be reached: (ConnectError|ConnectionRefusedError)"):
             list(http.events("/completion", {}, never))
     finally:
         http.close()
@@ -266,21 +275,6 @@ def _wait(condition: Callable[[], bool]) -> bool:
     return condition()
 
 
-class _Stream:
-    def __init__(self, sock: socket.socket | None) -> None:
-        self.sock = sock
-
-    def get_extra_info(self, name: str):
-        return self.sock if name == "socket" else None
-
-
-class _Response:
-    """What the watcher reads of an httpx response: the socket under it."""
-
-    def __init__(self, sock: socket.socket | None) -> None:
-        self.extensions = {"network_stream": _Stream(sock)}
-
-
 def test_one_thread_watches_every_stream_and_ends_when_idle(monkeypatch):
     monkeypatch.setattr("assistd.llm.http.WATCHER_IDLE_SECONDS", 0.2)
     watcher = CancelWatcher()
@@ -289,10 +283,10 @@ def test_one_thread_watches_every_stream_and_ends_when_idle(monkeypatch):
     flags = [Flag() for _ in pairs]
     try:
         with (
-            watcher.watch(_Response(pairs[0][0]), flags[0]) as s0,
-            watcher.watch(_Response(pairs[1][0]), flags[1]) as s1,
-            watcher.watch(_Response(pairs[2][0]), flags[2]) as s2,
-            watcher.watch(_Response(None), flags[3]) as s3,
+            watcher.watch(pairs[0][0], flags[0]) as s0,
+            watcher.watch(pairs[1][0], flags[1]) as s1,
+            watcher.watch(pairs[2][0], flags[2]) as s2,
+            watcher.watch(None, flags[3]) as s3,
         ):
             ours = {t for t in threading.enumerate() if t.name == "engine-cancel"} - before
             assert len(ours) == 1  # one thread for four streams
@@ -304,7 +298,7 @@ def test_one_thread_watches_every_stream_and_ends_when_idle(monkeypatch):
             assert not s0.cut
         (thread,) = ours
         assert _wait(lambda: not thread.is_alive())  # idle: the thread ended
-        with watcher.watch(_Response(pairs[3][0]), flags[0]) as again:  # the next stream starts one
+        with watcher.watch(pairs[3][0], flags[0]) as again:  # the next stream starts one
             flags[0].on = True
             assert _wait(lambda: again.cut)
     finally:
@@ -322,7 +316,7 @@ def test_a_cancel_check_that_raises_does_not_stop_the_watcher(caplog):
         raise RuntimeError("broken check")
 
     try:
-        with watcher.watch(_Response(None), broken), watcher.watch(_Response(None), flag) as other:
+        with watcher.watch(None, broken), watcher.watch(None, flag) as other:
             assert _wait(lambda: "broken check" in caplog.text)
             flag.on = True
             assert _wait(lambda: other.cut)
@@ -340,3 +334,14 @@ def test_a_long_line_over_many_chunks():
         {"content": text},
         {"b": 2},
     ]
+
+
+def test_a_proxied_or_https_engine_is_read_by_httpx(monkeypatch):
+    from assistd.llm.http import _plain_target
+
+    assert _plain_target("http://gpu-box:8080/v1/") == ("gpu-box", 8080, "/v1")
+    assert _plain_target("https://gpu-box") is None
+    monkeypatch.setenv("http_proxy", "http://proxy:3128")
+    monkeypatch.setenv("no_proxy", "localhost")
+    assert _plain_target("http://gpu-box:8080") is None  # httpx would go through the proxy
+    assert _plain_target("http://localhost:8080") == ("localhost", 8080, "")
