@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +14,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 from assistd.storage import nul
+
+log = logging.getLogger("assistd.db")
 
 PG_IDLE_IN_TX_MS = 5000
 PG_LOCK_TIMEOUT_MS = 5000
@@ -44,6 +48,8 @@ class Database:
         )
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.writers = SQLiteWriters()
+            self.writers.install(self.engine)
         if self.is_postgres:
             nul.install(self.engine)  # PostgreSQL text cannot hold U+0000
 
@@ -78,6 +84,63 @@ class Database:
 def after_commit(s: Session, action: Callable[[], Any]) -> None:
     """Runs `action` once the caller's transaction commits (never when it rolls back)."""
     event.listen(s, "after_commit", lambda _session: action(), once=True)
+
+
+class SQLiteWriters:
+    """One writing transaction at a time among this process's threads, handed over at once.
+
+    SQLite has one writer per database file; a connection that finds the write lock taken waits in SQLite's
+    busy handler, which sleeps 1, 2, 5, 10 ... 100 ms between tries. With a run's few writes before its
+    first token and a dozen runs starting together, those sleeps became most of their time to first token
+    (issue 20: 16 runs at once overlapped 3 at a time on the engine). Here a connection takes a
+    process-wide lock at its transaction's first write statement (where SQLite takes its write lock: the
+    driver begins a transaction there) and gives it up when it goes back to the pool (after its commit) or
+    rolls back, so threads wait on a Python lock, woken as soon as it is free; other processes on the same
+    file still meet SQLite's own lock. Reads are not held back (WAL: readers never wait for the writer). A
+    write this does not recognise (one behind a CTE) meets SQLite's lock as before, and a wait past
+    WAIT_SECONDS goes on without the lock: this only spares the sleeps, correctness never depends on it.
+    Re-entrant per thread (a write session inside another), released by whichever thread ends it."""
+
+    WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+    WAIT_SECONDS = 30.0  # as SQLite's busy timeout
+    KEY = "assistd_writer"  # set in a connection's info while it holds the lock
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = threading.Lock()
+        self._owner: int | None = None  # the thread whose connections hold it
+        self._holds = 0  # ... how many of them
+
+    def install(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "rollback", lambda conn: self._release(conn.info))
+        event.listen(engine, "checkin", lambda _dbapi, record: self._release(record.info))
+
+    def _before(self, conn, _cursor, statement: str, _parameters, _context, _many) -> None:
+        if self.KEY in conn.info or not statement.lstrip()[:7].upper().startswith(self.WRITES):
+            return
+        me = threading.get_ident()
+        with self._state:
+            mine = self._owner == me
+            if mine:
+                self._holds += 1
+        if not mine:
+            if not self._lock.acquire(timeout=self.WAIT_SECONDS):
+                log.warning("a write waited %.0f s for this process's writer: it goes on", self.WAIT_SECONDS)
+                return
+            with self._state:
+                self._owner, self._holds = me, 1
+        conn.info[self.KEY] = True
+
+    def _release(self, info: dict) -> None:
+        if not info.pop(self.KEY, None):
+            return
+        with self._state:
+            self._holds -= 1
+            if self._holds:
+                return
+            self._owner = None
+        self._lock.release()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
