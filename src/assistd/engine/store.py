@@ -266,7 +266,7 @@ class RunStore:
         stamp = now()
 
         def body(s: Session, events: list[Event]) -> bool:
-            steps = list(s.exec(select(StepRow).where(StepRow.run_id == run_id)))
+            steps = list(s.exec(_RUN_STEPS, params={"run_id": run_id}))
             step_status = "completed" if status in ("completed", "incomplete") else status
             open_steps = [st for st in steps if st.status == "in_progress"]
             # an open step is closed (below) with the usage its engine noted: it counts in the run's
@@ -296,11 +296,7 @@ class RunStore:
                 if status == "failed":
                     step.last_error = last_error
                 s.add(step)
-            open_messages = select(MessageRow).where(
-                MessageRow.run_id == run_id,
-                MessageRow.status == "in_progress",  # type: ignore[arg-type]
-            )
-            closed_messages = list(s.exec(open_messages))
+            closed_messages = list(s.exec(_OPEN_MESSAGES, params={"run_id": run_id}))
             for message in closed_messages:
                 message.status, message.incomplete_at = "incomplete", stamp
                 message.incomplete_details = {"reason": MESSAGE_REASON.get(status, "max_tokens")}
@@ -509,6 +505,14 @@ def _new_message(run: RunRow, message_id: str) -> MessageRow:
 
 _COLUMNS: dict[type, list[tuple[str, str]]] = {}
 _WRITES: dict[tuple[Any, ...], Any] = {}
+
+
+# A run's end reads these: built once, with a bound parameter (a statement's cache key is computed once).
+_RUN_STEPS = select(StepRow).where(StepRow.run_id == bindparam("run_id"))
+_OPEN_MESSAGES = select(MessageRow).where(
+    MessageRow.run_id == bindparam("run_id"),
+    MessageRow.status == "in_progress",  # type: ignore[arg-type]
+)
 
 
 def _write(s: Session, model: Any, row_id: str, values: dict[str, Any], only: str | None = None) -> Any:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
 from assistd.errors import NotFound
@@ -35,11 +35,16 @@ def lock_thread_row(s: Session, project: str, thread_id: str) -> ThreadRow:
     thread take turns, whatever the number of server processes (PostgreSQL: a row lock; SQLite: the write
     lock, taken by the first statement so that what is read next is current)."""
     if s.get_bind().dialect.name == "postgresql":
-        # FOR NO KEY UPDATE: creations take turns, yet a worker's inserts referencing the thread never wait
-        s.exec(select(ThreadRow.id).where(ThreadRow.id == thread_id).with_for_update(key_share=True)).first()
+        s.exec(_LOCK_PG, params={"thread_id": thread_id}).first()
     else:
-        s.execute(update(ThreadRow).where(ThreadRow.id == thread_id).values(id=ThreadRow.id))  # type: ignore[arg-type]
+        s.execute(_LOCK_SQLITE, {"thread_id": thread_id})
     return get_thread_row(s, project, thread_id)
+
+
+# Built once (bound parameters): every run's and message's creation takes the lock.
+# FOR NO KEY UPDATE: creations take turns, yet a worker's inserts referencing the thread never wait.
+_LOCK_PG = select(ThreadRow.id).where(ThreadRow.id == bindparam("thread_id")).with_for_update(key_share=True)
+_LOCK_SQLITE = update(ThreadRow).where(ThreadRow.id == bindparam("thread_id")).values(id=ThreadRow.id)  # type: ignore[arg-type]
 
 
 def get_thread_row(s: Session, project: str, thread_id: str) -> ThreadRow:
