@@ -109,9 +109,12 @@ class RawEngine:
             while b"\r\n\r\n" not in head:
                 head += conn.recv(65536)
             length = next(
-                int(line.split(b":")[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,  # a GET
             )
             body = head.split(b"\r\n\r\n", 1)[1]
             while len(body) < length:
@@ -184,6 +187,25 @@ def test_an_http_error_names_the_engine_and_the_path(engine_http):
         EngineError, match=r"test engine at .* answered /completion with HTTP 503: no such slot"
     ):
         list(http.events("/completion", {}, never))
+
+
+def json_reply(status: str, body: bytes) -> Callable[[socket.socket], None]:
+    def reply(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n%s" % (status.encode(), len(body), body))
+
+    return reply
+
+
+def test_json_requests_read_the_answer_or_name_the_error(engine_http):
+    _, http = engine_http(json_reply("200 OK", b'{"tokens": [1, 2, 3]}'))
+    assert http.post_json("/tokenize", {"content": "abc"}) == {"tokens": [1, 2, 3]}
+    assert http.get_json("/props") == {"tokens": [1, 2, 3]}
+    _, http = engine_http(json_reply("503 Busy", b'{"error": {"message": "loading model"}}'))
+    with pytest.raises(EngineError, match=r"test engine at .* answered /props with HTTP 503: loading model"):
+        http.get_json("/props")
+    _, http = engine_http(json_reply("200 OK", b"<html>not json</html>"))
+    with pytest.raises(EngineError, match="answered /tokenize with something that is not JSON"):
+        http.post_json("/tokenize", {})
 
 
 def test_a_reply_broken_off_raises(engine_http):
