@@ -6,6 +6,7 @@ last event's number a resumed stream compares `starting_after` with."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import threading
 
@@ -295,5 +296,13 @@ def test_a_response_event_is_encoded_once_for_every_stream():
     bus = EventBus()
     _deliver(bus, "resp_a", "response.created")
     (kept,) = bus._logs["resp_a"]
-    first = kept.sse()
-    assert kept.sse() is first and first.startswith(b"event: response.created\ndata: {")
+    name, first = kept  # kept as its bytes: nothing the garbage collector walks
+    assert name == "response.created" and first.startswith(b"event: response.created\ndata: {")
+    gc.collect()
+    assert not gc.is_tracked(kept)
+    loop = asyncio.new_event_loop()
+    try:  # a stream that resumes gets the same bytes, and the data read back from them
+        again = bus.subscribe("resp_a", loop).queue.take_nowait()[0]
+        assert again.sse() is first and again.data["sequence_number"] == 0
+    finally:
+        loop.close()
