@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import itertools
 import os
 
 import openai
 import pytest
 
+from assistd.storage.db import Database
 from tests.postgres import PostgresServer
 from tests.support import KEY_A, KEY_B, MODELS_DIR, ServerProcess
 
@@ -53,3 +55,19 @@ def postgres():
         pytest.fail(f"the PostgreSQL tests could not start PostgreSQL: {exc}")
     yield server
     server.close()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_db(request, tmp_path):
+    """A migrated database of each kind, SQLite in the test's dir and a fresh one on the session's PostgreSQL:
+    for tests of what both must do the same."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'test.db'}")
+    else:
+        database = Database(request.getfixturevalue("postgres").new_database(f"each{next(_databases)}"))
+    database.create_schema()
+    yield database
+    database.dispose()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import threading
 
 import pytest
@@ -26,8 +25,6 @@ from assistd.storage.run_events import RunEventRow
 from assistd.storage.runs import RunRow
 from assistd.storage.threads import ThreadRow
 from tests.unit.engine_support import PROJECT
-
-_names = itertools.count()
 
 
 class Clock:
@@ -100,16 +97,9 @@ def test_in_process_prune_keeps_a_silent_log_a_stream_reads(clock):
 
 
 # ---------------------------------------------------------------------------------------- DatabaseBus
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'events.db'}")
-    else:
-        server = request.getfixturevalue("postgres")
-        database = Database(server.new_database(f"buses{next(_names)}"))
-    database.create_schema()
-    yield database
-    database.dispose()
+@pytest.fixture
+def db(each_db):  # SQLite and PostgreSQL (tests/conftest.py)
+    return each_db
 
 
 def _response(db: Database, response_id: str, status: str, events: int) -> None:

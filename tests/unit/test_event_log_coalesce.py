@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import itertools
 import threading
 from typing import Any
 
@@ -26,7 +25,6 @@ from assistd.storage.runs import RunRow
 from assistd.storage.threads import ThreadRow
 from tests.unit.engine_support import PROJECT
 
-_names = itertools.count()
 # Pieces a tokenizer gives: words, spaces, a newline, multi-byte characters, an emoji split from its modifier
 PIECES = [
     "Hel",
@@ -48,16 +46,9 @@ PIECES = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'events.db'}")
-    else:
-        server = request.getfixturevalue("postgres")
-        database = Database(server.new_database(f"coalesce{next(_names)}"))
-    database.create_schema()
-    yield database
-    database.dispose()
+@pytest.fixture
+def db(each_db):  # SQLite and PostgreSQL (tests/conftest.py)
+    return each_db
 
 
 def _run(db: Database, run_id: str = "run_c") -> str:

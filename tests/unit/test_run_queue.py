@@ -5,7 +5,6 @@ clock, one active run per thread, and run events read back in order from another
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 
@@ -24,19 +23,10 @@ from assistd.storage.runs import RunRow
 from assistd.storage.workers import WorkerRow
 from tests.unit.engine_support import PROJECT
 
-_names = itertools.count()
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'queue.db'}")
-    else:
-        server = request.getfixturevalue("postgres")
-        database = Database(server.new_database(f"queue{next(_names)}"))
-    database.create_schema()
-    yield database
-    database.dispose()
+@pytest.fixture
+def db(each_db):  # SQLite and PostgreSQL (tests/conftest.py)
+    return each_db
 
 
 def _runs(db: Database, n: int) -> list[str]:

@@ -5,7 +5,6 @@ the run. Also: the claim statements built once serve any worker and any limit.""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
@@ -22,21 +21,13 @@ from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
 from tests.unit.test_run_queue import _runs
 
-_names = itertools.count()
 DETAILS = {"type": "message_creation", "message_creation": {"message_id": ""}}
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'writes.db'}")
-    else:
-        server = request.getfixturevalue("postgres")
-        database = Database(server.new_database(f"writes{next(_names)}"))
-    database.create_schema()
-    yield database
-    database.dispose()
+@pytest.fixture
+def db(each_db):  # SQLite and PostgreSQL (tests/conftest.py)
+    return each_db
 
 
 class Recording(EventBus):

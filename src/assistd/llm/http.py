@@ -84,6 +84,25 @@ class EngineHTTP:
 
     def _plain_json(self, method: str, path: str, body: dict[str, Any] | None, timeout: float) -> Any:
         """A JSON request over http.client (see __init__), with the same errors as over httpx."""
+        with self._plain_request(method, path, body, timeout) as (_, response):
+            try:
+                content = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                raise EngineError(f"{self.label} broke off its reply: {_reason(exc)}") from exc
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            try:
+                return json.loads(content)
+            except ValueError as exc:
+                raise EngineError(f"{self.label} answered {path} with something that is not JSON") from exc
+
+    @contextmanager
+    def _plain_request(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float
+    ) -> Iterator[tuple[http.client.HTTPConnection, http.client.HTTPResponse]]:
+        """A request over http.client on a connection of its own, closed after the block; an answer of 400 or
+        more, or an engine not reached, raises EngineError as over httpx."""
         assert self._plain is not None
         host, port, prefix = self._plain
         conn = http.client.HTTPConnection(host, port, timeout=min(timeout, CONNECT_SECONDS))
@@ -94,21 +113,14 @@ class EngineHTTP:
                 assert conn.sock is not None
                 conn.sock.settimeout(timeout)
                 response = conn.getresponse()
-                content = response.read()
+                if response.status >= 400:
+                    detail = _error_detail(response.read(), response.reason)
+                    raise EngineError(f"{self.label} answered {path} with HTTP {response.status}: {detail}")
             except (OSError, http.client.HTTPException) as exc:
                 raise EngineError(f"{self.label} could not be reached: {_reason(exc)}") from exc
+            yield conn, response
         finally:
             conn.close()
-        if response.status >= 400:
-            detail = _error_detail(content, response.reason)
-            raise EngineError(f"{self.label} answered {path} with HTTP {response.status}: {detail}")
-        try:
-            return orjson.loads(content)
-        except orjson.JSONDecodeError:
-            try:
-                return json.loads(content)
-            except ValueError as exc:
-                raise EngineError(f"{self.label} answered {path} with something that is not JSON") from exc
 
     def _json(self, response: httpx.Response, path: str) -> Any:
         if response.status_code >= 400:
@@ -156,33 +168,20 @@ class EngineHTTP:
         self, path: str, body: dict[str, Any], cancelled: Callable[[], bool]
     ) -> Iterator[dict[str, Any]]:
         """`events` over http.client (see __init__), with the same errors and the same cancel."""
-        assert self._plain is not None
-        host, port, prefix = self._plain
-        conn = http.client.HTTPConnection(host, port, timeout=CONNECT_SECONDS)
-        try:
+        with (
+            self._plain_request("POST", path, body, READ_SECONDS) as (conn, response),
+            self._watcher.watch(conn.sock, cancelled) as stream,
+        ):
             try:
-                conn.request("POST", prefix + path, body=orjson.dumps(body), headers=self._headers)
-                assert conn.sock is not None
-                conn.sock.settimeout(READ_SECONDS)
-                response = conn.getresponse()
-                if response.status >= 400:
-                    detail = _error_detail(response.read(), response.reason)
-                    raise EngineError(f"{self.label} answered {path} with HTTP {response.status}: {detail}")
-            except (OSError, http.client.HTTPException) as exc:
-                raise EngineError(f"{self.label} could not be reached: {_reason(exc)}") from exc
-            with self._watcher.watch(conn.sock, cancelled) as stream:
-                try:
-                    yield from sse_events(iter(lambda: response.read1(65536), b""), self.label)
-                except (OSError, http.client.HTTPException, ValueError) as exc:
-                    if stream.cut:
-                        return
-                    raise EngineError(f"{self.label} broke off its reply: {_reason(exc)}") from exc
-                except EngineError:
-                    if stream.cut:  # a line the cut broke in two
-                        return
-                    raise
-        finally:
-            conn.close()
+                yield from sse_events(iter(lambda: response.read1(65536), b""), self.label)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                if stream.cut:
+                    return
+                raise EngineError(f"{self.label} broke off its reply: {_reason(exc)}") from exc
+            except EngineError:
+                if stream.cut:  # a line the cut broke in two
+                    return
+                raise
 
 
 def _plain_target(url: str) -> tuple[str, int, str] | None:
