@@ -12,7 +12,8 @@ generates more. With N > 1 this process becomes a supervisor of the cluster's pa
   connections), each with `--events database` (a stream follows a run that another process executes) and a
   share of the slots (`--worker-runs`, unless given); a process that dies is started again.
 
-Every part stops with the supervisor (Ctrl-C, SIGTERM), and with its death (PR_SET_PDEATHSIG)."""
+Every part stops with the supervisor (Ctrl-C, SIGTERM), and with its death (PR_SET_PDEATHSIG), the N
+processes too."""
 
 from __future__ import annotations
 
@@ -38,6 +39,14 @@ from assistd.config import ModelEntry, Settings
 
 log = logging.getLogger("assistd.processes")
 
+# Run before a part's command (a fork of a threaded process must not run Python, so no preexec_fn): asks for
+# SIGTERM at the supervisor's death, makes sure it is still there, then becomes the command (the request
+# survives exec).
+DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; ctypes.CDLL('libc.so.6').prctl(1, signal.SIGTERM, 0, 0, 0); "
+    "os.getppid() == int(sys.argv[1]) or sys.exit('the supervisor is gone'); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
 CHILD_SETTINGS = "_ASSISTD_CHILD_SETTINGS"  # the children's Settings, as JSON (not an ASSISTD_* setting)
 START_SECONDS = 300.0  # a model's engine loads its weights before it answers
 ENGINE_URL = re.compile(r" at (http://\S+)")
@@ -82,6 +91,7 @@ def child_app() -> Any:
     """The app of one of the N processes (uvicorn's factory, in a fresh interpreter)."""
     from assistd.app import create_app
 
+    die_with_parent()  # uvicorn's process manager: its processes end with it
     settings = Settings(**json.loads(os.environ[CHILD_SETTINGS]))
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -143,11 +153,10 @@ class Part:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            cmd,
+            [sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), *cmd],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent,
         )
         self.lines: list[str] = []  # the last lines it printed, for a failure's message
         self._seen = threading.Condition()
@@ -266,10 +275,9 @@ def _stop_all(parts: list[Part]) -> None:
         part.stop()
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the supervisor dies, however it dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+def die_with_parent() -> None:
+    """From now on this process gets SIGTERM when its parent dies, however it dies (PR_SET_PDEATHSIG)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 # ------------------------------------------------------------------------------------------ models file

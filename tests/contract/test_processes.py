@@ -197,12 +197,16 @@ def test_role_other_than_all_is_refused(tmp_path):
     assert "--processes starts processes of --role all" in done.stderr
 
 
-def test_stopping_leaves_no_process_behind(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_stopping_leaves_no_process_behind(tmp_path, signum):
+    """Stopped (SIGTERM: it stops its parts) or killed (SIGKILL: they die with it), nothing is left."""
     server = ServerProcess(tmp_path / "stop", args=["--processes", "2", "--parallel", "2"])
     try:
         parts = descendants(server.proc.pid)
         cmdlines = b" ".join(Path(f"/proc/{pid}/cmdline").read_bytes() for pid in parts if alive(pid))
         assert b"engine" in cmdlines and b"chroma" in cmdlines and b"spawn_main" in cmdlines
+        server.proc.send_signal(signum)
+        server.proc.wait(60)
     finally:
         server.stop()
     deadline = time.monotonic() + 60
