@@ -92,7 +92,8 @@ def child_app() -> Any:
     from assistd.app import create_app
 
     die_with_parent()  # uvicorn's process manager: its processes end with it
-    settings = Settings(**json.loads(os.environ[CHILD_SETTINGS]))
+    # read, then out of the environment: the processes this one starts need none of it (API keys)
+    settings = Settings(**json.loads(os.environ.pop(CHILD_SETTINGS)))
     logging.basicConfig(
         level=settings.log_level.upper(),
         format=f"%(asctime)s %(levelname)s [{os.getpid()}] %(name)s: %(message)s",
@@ -104,11 +105,16 @@ def _child_settings(settings: Settings, parts: list[Part]) -> Settings:
     """What each of the N processes runs with; starts the shared parts it needs (appended to `parts`)."""
     if settings.role != "all":
         raise StartFailed("--processes starts processes of --role all; run other roles one process each")
-    entries, models_file = [], settings.data_dir / "processes" / "models.toml"
+    entries, ours, models_file = [], set(), settings.data_dir / "processes" / "models.toml"
     for entry in settings.model_entries():
         if entry.url is None and entry.engine == "llama.cpp" and entry.path is not None:
+            if not entry.path.is_file():  # as with one process: a run on it fails, naming the file
+                print(f"assistd: model '{entry.name}': {entry.path} is not a file; no engine started for it")
+                entries.append(entry)
+                continue
             engine = start_engine(settings, entry)
             parts.append(engine)
+            ours.add(entry.name)
             entry = entry.model_copy(update={"url": engine.url, "api_key": engine.key})
         entries.append(entry)
     models_file.parent.mkdir(parents=True, exist_ok=True)
@@ -126,19 +132,20 @@ def _child_settings(settings: Settings, parts: list[Part]) -> Settings:
         chroma = start_chroma(settings.data_dir / "chroma")
         parts.append(chroma)
         update["chroma_url"] = chroma.url
-    if settings.worker_runs is None and (slots := _known_slots(settings, entries)) is not None:
+    if settings.worker_runs is None and (slots := _known_slots(settings, entries, ours)) is not None:
         update["worker_runs"] = max(1, math.ceil(slots / settings.processes))
     return settings.model_copy(update=update)
 
 
-def _known_slots(settings: Settings, entries: list[ModelEntry]) -> int | None:
+def _known_slots(settings: Settings, entries: list[ModelEntry], ours: set[str]) -> int | None:
     """All models' slots, where each is known before any engine is asked (None: an engine at an operator's
-    `url` tells its own, and each process then uses all of them)."""
+    `url` tells its own, and each process then uses all of them). `ours`: the models whose engine this
+    supervisor started (with their slots)."""
     from assistd.container import slots_of
 
     total = 0
     for entry in entries:
-        if entry.url is not None and entry.parallel is None and entry.api_key is None:
+        if entry.url is not None and entry.parallel is None and entry.name not in ours:
             return None
         total += slots_of(settings, entry)
     return total

@@ -134,7 +134,10 @@ class RawEngine:
         self.sock.close()
 
 
-SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+SSE_HEAD = (  # as llama.cpp's server answers a request that says `Connection: close`
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+    b"Connection: close\r\n\r\n"
+)
 
 
 def chunk(data: bytes) -> bytes:

@@ -82,3 +82,19 @@ def test_many_threads_writing_at_once_all_land(tmp_path):
         assert s.execute(text("SELECT v FROM t")).scalar_one() == 160
     assert not writers(db)._lock.locked()
     db.dispose()
+
+
+def test_the_lock_is_free_once_committed_before_the_after_commit_work(tmp_path):
+    """After-commit work (events, a Chroma call) never holds the other writers back."""
+    from assistd.storage.db import after_commit
+
+    db = make(tmp_path)
+    seen = []
+    with db.session() as s:
+        s.execute(text("UPDATE t SET v = 7 WHERE k = 1"))
+        assert writers(db)._lock.locked()
+        after_commit(s, lambda: seen.append(writers(db)._lock.locked()))
+    assert seen == [False]
+    with db.session() as s:
+        assert s.execute(text("SELECT v FROM t")).scalar_one() == 7  # committed
+    db.dispose()

@@ -97,9 +97,13 @@ class ToolStep:
     def _wait_for_indexing(self, run: RunRow, store_ids: list[str], cancel: threading.Event) -> None:
         """As the hosted API does, a run starts answering once the files of its vector stores are indexed
         (a file attached a moment ago is otherwise invisible to the search)."""
+        waited = False
         while store_ids and self.toolbox.pending_files(run, store_ids):
             check(run, cancel)
             time.sleep(INDEX_POLL_SECONDS)
+            waited = True
+        if waited:  # what the run read ahead may have changed meanwhile: its first turn reads it again
+            self.store.drop(run.id)
 
     def _auto_search(self, run: RunRow, context: ToolContext, cancel: threading.Event) -> None:
         """For models too small to call file_search: search with the user's last message, once per run."""

@@ -100,26 +100,32 @@ class EngineHTTP:
     @contextmanager
     def _plain_request(
         self, method: str, path: str, body: dict[str, Any] | None, timeout: float
-    ) -> Iterator[tuple[http.client.HTTPConnection, http.client.HTTPResponse]]:
-        """A request over http.client on a connection of its own, closed after the block; an answer of 400 or
-        more, or an engine not reached, raises EngineError as over httpx."""
+    ) -> Iterator[tuple[socket.socket, http.client.HTTPResponse]]:
+        """A request over http.client on a connection of its own, closed after the block: (its socket, the
+        response). An answer of 400 or more, or an engine not reached, raises EngineError as over httpx."""
         assert self._plain is not None
         host, port, prefix = self._plain
-        conn = http.client.HTTPConnection(host, port, timeout=min(timeout, CONNECT_SECONDS))
+        conn = http.client.HTTPConnection(host, port, timeout=CONNECT_SECONDS)
+        response: http.client.HTTPResponse | None = None
         try:
             try:
-                payload = orjson.dumps(body) if body is not None else None
+                payload = _dumps(body) if body is not None else None
+                conn.connect()
+                # kept: a response to `Connection: close` takes the socket over (conn.sock is None after it)
+                sock = conn.sock
+                assert sock is not None
+                sock.settimeout(timeout)  # the body's sending, then each read
                 conn.request(method, prefix + path, body=payload, headers=self._headers)
-                assert conn.sock is not None
-                conn.sock.settimeout(timeout)
                 response = conn.getresponse()
                 if response.status >= 400:
                     detail = _error_detail(response.read(), response.reason)
                     raise EngineError(f"{self.label} answered {path} with HTTP {response.status}: {detail}")
             except (OSError, http.client.HTTPException) as exc:
                 raise EngineError(f"{self.label} could not be reached: {_reason(exc)}") from exc
-            yield conn, response
+            yield sock, response
         finally:
+            if response is not None:
+                response.close()
             conn.close()
 
     def _json(self, response: httpx.Response, path: str) -> Any:
@@ -169,8 +175,8 @@ class EngineHTTP:
     ) -> Iterator[dict[str, Any]]:
         """`events` over http.client (see __init__), with the same errors and the same cancel."""
         with (
-            self._plain_request("POST", path, body, READ_SECONDS) as (conn, response),
-            self._watcher.watch(conn.sock, cancelled) as stream,
+            self._plain_request("POST", path, body, READ_SECONDS) as (sock, response),
+            self._watcher.watch(sock, cancelled) as stream,
         ):
             try:
                 yield from sse_events(iter(lambda: response.read1(65536), b""), self.label)
@@ -182,6 +188,15 @@ class EngineHTTP:
                 if stream.cut:  # a line the cut broke in two
                     return
                 raise
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    """A request's JSON: orjson, or the standard library for what orjson refuses (integers past 64 bits,
+    keys that are not strings), as httpx encoded it."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body).encode()
 
 
 def _plain_target(url: str) -> tuple[str, int, str] | None:

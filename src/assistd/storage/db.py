@@ -90,16 +90,16 @@ class SQLiteWriters:
     """One writing transaction at a time among this process's threads, handed over at once.
 
     SQLite has one writer per database file; a connection that finds the write lock taken waits in SQLite's
-    busy handler, which sleeps 1, 2, 5, 10 ... 100 ms between tries. With a run's few writes before its
-    first token and a dozen runs starting together, those sleeps became most of their time to first token
-    (issue 20: 16 runs at once overlapped 3 at a time on the engine). Here a connection takes a
-    process-wide lock at its transaction's first write statement (where SQLite takes its write lock: the
-    driver begins a transaction there) and gives it up when it goes back to the pool (after its commit) or
-    rolls back, so threads wait on a Python lock, woken as soon as it is free; other processes on the same
-    file still meet SQLite's own lock. Reads are not held back (WAL: readers never wait for the writer). A
-    write this does not recognise (one behind a CTE) meets SQLite's lock as before, and a wait past
-    WAIT_SECONDS goes on without the lock: this only spares the sleeps, correctness never depends on it.
-    Re-entrant per thread (a write session inside another), released by whichever thread ends it."""
+    busy handler, which sleeps 1, 2, 5, 10 ... 100 ms between tries. With a run's few writes before its first
+    token and a dozen runs starting together, those sleeps became most of their time to first token (issue 20:
+    16 runs at once overlapped 3 at a time on the engine). Here a connection takes a process-wide lock at its
+    transaction's first write statement (where SQLite takes its write lock: the driver begins a transaction
+    there) and gives it up as it commits or rolls back, so threads wait on a Python lock, woken as soon as it
+    is free; other processes on the same file still meet SQLite's own lock. Reads are not held back (WAL:
+    readers never wait for the writer). A write this does not recognise (one behind a CTE) meets SQLite's lock
+    as before, and a wait past WAIT_SECONDS goes on without the lock: this only spares the sleeps, correctness
+    never depends on it. Re-entrant per thread (a write session inside another), released by whichever thread
+    ends it."""
 
     WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
     WAIT_SECONDS = 30.0  # as SQLite's busy timeout
@@ -113,8 +113,19 @@ class SQLiteWriters:
 
     def install(self, engine: Engine) -> None:
         event.listen(engine, "before_cursor_execute", self._before)
-        event.listen(engine, "rollback", lambda conn: self._release(conn.info))
+        event.listen(engine, "commit", self._commit)
+        event.listen(engine, "rollback", lambda conn: conn.invalidated or self._release(conn.info))
+        # a connection given back without either (the pool's reset, an invalidated one): released there
         event.listen(engine, "checkin", lambda _dbapi, record: self._release(record.info))
+
+    def _commit(self, conn) -> None:
+        """The `commit` event comes before the driver's commit: committing here first, the lock goes when
+        SQLite's does (not later, after the session's after-commit work, which may call Chroma; not
+        earlier, when the next writer would meet SQLite's lock and sleep). The driver's commit then has
+        nothing to do."""
+        if self.KEY in conn.info:
+            conn.connection.dbapi_connection.commit()
+            self._release(conn.info)
 
     def _before(self, conn, _cursor, statement: str, _parameters, _context, _many) -> None:
         if self.KEY in conn.info or not statement.lstrip()[:7].upper().startswith(self.WRITES):

@@ -85,6 +85,9 @@ class ResponseTape:
     def tool_resources(self, run: RunRow) -> tuple[dict[str, Any], dict[str, Any]]:
         return {}, run.tool_resources or {}
 
+    def drop(self, run_id: str) -> None:
+        """Nothing read ahead to forget: a response's input is its own, fixed at creation."""
+
     # ------------------------------------------------------------------------------------ status
     def start(self, run_id: str) -> Any:
         def body(s: Session, events: list[Event]) -> ResponseRow:
