@@ -48,6 +48,7 @@ DIE_WITH_PARENT = (
     "os.execv(sys.argv[2], sys.argv[2:])"
 )
 CHILD_SETTINGS = "_ASSISTD_CHILD_SETTINGS"  # the children's Settings, as JSON (not an ASSISTD_* setting)
+SUPERVISOR = "_ASSISTD_SUPERVISOR"  # the supervisor's pid, for its children
 START_SECONDS = 300.0  # a model's engine loads its weights before it answers
 ENGINE_URL = re.compile(r" at (http://\S+)")
 
@@ -68,6 +69,7 @@ def serve_many(settings: Settings) -> int:
         print(f"assistd: {exc}", file=sys.stderr)
         return 2
     os.environ[CHILD_SETTINGS] = child.model_dump_json()
+    os.environ[SUPERVISOR] = str(os.getpid())
     print(
         f"assistd: {settings.processes} processes on http://{settings.host}:{settings.port}/v1 "
         f"(events through the database; engines: {', '.join(p.name for p in parts) or 'none of ours'})",
@@ -92,6 +94,8 @@ def child_app() -> Any:
     from assistd.app import create_app
 
     die_with_parent()  # uvicorn's process manager: its processes end with it
+    if os.getppid() != int(os.environ.pop(SUPERVISOR)):  # it died before we asked
+        sys.exit("assistd: the supervisor is gone")
     # read, then out of the environment: the processes this one starts need none of it (API keys)
     settings = Settings(**json.loads(os.environ.pop(CHILD_SETTINGS)))
     logging.basicConfig(

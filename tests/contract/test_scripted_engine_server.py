@@ -70,8 +70,13 @@ def test_a_streamed_run_gets_the_text_in_deltas(engine, client, assistant):
     text = "Streamed from the script, piece by piece."
     engine.script(text)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Stream something."}])
-    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
-        deltas = list(stream.text_deltas)
+    # paced as a model generates: deltas that wait together are merged (api/sse.py), these come apart
+    engine.piece_delay = 0.05
+    try:
+        with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+            deltas = list(stream.text_deltas)
+    finally:
+        engine.piece_delay = 0.0
     assert "".join(deltas) == text and len(deltas) > 1
     assert stream.get_final_run().status == "completed"
     stored = client.beta.threads.messages.list(thread.id).data[0]
