@@ -85,6 +85,13 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()[:200]
+    except OSError:
+        return b""  # ended meanwhile
+
+
 def serving_processes(server: ServerProcess) -> list[int]:
     """The assistd processes uvicorn started (not the engine, Chroma or kernels)."""
     found = []
@@ -203,13 +210,14 @@ def test_stopping_leaves_no_process_behind(tmp_path, signum):
     server = ServerProcess(tmp_path / "stop", args=["--processes", "2", "--parallel", "2"])
     try:
         parts = descendants(server.proc.pid)
-        cmdlines = b" ".join(Path(f"/proc/{pid}/cmdline").read_bytes() for pid in parts if alive(pid))
+        cmdlines = b" ".join(cmdline(pid) for pid in parts if alive(pid))
         assert b"engine" in cmdlines and b"chroma" in cmdlines and b"spawn_main" in cmdlines
         server.proc.send_signal(signum)
         server.proc.wait(60)
     finally:
         server.stop()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # the N processes shut down as on SIGTERM: slow on a loaded machine
     while any(alive(pid) for pid in parts) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not [pid for pid in parts if alive(pid)]
+    left = {pid: cmdline(pid) for pid in parts if alive(pid)}
+    assert not left
