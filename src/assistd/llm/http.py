@@ -157,16 +157,7 @@ class EngineHTTP:
                 network = response.extensions.get("network_stream")
                 sock = network.get_extra_info("socket") if network is not None else None
                 with self._watcher.watch(sock, cancelled) as stream:
-                    try:
-                        yield from sse_events(_body(response), self.label)
-                    except httpx.HTTPError as exc:
-                        if stream.cut:
-                            return
-                        raise EngineError(f"{self.label} broke off its reply: {_reason(exc)}") from exc
-                    except EngineError:
-                        if stream.cut:  # a line the cut broke in two
-                            return
-                        raise
+                    yield from self._read(_body(response), stream, (httpx.HTTPError,))
         except httpx.HTTPError as exc:
             raise EngineError(f"{self.label} could not be reached: {_reason(exc)}") from exc
 
@@ -178,16 +169,24 @@ class EngineHTTP:
             self._plain_request("POST", path, body, READ_SECONDS) as (sock, response),
             self._watcher.watch(sock, cancelled) as stream,
         ):
-            try:
-                yield from sse_events(iter(lambda: response.read1(65536), b""), self.label)
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                if stream.cut:
-                    return
-                raise EngineError(f"{self.label} broke off its reply: {_reason(exc)}") from exc
-            except EngineError:
-                if stream.cut:  # a line the cut broke in two
-                    return
-                raise
+            chunks = iter(lambda: response.read1(65536), b"")
+            yield from self._read(chunks, stream, (OSError, http.client.HTTPException, ValueError))
+
+    def _read(
+        self, chunks: Iterable[bytes], stream: _Watched, broken: tuple[type[Exception], ...]
+    ) -> Iterator[dict[str, Any]]:
+        """The events of a stream's body; a read that fails (`broken`: the reader's errors) ends it quietly
+        when the stream was cut, and raises EngineError otherwise."""
+        try:
+            yield from sse_events(chunks, self.label)
+        except broken as exc:
+            if stream.cut:
+                return
+            raise EngineError(f"{self.label} broke off its reply: {_reason(exc)}") from exc
+        except EngineError:
+            if stream.cut:  # a line the cut broke in two
+                return
+            raise
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
