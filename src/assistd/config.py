@@ -189,6 +189,14 @@ class Settings(BaseSettings):
     )
     max_tool_call_tokens: int = Field(512, description="most tokens one round of tool calls may take")
     max_tool_rounds: int = Field(8, description="consecutive server-side tool rounds allowed in one run")
+    stream_interval_ms: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="milliseconds between two reads of an engine's token stream after its first token: the "
+        "tokens that come meanwhile are relayed as one delta (less CPU per token at GPU rates, at this much "
+        "latency per delta; the first token is never held); 0: each token as it comes",
+    )
     chroma_url: str | None = Field(
         None, description="Chroma server URL; default: embedded in data_dir/chroma"
     )

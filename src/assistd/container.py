@@ -232,9 +232,9 @@ def slots_of(settings: Settings, entry: ModelEntry) -> int:
     return entry.parallel or settings.parallel or default_slots(entry)
 
 
-def _engine_args(settings: Settings, catalog: ModelCatalog, name: str) -> tuple[ModelEntry, int, int]:
+def _engine_args(settings: Settings, catalog: ModelCatalog, name: str) -> tuple[ModelEntry, int, int, float]:
     entry = catalog.require(name)
-    return entry, slots_of(settings, entry), settings.kv_cache_bytes
+    return entry, slots_of(settings, entry), settings.kv_cache_bytes, settings.stream_interval_ms / 1000
 
 
 def _refuses_images(settings: Settings, catalog: ModelCatalog, registry: ModelRegistry, model: str) -> bool:

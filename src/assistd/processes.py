@@ -60,6 +60,8 @@ class StartFailed(RuntimeError):
 def serve_many(settings: Settings) -> int:
     """Starts the engines and Chroma, then N assistd processes on the port; returns when stopped."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
 
     parts: list[Part] = []
     try:
@@ -75,17 +77,25 @@ def serve_many(settings: Settings) -> int:
         f"(events through the database; engines: {', '.join(p.name for p in parts) or 'none of ours'})",
         flush=True,
     )
+    config = uvicorn.Config(
+        "assistd.processes:child_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.processes,
+        log_level=settings.log_level,
+    )
     try:
-        uvicorn.run(
-            "assistd.processes:child_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.processes,
-            log_level=settings.log_level,
-        )
+        sock = config.bind_socket()  # a port taken: uvicorn says so and exits 1
+        manager = Multiprocess(config, sockets=[sock])
+        manager.run()  # until a signal, or a process that failed before serving
+        sock.close()
     finally:
         _stop_all(parts)
+    failed = [p.pid for p in manager.processes if p.exitcode == STARTUP_FAILURE]
+    if failed:  # uvicorn's manager stops the others and returns as after a signal: not a success
+        print(f"assistd: process {failed[0]} failed to start (its error is above); stopped", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -204,6 +204,19 @@ def test_role_other_than_all_is_refused(tmp_path):
     assert "--processes starts processes of --role all" in done.stderr
 
 
+def test_processes_that_fail_to_start_stop_the_box_with_an_error(tmp_path):
+    """A serving process that cannot start (here: its files directory cannot be made) stops the box, which
+    exits with an error, not 0 as after a signal; no engine, and Chroma by url: only the N processes start."""
+    done = subprocess.run(
+        [sys.executable, "-m", "assistd", "serve", "--processes", "2", "--port", "0",
+         "--data-dir", str(tmp_path / "data"), "--models-dir", str(tmp_path / "no-models"),
+         "--chroma-url", "http://127.0.0.1:9", "--files-dir", "/proc/no-such-dir/files"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "failed to start (its error is above); stopped" in done.stderr
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_stopping_leaves_no_process_behind(tmp_path, signum):
     """Stopped (SIGTERM: it stops its parts) or killed (SIGKILL: they die with it), nothing is left."""

@@ -81,3 +81,29 @@ def test_a_streamed_run_gets_the_text_in_deltas(engine, client, assistant):
     assert stream.get_final_run().status == "completed"
     stored = client.beta.threads.messages.list(thread.id).data[0]
     assert stored.content[0].text.value == text
+
+
+def test_a_stream_interval_relays_what_came_meanwhile_as_one_delta(engine, assistant, tmp_path):
+    """`--stream-interval-ms`: the engine's stream is read at most every interval after its first token,
+    and the tokens read together are one delta; the text whole, the stored message the same."""
+    models = models_file(tmp_path / "models.toml", MODEL, engine.url, model_path=None, chat_template=CHATML)
+    paced = remote_server(tmp_path / "server", models, env={"ASSISTD_STREAM_INTERVAL_MS": "300"})
+    try:
+        client = openai.OpenAI(base_url=f"{paced.base_url}/v1", api_key=KEY_A, max_retries=0, timeout=60)
+        mine = client.beta.assistants.create(model=MODEL, instructions="You are terse.")
+        text = "Streamed from the script, piece by piece, and gathered as it came."
+        tokens = len(engine.tokenize(text))
+        engine.script(text)
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Stream something."}])
+        engine.piece_delay = 0.02  # a token every 20 ms: about 15 of them in an interval
+        try:
+            with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=mine.id) as stream:
+                deltas = list(stream.text_deltas)
+        finally:
+            engine.piece_delay = 0.0
+        assert "".join(deltas) == text
+        assert len(deltas) <= tokens // 3, (tokens, deltas)  # gathered: a delta per 300 ms, not per token
+        assert stream.get_final_run().status == "completed"
+        assert client.beta.threads.messages.list(thread.id).data[0].content[0].text.value == text
+    finally:
+        paced.stop()

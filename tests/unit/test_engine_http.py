@@ -6,14 +6,16 @@ from __future__ import annotations
 import gc
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from contextlib import suppress
+from http.client import IncompleteRead
 
 import pytest
 
 from assistd.llm.errors import EngineError
-from assistd.llm.http import CancelWatcher, EngineHTTP, sse_events
+from assistd.llm.http import CancelWatcher, EngineHTTP, _unchunked, sse_batches, sse_events
 
 LABEL = "model 'm' on the test engine"
 WAIT = 10.0  # generous: a bound that only a hang passes, never a slow machine
@@ -193,8 +195,14 @@ def test_an_http_error_names_the_engine_and_the_path(engine_http):
 
 
 def json_reply(status: str, body: bytes) -> Callable[[socket.socket], None]:
+    # `Connection: close`, as the raw engine closes each connection after its reply: without it httpx keeps
+    # the connection for the next request, which a reset could meet (a race: 1 in 3 runs here)
     def reply(conn: socket.socket) -> None:
-        conn.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n%s" % (status.encode(), len(body), body))
+        head = b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+            status.encode(),
+            len(body),
+        )
+        conn.sendall(head + body)
 
     return reply
 
@@ -370,3 +378,76 @@ def test_a_proxied_or_https_engine_is_read_by_httpx(monkeypatch):
     monkeypatch.setenv("no_proxy", "localhost")
     assert _plain_target("http://gpu-box:8080") is None  # httpx would go through the proxy
     assert _plain_target("http://localhost:8080") == ("localhost", 8080, "")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batches: the tokens that came in one read are handed on together; a stream interval paces the reads
+
+
+def test_a_chunked_body_unchunked_whatever_the_cuts():
+    body = chunk(b"data: a\n\n") + b"5;ext=1\r\nhello\r\n" + chunk(b"x" * 300) + b"0\r\nTrailer: t\r\n\r\n"
+    whole = b"data: a\n\nhello" + b"x" * 300
+    for size in (1, 2, 5, 13, len(body)):
+        blocks = [body[i : i + size] for i in range(0, len(body), size)]
+        assert b"".join(_unchunked(iter(blocks))) == whole
+    with pytest.raises(IncompleteRead):  # ended before its last chunk
+        list(_unchunked(iter([chunk(b"abc"), b"10\r\nshort"])))
+    with pytest.raises(ValueError):  # not a chunked body
+        list(_unchunked(iter([b"zz\r\nabc\r\n"])))
+
+
+def test_events_of_one_chunk_come_as_one_batch():
+    batches = list(sse_batches(iter([STREAM[:60], STREAM[60:], b""]), LABEL))
+    assert [e for batch in batches for e in batch] == EVENTS
+    assert list(sse_batches(iter([STREAM]), LABEL)) == [EVENTS]
+
+
+def lockstep_reply(sent: list[float], go: list[threading.Event], tokens: int):
+    """An engine that sends a token when the test says `go`, then its final event: every token a read of
+    its own unless reads are paced."""
+
+    def reply(conn: socket.socket) -> None:
+        conn.sendall(SSE_HEAD)
+        for i in range(tokens):
+            if i and not go[i].wait(WAIT):
+                return
+            sent.append(time.monotonic())
+            conn.sendall(chunk(b'data: {"content": "t%d", "stop": false}\n\n' % i))
+        conn.sendall(chunk(b'data: {"content": "", "stop": true}\n\n') + b"0\r\n\r\n")
+
+    return reply
+
+
+def test_without_an_interval_each_read_is_its_own_batch(engine_http):
+    sent: list[float] = []
+    go = [threading.Event() for _ in range(4)]
+    _, client = engine_http(lockstep_reply(sent, go, 4))
+    batches = []
+    for batch in client.event_batches("/completion", {}, never):
+        batches.append([e["content"] for e in batch])
+        if len(batches) < 4:
+            go[len(batches)].set()  # the next token only once this one was read
+    assert batches[:3] == [["t0"], ["t1"], ["t2"]]
+    assert [c for batch in batches[3:] for c in batch] == ["t3", ""]  # the end may come with the last
+
+
+def test_a_stream_interval_gathers_the_tokens_that_come_meanwhile():
+    sent: list[float] = []
+    go = [threading.Event() for _ in range(6)]
+    engine = RawEngine(lockstep_reply(sent, go, 6))
+    interval = 1.0
+    client = EngineHTTP(engine.url, None, "m", "test engine", stream_interval=interval)
+    try:
+        batches, read_at = [], []
+        for batch in client.event_batches("/completion", {}, never):
+            read_at.append(time.monotonic())
+            batches.append([e["content"] for e in batch])
+            if len(batches) == 1:
+                for event in go[1:]:  # the five next tokens are sent at once, one write each
+                    event.set()
+        # the first token is never held; the five that came meanwhile (and the end) are one batch
+        assert batches == [["t0"], ["t1", "t2", "t3", "t4", "t5", ""]]
+        assert read_at[1] - read_at[0] >= interval * 0.99
+    finally:
+        client.close()
+        engine.close()

@@ -31,8 +31,9 @@ def engine_name(entry: ModelEntry) -> str:
     return "embedded llama.cpp server engine (xllamacpp)"
 
 
-def open_backend(entry: ModelEntry, slots: int, cache_bytes: int) -> LLMBackend:
-    """The backend of `entry`, its engine started (embedded) or reached (remote). Blocking."""
+def open_backend(entry: ModelEntry, slots: int, cache_bytes: int, stream_interval: float = 0.0) -> LLMBackend:
+    """The backend of `entry`, its engine started (embedded) or reached (remote). Blocking.
+    `stream_interval`: seconds between two reads of a token stream (llm/http.py _PacedReads)."""
     if entry.engine == "llama-cpp-python":
         from assistd.llm.llama_cpp_backend import LlamaCppBackend
 
@@ -40,11 +41,13 @@ def open_backend(entry: ModelEntry, slots: int, cache_bytes: int) -> LLMBackend:
     if entry.engine == "openai":
         from assistd.llm.openai_completions import OpenAICompletionsBackend
 
-        return OpenAICompletionsBackend(entry)
+        return OpenAICompletionsBackend(entry, stream_interval)
     from assistd.llm.llama_server import LlamaServerBackend
 
     if entry.url:
-        http = EngineHTTP(entry.url, entry.api_key, entry.name, "llama.cpp server")
+        http = EngineHTTP(
+            entry.url, entry.api_key, entry.name, "llama.cpp server", stream_interval=stream_interval
+        )
         remote = LlamaServerBackend(entry.name, http, *_vocab_and_props(entry, http), engine=entry.url)
         if entry.parallel:  # the models file's word; else all the slots its /props tells (total_slots)
             remote.slots = entry.parallel
@@ -52,7 +55,9 @@ def open_backend(entry: ModelEntry, slots: int, cache_bytes: int) -> LLMBackend:
     from assistd.llm.embedded import EmbeddedEngine
 
     engine = EmbeddedEngine(entry, slots, cache_bytes)
-    http = EngineHTTP(engine.url, engine.api_key, entry.name, "embedded llama.cpp engine")
+    http = EngineHTTP(
+        engine.url, engine.api_key, entry.name, "embedded llama.cpp engine", stream_interval=stream_interval
+    )
     try:
         backend = LlamaServerBackend(entry.name, http, *_vocab_and_props(entry, http), engine="embedded")
     except Exception:

@@ -30,16 +30,26 @@ CONNECT_SECONDS = 5.0
 # Between two events of a stream: a long prompt is processed before the first token comes, and a busy
 # engine queues a request until a slot is free.
 READ_SECONDS = 600.0
+MAX_SIZE_LINE = 4096
+READ_BYTES = 65536  # one read of a stream's body at most
 
 
 class EngineHTTP:
     """One engine's base URL and key, with a pooled client shared by every run thread."""
 
     def __init__(
-        self, url: str, api_key: str | None, model: str, engine: str, connections: int = 256
+        self,
+        url: str,
+        api_key: str | None,
+        model: str,
+        engine: str,
+        connections: int = 256,
+        stream_interval: float = 0.0,
     ) -> None:
-        # `connections`: streams open at once, as many as a worker executes jobs (worker.py MAX_THREADS)
+        # `connections`: streams open at once, as many as a worker executes jobs (worker.py MAX_THREADS).
+        # `stream_interval`: seconds between two reads of a stream after the first (see _PacedReads).
         self.url = url.rstrip("/")
+        self.stream_interval = stream_interval
         self.label = f"model '{model}' on the {engine} at {self.url}"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
@@ -142,6 +152,14 @@ class EngineHTTP:
         """The JSON events of a streamed POST, in order, until the engine ends the stream. When
         `cancelled()` turns true the connection is shut and the iteration ends (no exception); it is asked
         every CANCEL_POLL_SECONDS by the thread that watches all the engine's streams, so it must be quick."""
+        for batch in self.event_batches(path, body, cancelled):
+            yield from batch
+
+    def event_batches(
+        self, path: str, body: dict[str, Any], cancelled: Callable[[], bool]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """`events`, in the batches that came together (one read of the stream): a reader handles a batch's
+        tokens at once, one hand-over where there were as many as tokens."""
         # A connection of its own: llama.cpp's server closes a connection after a streamed reply while
         # announcing keep-alive, and the next request sent on it would fail (1 in 7 here). The body
         # uncompressed: its bytes are split into events as they come.
@@ -157,28 +175,42 @@ class EngineHTTP:
                 network = response.extensions.get("network_stream")
                 sock = network.get_extra_info("socket") if network is not None else None
                 with self._watcher.watch(sock, cancelled) as stream:
-                    yield from self._read(_body(response), stream, (httpx.HTTPError,))
+                    yield from self._read(_body(response), None, stream, (httpx.HTTPError,))
         except httpx.HTTPError as exc:
             raise EngineError(f"{self.label} could not be reached: {_reason(exc)}") from exc
 
     def _plain_events(
         self, path: str, body: dict[str, Any], cancelled: Callable[[], bool]
-    ) -> Iterator[dict[str, Any]]:
-        """`events` over http.client (see __init__), with the same errors and the same cancel."""
+    ) -> Iterator[list[dict[str, Any]]]:
+        """`event_batches` over http.client (see __init__), with the same errors and the same cancel. A
+        chunked body (as every engine streams) is read and unchunked here, so that a read is known to be the
+        stream's own: see _PacedReads."""
         with (
             self._plain_request("POST", path, body, READ_SECONDS) as (sock, response),
             self._watcher.watch(sock, cancelled) as stream,
         ):
-            chunks = iter(lambda: response.read1(65536), b"")
-            yield from self._read(chunks, stream, (OSError, http.client.HTTPException, ValueError))
+            paced: _PacedReads | None = None
+            if response.chunked:
+                paced = _PacedReads(response.fp, self.stream_interval)
+                chunks: Iterable[bytes] = _unchunked(paced)
+            else:
+                chunks = iter(lambda: response.read1(READ_BYTES), b"")
+            yield from self._read(chunks, paced, stream, (OSError, http.client.HTTPException, ValueError))
 
     def _read(
-        self, chunks: Iterable[bytes], stream: _Watched, broken: tuple[type[Exception], ...]
-    ) -> Iterator[dict[str, Any]]:
-        """The events of a stream's body; a read that fails (`broken`: the reader's errors) ends it quietly
-        when the stream was cut, and raises EngineError otherwise."""
+        self,
+        chunks: Iterable[bytes],
+        paced: _PacedReads | None,
+        stream: _Watched,
+        broken: tuple[type[Exception], ...],
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The event batches of a stream's body; a read that fails (`broken`: the reader's errors) ends it
+        quietly when the stream was cut, and raises EngineError otherwise."""
         try:
-            yield from sse_events(chunks, self.label)
+            for batch in sse_batches(chunks, self.label):
+                yield batch
+                if paced is not None:
+                    paced.delivered()
         except broken as exc:
             if stream.cut:
                 return
@@ -217,10 +249,89 @@ def _body(response: httpx.Response) -> Iterator[bytes]:
     return response.iter_bytes()
 
 
+class _PacedReads:
+    """The raw bytes of a response body, one read at a time, each read at least `interval` seconds after
+    the one whose events were last delivered (the first at once: the first token is never held). While a
+    reader handles what it read, the engine's next tokens gather in the socket, and one read takes them all:
+    at GPU rates, a read per token (a thread woken, a hand-over to the event loop, a send to the client,
+    each per token) is what the relay's CPU goes to. SGLang's and vLLM's `--stream-interval` do the same in
+    tokens. 0: every token as it comes. A read that filled its buffer is followed at once (more waits)."""
+
+    __slots__ = ("due", "fp", "full", "interval", "last")
+
+    def __init__(self, fp: Any, interval: float) -> None:
+        self.fp = fp  # the response's buffered reader, past the headers
+        self.interval = interval
+        self.last = 0.0  # when the last read returned
+        self.full = False  # the last read filled its buffer
+        self.due = 0.0  # the next read not before
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            if self.due:
+                wait = self.due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            data = self.fp.read1(READ_BYTES)  # what the buffer holds, else one read of the socket
+            if not data:
+                return
+            self.last = time.monotonic()
+            self.full = len(data) >= READ_BYTES
+            yield data
+
+    def delivered(self) -> None:
+        """Events read were handed over: the next read waits for the interval (from the read)."""
+        self.due = self.last + self.interval if self.interval and not self.full else 0.0
+
+
+def _unchunked(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """The data of an HTTP/1.1 chunked body that comes in `blocks` cut anywhere (chunk extensions and
+    trailers ignored); a body that ends before its last chunk raises IncompleteRead."""
+    pending = b""  # a size line that a block cut in two
+    left = 0  # data bytes of the current chunk still to come
+    for block in blocks:
+        data = pending + block if pending else block
+        pending = b""
+        pos, end, out = 0, len(data), []
+        while pos < end:
+            if left:
+                take = min(left, end - pos)
+                out.append(data[pos : pos + take])
+                pos += take
+                left -= take
+                continue
+            eol = data.find(b"\n", pos)
+            if eol < 0:
+                pending = data[pos:]
+                if len(pending) > MAX_SIZE_LINE:
+                    raise http.client.HTTPException("a chunk size line too long")
+                break
+            line = data[pos:eol].split(b";", 1)[0].strip()
+            pos = eol + 1
+            if not line:  # the CRLF after a chunk's data
+                continue
+            left = int(line, 16)  # ValueError: not a chunked body (a broken reply)
+            if left < 0:
+                raise ValueError(f"a negative chunk size: {line!r}")
+            if left == 0:  # the last chunk
+                if out:
+                    yield b"".join(out)
+                return
+        if out:
+            yield b"".join(out)
+    raise http.client.IncompleteRead(b"")
+
+
 def sse_events(chunks: Iterable[bytes], label: str) -> Iterator[Any]:
     """The JSON of each `data:` line of a server-sent event stream that comes in `chunks` cut anywhere
     (lines end with LF, CRLF or CR); `[DONE]` and other fields are skipped, `error:` lines and error
     objects raise EngineError."""
+    for batch in sse_batches(chunks, label):
+        yield from batch
+
+
+def sse_batches(chunks: Iterable[bytes], label: str) -> Iterator[list[Any]]:
+    """`sse_events`, as the events that each chunk completes (chunks that complete none give nothing)."""
     held: list[bytes] = []  # a line that earlier chunks began (joined once it ends: a long line stays linear)
     for chunk in chunks:
         if b"\r" in chunk:  # CRLF gives an empty line more, which is skipped as any blank line is
@@ -236,15 +347,13 @@ def sse_events(chunks: Iterable[bytes], label: str) -> Iterator[Any]:
         rest = lines.pop()  # the line the next chunk goes on with (b"" after a line end)
         if rest:
             held.append(rest)
-        for line in lines:
-            if line:
-                event = _event(line, label)
-                if event is not None:
-                    yield event
+        batch = [event for line in lines if line and (event := _event(line, label)) is not None]
+        if batch:
+            yield batch
     if held:
         event = _event(b"".join(held), label)
         if event is not None:
-            yield event
+            yield [event]
 
 
 def _event(line: bytes, label: str) -> Any:

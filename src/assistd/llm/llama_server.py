@@ -127,17 +127,19 @@ class LlamaServerBackend(RemotePrompting):
         pieces: list[str] = []
         final: dict[str, Any] = {}
         completion_tokens = 0
-        for event in self._http.events("/completion", body, cancelled):
-            text = event.get("content") or ""
+        for batch in self._http.event_batches("/completion", body, cancelled):
+            # the tokens that came together are handed on as one piece: one delta, not one per token
+            text = "".join([event.get("content") or "" for event in batch])
             if text:
                 pieces.append(text)
                 on_text(text)
-            if event.get("stop"):
-                final = event
-            else:
-                completion_tokens += 1
-                if cancelled():  # leaving the stream closes it: the engine frees the slot
-                    break
+            for event in batch:
+                if event.get("stop"):
+                    final = event
+                else:
+                    completion_tokens += 1
+            if not final and cancelled():  # leaving the stream closes it: the engine frees the slot
+                break
         if not final:
             if not cancelled():
                 raise EngineError(f"{self.label} ended its reply without its final event")

@@ -62,12 +62,14 @@ def grammar_fields(param: str, grammar: str) -> dict[str, Any]:
 
 
 class OpenAICompletionsBackend(RemotePrompting):
-    def __init__(self, entry: ModelEntry) -> None:
+    def __init__(self, entry: ModelEntry, stream_interval: float = 0.0) -> None:
         assert entry.url is not None  # ModelEntry requires it for engine "openai"
         self.name = entry.name
         self.engine = entry.url  # for logs and doctor
         self.model = entry.remote_model or entry.name  # the `model` the engine serves it under
-        self._http = EngineHTTP(entry.url, entry.api_key, entry.name, "OpenAI-compatible engine")
+        self._http = EngineHTTP(
+            entry.url, entry.api_key, entry.name, "OpenAI-compatible engine", stream_interval=stream_interval
+        )
         self._grammar_param = entry.grammar_param
         self._penalty_param = entry.penalty_param
         self.slots = entry.parallel or DEFAULT_SLOTS
@@ -158,14 +160,18 @@ class OpenAICompletionsBackend(RemotePrompting):
         pieces: list[str] = []
         finish: str | None = None
         usage: dict[str, Any] = {}
-        for event in self._http.events("/v1/completions", self.request(tokens, params), cancelled):
-            for choice in event.get("choices") or []:
-                text = choice.get("text") or ""
-                if text:
-                    pieces.append(text)
-                    on_text(text)
-                finish = choice.get("finish_reason") or finish
-            usage = event.get("usage") or usage  # llama.cpp: on the last choice; vLLM: an event of its own
+        for batch in self._http.event_batches("/v1/completions", self.request(tokens, params), cancelled):
+            # the tokens that came together are handed on as one piece: one delta, not one per token
+            texts = []
+            for event in batch:
+                for choice in event.get("choices") or []:
+                    texts.append(choice.get("text") or "")
+                    finish = choice.get("finish_reason") or finish
+                usage = event.get("usage") or usage  # llama.cpp: with the last choice; vLLM: an event alone
+            text = "".join(texts)
+            if text:
+                pieces.append(text)
+                on_text(text)
             if finish is None and cancelled():  # leaving the stream closes it: the engine frees the slot
                 break
         text = "".join(pieces)
