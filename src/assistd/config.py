@@ -195,7 +195,8 @@ class Settings(BaseSettings):
         le=1000,
         description="milliseconds between two reads of an engine's token stream after its first token: the "
         "tokens that come meanwhile are relayed as one delta (less CPU per token at GPU rates, at this much "
-        "latency per delta; the first token is never held); 0: each token as it comes",
+        "latency per delta; the first token is never held); 0: each token as it comes. Engines over plain "
+        "HTTP without a proxy (the embedded one, llama.cpp and OpenAI-compatible servers at http:// URLs)",
     )
     chroma_url: str | None = Field(
         None, description="Chroma server URL; default: embedded in data_dir/chroma"

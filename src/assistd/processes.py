@@ -85,12 +85,14 @@ def serve_many(settings: Settings) -> int:
         workers=settings.processes,
         log_level=settings.log_level,
     )
+    sock: socket.socket | None = None
     try:
-        sock = config.bind_socket()  # a port taken: uvicorn says so and exits 1
+        sock = config.bind_socket()  # a port taken: uvicorn says so and exits (STARTUP_FAILURE)
         manager = Multiprocess(config, sockets=[sock])
         manager.run()  # until a signal, or a process that failed before serving
-        sock.close()
     finally:
+        if sock is not None:
+            sock.close()
         _stop_all(parts)
     failed = [p.pid for p in manager.processes if p.exitcode == STARTUP_FAILURE]
     if failed:  # uvicorn's manager stops the others and returns as after a signal: not a success
@@ -101,6 +103,8 @@ def serve_many(settings: Settings) -> int:
 
 def child_app() -> Any:
     """The app of one of the N processes (uvicorn's factory, in a fresh interpreter)."""
+    from uvicorn.config import STARTUP_FAILURE
+
     from assistd.app import create_app
 
     die_with_parent()  # uvicorn's process manager: its processes end with it
@@ -112,7 +116,11 @@ def child_app() -> Any:
         level=settings.log_level.upper(),
         format=f"%(asctime)s %(levelname)s [{os.getpid()}] %(name)s: %(message)s",
     )
-    return create_app(settings)
+    try:
+        return create_app(settings)
+    except Exception:  # uvicorn's manager would start it again and again: a start failure stops the box
+        logging.getLogger("assistd").exception("this process could not start")
+        sys.exit(STARTUP_FAILURE)
 
 
 def _child_settings(settings: Settings, parts: list[Part]) -> Settings:

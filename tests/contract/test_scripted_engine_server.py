@@ -4,6 +4,8 @@ a model family's end-to-end tests will. No weights are involved."""
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 
@@ -98,11 +100,15 @@ def test_a_stream_interval_relays_what_came_meanwhile_as_one_delta(engine, assis
         engine.piece_delay = 0.02  # a token every 20 ms: about 15 of them in an interval
         try:
             with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=mine.id) as stream:
+                began = time.monotonic()
                 deltas = list(stream.text_deltas)
+                took = time.monotonic() - began
         finally:
             engine.piece_delay = 0.0
         assert "".join(deltas) == text
-        assert len(deltas) <= tokens // 3, (tokens, deltas)  # gathered: a delta per 300 ms, not per token
+        # gathered: a delta per 300 ms read (the first token at once, the held-back end), not one per token;
+        # a slow machine takes longer and reads more often, never more than its time allows
+        assert len(deltas) <= 3 + took / 0.3 and len(deltas) < tokens, (tokens, took, deltas)
         assert stream.get_final_run().status == "completed"
         assert client.beta.threads.messages.list(thread.id).data[0].content[0].text.value == text
     finally:

@@ -402,18 +402,26 @@ def test_events_of_one_chunk_come_as_one_batch():
     assert list(sse_batches(iter([STREAM]), LABEL)) == [EVENTS]
 
 
-def lockstep_reply(sent: list[float], go: list[threading.Event], tokens: int):
-    """An engine that sends a token when the test says `go`, then its final event: every token a read of
-    its own unless reads are paced."""
+def lockstep_reply(
+    sent: list[float],
+    go: list[threading.Event],
+    tokens: int,
+    first: bytes = b"",
+    done: threading.Event | None = None,
+):
+    """An engine that sends a token when the test says `go`, then its final event (then sets `done`): every
+    token a read of its own unless reads are paced. `first`: an event before the first token."""
 
     def reply(conn: socket.socket) -> None:
-        conn.sendall(SSE_HEAD)
+        conn.sendall(SSE_HEAD + (chunk(first) if first else b""))
         for i in range(tokens):
-            if i and not go[i].wait(WAIT):
+            if (i or first) and not go[i].wait(WAIT):
                 return
             sent.append(time.monotonic())
             conn.sendall(chunk(b'data: {"content": "t%d", "stop": false}\n\n' % i))
         conn.sendall(chunk(b'data: {"content": "", "stop": true}\n\n') + b"0\r\n\r\n")
+        if done is not None:
+            done.set()
 
     return reply
 
@@ -431,12 +439,19 @@ def test_without_an_interval_each_read_is_its_own_batch(engine_http):
     assert [c for batch in batches[3:] for c in batch] == ["t3", ""]  # the end may come with the last
 
 
+def paced_client(engine: RawEngine, interval: float) -> EngineHTTP:
+    client = EngineHTTP(engine.url, None, "m", "test engine", stream_interval=interval)
+    assert client._plain is not None  # paced over http.client (a proxy in the environment would use httpx)
+    return client
+
+
 def test_a_stream_interval_gathers_the_tokens_that_come_meanwhile():
     sent: list[float] = []
     go = [threading.Event() for _ in range(6)]
-    engine = RawEngine(lockstep_reply(sent, go, 6))
+    done = threading.Event()
+    engine = RawEngine(lockstep_reply(sent, go, 6, done=done))
     interval = 1.0
-    client = EngineHTTP(engine.url, None, "m", "test engine", stream_interval=interval)
+    client = paced_client(engine, interval)
     try:
         batches, read_at = [], []
         for batch in client.event_batches("/completion", {}, never):
@@ -445,9 +460,54 @@ def test_a_stream_interval_gathers_the_tokens_that_come_meanwhile():
             if len(batches) == 1:
                 for event in go[1:]:  # the five next tokens are sent at once, one write each
                     event.set()
-        # the first token is never held; the five that came meanwhile (and the end) are one batch
+                assert done.wait(WAIT)
+        # the first token is never held; the five that came meanwhile (and the end) are one batch, read no
+        # sooner than the interval after the first read (which came after the first token was sent)
         assert batches == [["t0"], ["t1", "t2", "t3", "t4", "t5", ""]]
-        assert read_at[1] - read_at[0] >= interval * 0.99
+        assert read_at[1] - sent[0] >= interval
     finally:
+        client.close()
+        engine.close()
+
+
+def test_events_without_text_do_not_start_the_interval():
+    """An event without text first (a role, an empty piece): the first token after it is not held."""
+    sent: list[float] = []
+    go = [threading.Event()]
+    engine = RawEngine(lockstep_reply(sent, go, 1, first=b'data: {"content": "", "stop": false}\n\n'))
+    interval = 30.0  # were the first token held, the test would take this long
+    client = paced_client(engine, interval)
+    try:
+        began = time.monotonic()
+        seen = []
+        for batch in client.event_batches("/completion", {}, never):
+            seen.extend(e["content"] for e in batch)
+            if "t0" in seen:
+                break  # (the final event, after text, would be paced)
+            go[0].set()
+        assert seen[:2] == ["", "t0"]
+        assert time.monotonic() - began < interval / 2
+    finally:
+        client.close()
+        engine.close()
+
+
+def test_a_cancel_ends_a_paced_wait_at_once():
+    sent: list[float] = []
+    go = [threading.Event() for _ in range(2)]
+    engine = RawEngine(lockstep_reply(sent, go, 2))
+    interval = 30.0
+    client = paced_client(engine, interval)
+    flag = Flag()
+    try:
+        began = time.monotonic()
+        seen = []
+        for batch in client.event_batches("/completion", {}, flag):
+            seen.extend(e["content"] for e in batch)
+            flag.on = True  # the reader now waits for the interval: the cut ends it
+        assert seen == ["t0"]
+        assert time.monotonic() - began < interval / 2
+    finally:
+        go[1].set()
         client.close()
         engine.close()

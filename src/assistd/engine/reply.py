@@ -175,7 +175,9 @@ class ReplyReader:
         params = verbatim(params)
         parallel = run.parallel_tool_calls and not fmt.single_call
         params.grammar = fmt.grammar(functions, parallel=parallel, continuation=True)
-        left = max(1, params.max_tokens - result.completion_tokens)  # the reasoning before it counts
+        # the reasoning before it counts; not what the engine sent past the marker in the same read
+        spent = min(result.completion_tokens, backend.count_tokens(channels.raw[: channels.call_at]))
+        left = max(1, params.max_tokens - spent)
         params.max_tokens = min(left, self.settings.max_tool_call_tokens)
         rest = backend.generate(prompt + head, params, lambda _piece: None, stop)
         after_generation(run, rest)

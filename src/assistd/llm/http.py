@@ -158,8 +158,9 @@ class EngineHTTP:
     def event_batches(
         self, path: str, body: dict[str, Any], cancelled: Callable[[], bool]
     ) -> Iterator[list[dict[str, Any]]]:
-        """`events`, in the batches that came together (one read of the stream): a reader handles a batch's
-        tokens at once, one hand-over where there were as many as tokens."""
+        """`events`, in the batches that came together (over http.client, one read of the stream; over
+        httpx, one HTTP chunk): a reader handles a batch's tokens at once, one hand-over where there were as
+        many as tokens. Reads are paced by `stream_interval` over http.client only (see _PacedReads)."""
         # A connection of its own: llama.cpp's server closes a connection after a streamed reply while
         # announcing keep-alive, and the next request sent on it would fail (1 in 7 here). The body
         # uncompressed: its bytes are split into events as they come.
@@ -191,7 +192,7 @@ class EngineHTTP:
         ):
             paced: _PacedReads | None = None
             if response.chunked:
-                paced = _PacedReads(response.fp, self.stream_interval)
+                paced = _PacedReads(response.fp, self.stream_interval, stream.ended)
                 chunks: Iterable[bytes] = _unchunked(paced)
             else:
                 chunks = iter(lambda: response.read1(READ_BYTES), b"")
@@ -210,7 +211,7 @@ class EngineHTTP:
             for batch in sse_batches(chunks, self.label):
                 yield batch
                 if paced is not None:
-                    paced.delivered()
+                    paced.delivered(any(map(_has_text, batch)))
         except broken as exc:
             if stream.cut:
                 return
@@ -250,20 +251,23 @@ def _body(response: httpx.Response) -> Iterator[bytes]:
 
 
 class _PacedReads:
-    """The raw bytes of a response body, one read at a time, each read at least `interval` seconds after
-    the one whose events were last delivered (the first at once: the first token is never held). While a
-    reader handles what it read, the engine's next tokens gather in the socket, and one read takes them all:
-    at GPU rates, a read per token (a thread woken, a hand-over to the event loop, a send to the client,
-    each per token) is what the relay's CPU goes to. SGLang's and vLLM's `--stream-interval` do the same in
-    tokens. 0: every token as it comes. A read that filled its buffer is followed at once (more waits)."""
+    """The raw bytes of a response body, one read at a time; once events with text were delivered, each
+    read at least `interval` seconds after the one whose events were last delivered (reads until the first
+    text are at once: the first token is never held). While a reader handles what it read, the engine's next
+    tokens gather in the socket, and one read takes them all: at GPU rates, a read per token (a thread woken,
+    a hand-over to the event loop, a send to the client, each per token) is what the relay's CPU goes to.
+    SGLang's and vLLM's `--stream-interval` do the same in tokens. 0: every token as it comes. A read that
+    filled its buffer is followed at once (more waits). A wait ends when `ended` is set (a cancel)."""
 
-    __slots__ = ("due", "fp", "full", "interval", "last")
+    __slots__ = ("due", "ended", "fp", "full", "interval", "last", "started")
 
-    def __init__(self, fp: Any, interval: float) -> None:
+    def __init__(self, fp: Any, interval: float, ended: threading.Event) -> None:
         self.fp = fp  # the response's buffered reader, past the headers
         self.interval = interval
+        self.ended = ended
         self.last = 0.0  # when the last read returned
         self.full = False  # the last read filled its buffer
+        self.started = False  # text was delivered: reads are paced from now on
         self.due = 0.0  # the next read not before
 
     def __iter__(self) -> Iterator[bytes]:
@@ -271,7 +275,7 @@ class _PacedReads:
             if self.due:
                 wait = self.due - time.monotonic()
                 if wait > 0:
-                    time.sleep(wait)
+                    self.ended.wait(wait)  # the cut socket ends the read that follows
             data = self.fp.read1(READ_BYTES)  # what the buffer holds, else one read of the socket
             if not data:
                 return
@@ -279,9 +283,22 @@ class _PacedReads:
             self.full = len(data) >= READ_BYTES
             yield data
 
-    def delivered(self) -> None:
-        """Events read were handed over: the next read waits for the interval (from the read)."""
-        self.due = self.last + self.interval if self.interval and not self.full else 0.0
+    def delivered(self, text: bool) -> None:
+        """Events read were handed over (`text`: one of them had text): once text came, the next read
+        waits for the interval (from the read)."""
+        self.started = self.started or text
+        self.due = self.last + self.interval if self.started and self.interval and not self.full else 0.0
+
+
+def _has_text(event: Any) -> bool:
+    """Whether an engine's event carries generated text: llama.cpp's `content`, an OpenAI-compatible
+    completion's `choices[].text`."""
+    if not isinstance(event, dict):
+        return False
+    if event.get("content"):
+        return True
+    choices = event.get("choices")
+    return isinstance(choices, list) and any(isinstance(c, dict) and c.get("text") for c in choices)
 
 
 def _unchunked(blocks: Iterable[bytes]) -> Iterator[bytes]:
@@ -387,16 +404,18 @@ def _lenient_json(data: bytes, label: str) -> Any:
 class _Watched:
     """An open stream under the watcher: its cancel check and its socket."""
 
-    __slots__ = ("cancelled", "cut", "failed", "sock")
+    __slots__ = ("cancelled", "cut", "ended", "failed", "sock")
 
     def __init__(self, cancelled: Callable[[], bool], sock: socket.socket | None) -> None:
         self.cancelled = cancelled
         self.sock = sock
         self.cut = False  # set before the socket is shut: a read that fails after it was cut
+        self.ended = threading.Event()  # set as it is cut: a paced reader's wait ends
         self.failed = False  # its check raised (logged once; it is asked again)
 
     def shut(self) -> None:
         self.cut = True
+        self.ended.set()
         if self.sock is not None:
             with suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
