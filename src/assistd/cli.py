@@ -109,6 +109,8 @@ def serve(settings: Settings) -> int:
 def db_prepare(settings: Settings) -> int:
     """Before serving: upgrade the schema (under the migration lock), or with --no-migrate check that
     someone did. Done before the event loop starts; a database that is behind stops the server here."""
+    from sqlalchemy.exc import DBAPIError
+
     from assistd.storage import migrate
     from assistd.storage.db import Database
 
@@ -122,14 +124,28 @@ def db_prepare(settings: Settings) -> int:
     except migrate.SchemaNotCurrent as exc:
         print(f"assistd: {exc}", file=sys.stderr)
         return 2
+    except DBAPIError as exc:  # not reached, refused, a wrong password: a line, not a traceback
+        print(f"assistd: {unusable_database(settings.database, exc)}", file=sys.stderr)
+        return 2
     finally:
         db.dispose()
     return 0
 
 
+def unusable_database(url: str, exc: Exception) -> str:
+    """What an operator reads when the database cannot be used: where (no password) and the driver's why."""
+    from sqlalchemy.engine import make_url
+
+    where = make_url(url).render_as_string(hide_password=True)
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return f"the database at {where} cannot be used: {text.splitlines()[0] if text else type(exc).__name__}"
+
+
 def db_command(settings: Settings, action: str) -> int:
     """`assistd db upgrade`: migrate to the newest revision and exit (a Kubernetes Job before the servers
     roll out with --no-migrate). `assistd db current`: print the revision and whether it is the newest."""
+    from sqlalchemy.exc import DBAPIError
+
     from assistd.storage import migrate
     from assistd.storage.db import Database
 
@@ -145,6 +161,9 @@ def db_command(settings: Settings, action: str) -> int:
         note = "newest" if found == newest else f"newest is {newest}"
         print(f"{found or '(none)'} ({note})")
         return 0 if found == newest else 1
+    except DBAPIError as exc:
+        print(f"assistd: {unusable_database(settings.database, exc)}", file=sys.stderr)
+        return 2
     finally:
         db.dispose()
 

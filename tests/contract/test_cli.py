@@ -111,3 +111,18 @@ def test_models_list_names_the_engine_of_each_model(tmp_path):
     assert "MISSING" in lines["vllm"]  # its tokenizer file is not there
     assert "[OpenAI-compatible completions engine at http://10.0.0.8:8000]" in lines["vllm"]
     assert " ok " in lines["old-path"] and "[llama-cpp-python (in-process" in lines["old-path"]
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["db", "current"]])
+def test_a_database_that_cannot_be_reached_is_one_line_without_its_password(tmp_path, command):
+    url = "postgresql+psycopg://nobody:s3cret@127.0.0.1:9/none"  # port 9: nothing listens
+    env = {**os.environ, "ASSISTD_DATA_DIR": str(tmp_path), "ASSISTD_DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "assistd", *command], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "assistd: the database at postgresql+psycopg://nobody:***@127.0.0.1:9/none "
+    )
+    assert "cannot be used: connection failed" in done.stderr
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stderr + done.stdout
