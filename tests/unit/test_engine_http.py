@@ -511,3 +511,10 @@ def test_a_cancel_ends_a_paced_wait_at_once():
         go[1].set()
         client.close()
         engine.close()
+
+
+def test_the_events_before_an_error_line_of_the_same_chunk_come_first():
+    batches = sse_batches(iter([b'data: {"content": "a"}\n\nerror: the engine broke\n\n']), LABEL)
+    assert next(batches) == [{"content": "a"}]
+    with pytest.raises(EngineError, match="the engine broke"):
+        next(batches)

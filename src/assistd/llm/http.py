@@ -364,7 +364,15 @@ def sse_batches(chunks: Iterable[bytes], label: str) -> Iterator[list[Any]]:
         rest = lines.pop()  # the line the next chunk goes on with (b"" after a line end)
         if rest:
             held.append(rest)
-        batch = [event for line in lines if line and (event := _event(line, label)) is not None]
+        batch: list[Any] = []
+        try:
+            for line in lines:
+                if line and (event := _event(line, label)) is not None:
+                    batch.append(event)
+        except EngineError:  # an error line: the events before it are delivered first, as they came
+            if batch:
+                yield batch
+            raise
         if batch:
             yield batch
     if held:
