@@ -8,14 +8,14 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from http.client import IncompleteRead
 
 import pytest
 
 from assistd.llm.errors import EngineError
-from assistd.llm.http import CancelWatcher, EngineHTTP, _unchunked, sse_batches, sse_events
+from assistd.llm.http import CancelWatcher, EngineHTTP, _unchunked, sse_batches
 
 LABEL = "model 'm' on the test engine"
 WAIT = 10.0  # generous: a bound that only a hang passes, never a slow machine
@@ -34,7 +34,13 @@ STREAM = (
 
 
 def read(chunks: list[bytes]) -> list:
-    return list(sse_events(iter(chunks), LABEL))
+    return [event for batch in sse_batches(iter(chunks), LABEL) for event in batch]
+
+
+def events(http: EngineHTTP, path: str, body: dict, cancelled) -> Iterator[dict]:
+    """A stream's events one by one, whatever batches they came in."""
+    for batch in http.event_batches(path, body, cancelled):
+        yield from batch
 
 
 def test_one_chunk_holds_every_event_with_lf_crlf_and_cr_line_ends():
@@ -179,7 +185,7 @@ def test_a_stream_in_small_http_chunks(engine_http):
         conn.sendall(b"0\r\n\r\n")
 
     _, http = engine_http(reply)
-    assert list(http.events("/completion", {"prompt": "x"}, never)) == EVENTS
+    assert list(events(http, "/completion", {"prompt": "x"}, never)) == EVENTS
 
 
 def test_an_http_error_names_the_engine_and_the_path(engine_http):
@@ -191,7 +197,7 @@ def test_an_http_error_names_the_engine_and_the_path(engine_http):
     with pytest.raises(
         EngineError, match=r"test engine at .* answered /completion with HTTP 503: no such slot"
     ):
-        list(http.events("/completion", {}, never))
+        list(events(http, "/completion", {}, never))
 
 
 def json_reply(status: str, body: bytes) -> Callable[[socket.socket], None]:
@@ -224,10 +230,10 @@ def test_a_reply_broken_off_raises(engine_http):
         conn.sendall(SSE_HEAD + chunk(b'data: {"content": "a"}\n\n') + b"40\r\ndata: {")
 
     _, http = engine_http(reply)
-    events = http.events("/completion", {}, never)
-    assert next(events) == {"content": "a"}
+    stream = events(http, "/completion", {}, never)
+    assert next(stream) == {"content": "a"}
     with pytest.raises(EngineError, match=r"broke off its reply: (RemoteProtocolError|IncompleteRead)"):
-        next(events)
+        next(stream)
 
 
 @pytest.mark.parametrize("reader", ["http.client", "httpx"])
@@ -240,7 +246,7 @@ def test_an_engine_that_is_not_there(reader):
         http._plain = None
     try:
         with pytest.raises(EngineError, match=r"could not be reached: (ConnectError|ConnectionRefusedError)"):
-            list(http.events("/completion", {}, never))
+            list(events(http, "/completion", {}, never))
     finally:
         http.close()
 
@@ -268,7 +274,7 @@ def test_a_cancel_cuts_a_blocked_read_and_the_engine_sees_the_close(engine_http)
 
     def consume(i: int, cancelled: Flag) -> None:
         try:
-            for event in http.events("/completion", {}, cancelled):
+            for event in events(http, "/completion", {}, cancelled):
                 seen[i].append(event)
         except BaseException as exc:
             failures.append(exc)

@@ -146,21 +146,15 @@ class EngineHTTP:
         except ValueError as exc:
             raise EngineError(f"{self.label} answered {path} with something that is not JSON") from exc
 
-    def events(
-        self, path: str, body: dict[str, Any], cancelled: Callable[[], bool]
-    ) -> Iterator[dict[str, Any]]:
-        """The JSON events of a streamed POST, in order, until the engine ends the stream. When
-        `cancelled()` turns true the connection is shut and the iteration ends (no exception); it is asked
-        every CANCEL_POLL_SECONDS by the thread that watches all the engine's streams, so it must be quick."""
-        for batch in self.event_batches(path, body, cancelled):
-            yield from batch
-
     def event_batches(
         self, path: str, body: dict[str, Any], cancelled: Callable[[], bool]
     ) -> Iterator[list[dict[str, Any]]]:
-        """`events`, in the batches that came together (over http.client, one read of the stream; over
-        httpx, one HTTP chunk): a reader handles a batch's tokens at once, one hand-over where there were as
-        many as tokens. Reads are paced by `stream_interval` over http.client only (see _PacedReads)."""
+        """The JSON events of a streamed POST, in order, until the engine ends the stream, in the batches
+        that came together (over http.client, one read of the stream; over httpx, one HTTP chunk): a reader
+        handles a batch's tokens at once, one hand-over where there were as many as tokens. Reads are paced
+        by `stream_interval` over http.client only (see _PacedReads). When `cancelled()` turns true the
+        connection is shut and the iteration ends (no exception); it is asked every CANCEL_POLL_SECONDS by the
+        thread that watches all the engine's streams, so it must be quick."""
         # A connection of its own: llama.cpp's server closes a connection after a streamed reply while
         # announcing keep-alive, and the next request sent on it would fail (1 in 7 here). The body
         # uncompressed: its bytes are split into events as they come.
@@ -339,16 +333,10 @@ def _unchunked(blocks: Iterable[bytes]) -> Iterator[bytes]:
     raise http.client.IncompleteRead(b"")
 
 
-def sse_events(chunks: Iterable[bytes], label: str) -> Iterator[Any]:
-    """The JSON of each `data:` line of a server-sent event stream that comes in `chunks` cut anywhere
-    (lines end with LF, CRLF or CR); `[DONE]` and other fields are skipped, `error:` lines and error
-    objects raise EngineError."""
-    for batch in sse_batches(chunks, label):
-        yield from batch
-
-
 def sse_batches(chunks: Iterable[bytes], label: str) -> Iterator[list[Any]]:
-    """`sse_events`, as the events that each chunk completes (chunks that complete none give nothing)."""
+    """The JSON of each `data:` line of a server-sent event stream that comes in `chunks` cut anywhere
+    (lines end with LF, CRLF or CR), as the events that each chunk completes (chunks that complete none give
+    nothing); `[DONE]` and other fields are skipped, `error:` lines and error objects raise EngineError."""
     held: list[bytes] = []  # a line that earlier chunks began (joined once it ends: a long line stays linear)
     for chunk in chunks:
         if b"\r" in chunk:  # CRLF gives an empty line more, which is skipped as any blank line is
