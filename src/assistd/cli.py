@@ -5,13 +5,17 @@ Flags of `serve` are generated from the Settings fields."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, get_origin
 
 from assistd.config import ModelsFileError, Settings
+
+ENGINE_STOP_SECONDS = 5.0  # `assistd engine` stopping: what its open requests are given before it exits
 
 
 def is_loopback(host: str) -> bool:
@@ -169,7 +173,7 @@ def db_command(settings: Settings, action: str) -> int:
 
 
 def run_engine(args: argparse.Namespace) -> int:
-    import os
+    import faulthandler
 
     from assistd.config import ModelEntry
     from assistd.llm.embedded import EmbeddedEngine, default_slots
@@ -192,8 +196,22 @@ def run_engine(args: argparse.Namespace) -> int:
     )
     print(f"assistd engine: llama.cpp server for {entry.path} at {engine.url}", flush=True)
     engine.wait()
+    # llama.cpp's server, when it stops, waits for each open request's client to hang up, holding the GIL: a
+    # client that waits in turn for its answer (a process of `serve --processes` stopping with the
+    # supervisor) would keep both alive until a read timeout. faulthandler's watchdog runs without the GIL:
+    # past the grace it prints where the engine waits and exits (status 1). Armed first: nothing before the
+    # close may raise (the engine would be destroyed at exit, unbounded).
+    faulthandler.dump_traceback_later(ENGINE_STOP_SECONDS, exit=True)
+    _say(f"assistd engine: stopping (open requests are cut after {ENGINE_STOP_SECONDS:.0f} s)")
     engine.close()
+    faulthandler.cancel_dump_traceback_later()
     return 0
+
+
+def _say(line: str) -> None:
+    """Prints `line` where stdout may be gone (the pipe of a supervisor that was killed)."""
+    with contextlib.suppress(OSError):
+        os.write(sys.stdout.fileno(), f"{line}\n".encode())
 
 
 def models_list(settings: Settings) -> int:

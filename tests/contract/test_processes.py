@@ -18,12 +18,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
 from tests.contract import test_runs as runs
 from tests.contract.test_concurrency import streamed_run, wait_until
-from tests.support import KEY_A, MODELS_DIR, ServerProcess
+from tests.remote_engine import MODEL_FILE
+from tests.support import KEY_A, MODELS_DIR, ServerProcess, free_port, stop_process, wait_healthy
 
 pytestmark = [pytest.mark.contract, pytest.mark.model]
 
@@ -234,3 +236,44 @@ def test_stopping_leaves_no_process_behind(tmp_path, signum):
         time.sleep(0.2)
     left = {pid: cmdline(pid) for pid in parts if alive(pid)}
     assert not left
+
+
+def test_engine_stops_while_clients_keep_asking(tmp_path):
+    """`assistd engine` whose output pipe is gone (a killed supervisor's) ends on SIGTERM within its grace
+    while clients keep sending requests and wait for their answers without a timeout. llama.cpp's server,
+    stopping, leaves a request that reaches it after its task queue ended unanswered and waits for that
+    client to hang up: seen in CI as the engine of a `--processes` box left behind after the supervisor was
+    killed (its processes, stopping too, were still asking it)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "assistd", "engine", str(MODEL_FILE), "--port", str(port), "--parallel", "1",
+         "--n-ctx", "2048", "--kv-cache-bytes", str(256 * 1024 * 1024)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    done = threading.Event()
+
+    def ask() -> None:
+        with httpx.Client(timeout=None) as client:
+            while not done.is_set():
+                try:
+                    client.get(f"{url}/slots")
+                except httpx.HTTPError:
+                    time.sleep(0.01)
+
+    askers = [threading.Thread(target=ask, daemon=True) for _ in range(4)]
+    try:
+        assert engine.stdout is not None
+        for line in engine.stdout:  # its address is printed once it listens
+            if line.startswith(b"assistd engine:"):
+                break
+        engine.stdout.close()  # as a killed supervisor's end of the pipe (and unread output never fills it)
+        wait_healthy(engine, url, lambda: "(its output went to the closed pipe)", "engine")
+        for asker in askers:
+            asker.start()
+        time.sleep(1.0)
+        engine.send_signal(signal.SIGTERM)
+        engine.wait(timeout=120)  # its grace is ENGINE_STOP_SECONDS; a stop that waits for them: forever
+    finally:
+        done.set()
+        stop_process(engine)

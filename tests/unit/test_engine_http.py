@@ -402,6 +402,20 @@ def test_a_chunked_body_unchunked_whatever_the_cuts():
         list(_unchunked(iter([b"zz\r\nabc\r\n"])))
 
 
+def test_blocks_that_are_each_one_whole_chunk_unchunk_alike():
+    # a token a read: each block one whole chunk (the fast path), whatever its data holds
+    datas = [b"data: a\n\n", b"\r\n0\r\n\r\n", b"x" * 0x1F, b"\r\n", b"y" * 4096, b"3\r\nabc\r\n"]
+    chunks = [chunk(d) for d in datas]
+    assert list(_unchunked(iter([*chunks, b"0\r\n\r\n"]))) == datas
+    upper = b"1F\r\n" + b"z" * 31 + b"\r\n"  # hex in capitals; a chunk extension: the long way, same result
+    extended = b"3;name=v\r\nabc\r\n"
+    assert list(_unchunked(iter([upper, extended, b"0\r\n\r\n"]))) == [b"z" * 31, b"abc"]
+    # one chunk and the start of the next in one block, the rest in the next: never taken as one chunk
+    assert b"".join(_unchunked(iter([chunks[0] + b"3\r\nab", b"c\r\n0\r\n\r\n"]))) == datas[0] + b"abc"
+    with pytest.raises(IncompleteRead):  # a whole chunk, and then the body ends without its last chunk
+        list(_unchunked(iter(chunks[:2])))
+
+
 def test_events_of_one_chunk_come_as_one_batch():
     batches = list(sse_batches(iter([STREAM[:60], STREAM[60:], b""]), LABEL))
     assert [e for batch in batches for e in batch] == EVENTS

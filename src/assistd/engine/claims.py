@@ -139,8 +139,12 @@ class ClaimQueue:
         self.on_status: Callable[[str, str], None] | None = None
         # Told of each job's end after its commit, by the process that ended it (metrics, the job log).
         self.on_end: list[Callable[[JobEnd], None]] = []
+        # Held by a transaction that locks several of this process's job rows (the lease renewal, the event
+        # log's flush of every streaming job): two such transactions never wait for each other crosswise.
+        self.many_rows = threading.Lock()
         if hasattr(bus, "fence"):
             bus.fence = self.fence  # type: ignore[attr-defined]
+            bus.many_rows = self.many_rows  # type: ignore[attr-defined]
 
     # ----------------------------------------------------------------------------------- transactions
     def tx(self, job_id: str, body: Callable[[Session, list[Event]], T], guard: str = "claim") -> T | None:
@@ -332,7 +336,7 @@ class ClaimQueue:
         if not held:
             return {}
         found: dict[str, str] = {}
-        with self.db.session() as s:
+        with self.many_rows, self.db.session() as s:
             for table in TABLES.values():
                 mine = [c for c in held if table_of(c.run_id) is table]
                 if not mine:

@@ -19,19 +19,20 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, exists, func, insert, update
+from sqlalchemy import bindparam, delete, event, exists, func, insert, text, update
 from sqlmodel import Session, select
 
+from assistd.engine.claims import LostClaim
 from assistd.engine.coalesce import merge_deltas
 from assistd.engine.events import Event, EventBus
 from assistd.engine.responses.events import KEEP_SECONDS, numbered
 from assistd.engine.responses.tape import TERMINAL
 from assistd.storage.clock import db_now, db_time
 from assistd.storage.db import Database, after_commit
-from assistd.storage.notify import EVENTS, Listener, notify
+from assistd.storage.notify import EVENTS, Listener, notify_many
 from assistd.storage.responses import ResponseEventRow, ResponseRow
 from assistd.storage.run_events import RunEventRow
 from assistd.storage.runs import RunRow
@@ -60,6 +61,10 @@ class DatabaseBus(EventBus):
         self._dirty: set[str] = set()
         self._everything = False
         self._wake = threading.Event()
+        # Held around a transaction that locks several job rows; the ClaimQueue shares its own (see there).
+        self.many_rows = threading.Lock()
+        self._flush_now = threading.Event()  # a job's first delta: written at once, not at the next tick
+        self._streaming: set[str] = set()  # jobs whose first delta was taken to be written
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         if listener is not None:
@@ -76,18 +81,24 @@ class DatabaseBus(EventBus):
         self.flush_all()
         self._stop.set()
         self._wake.set()
+        self._flush_now.set()
         for thread in self._threads:
             thread.join(timeout=5)
 
     # --------------------------------------------------------------------------------------- writing
     @contextmanager
     def ordering(self, run_id: str) -> Iterator[None]:
-        with self._stripes[zlib.crc32(run_id.encode()) % _STRIPES]:
+        with self._stripes[self._stripe(run_id)]:
             yield
 
     def publish(self, run_id: str, name: str, data: Any) -> None:
         with self._deltas_lock:
             self._deltas.setdefault(run_id, []).append(Event(name, data))
+            first = run_id not in self._streaming
+            if first:
+                self._streaming.add(run_id)
+        if first:  # the stream's first token reaches its reader without waiting for the flush tick
+            self._flush_now.set()
 
     def emit(self, s: Session, run_id: str, events: list[Event]) -> None:
         """Within `ordering(run_id)`: the run's buffered deltas first, then `events`, in `s`. If `s` rolls
@@ -95,10 +106,13 @@ class DatabaseBus(EventBus):
         pending = self._take(run_id)
         if pending:
             event.listen(s, "after_rollback", lambda _s: self._restore(run_id, pending), once=True)
-        self._insert(s, run_id, pending + events)
+        if self._insert(s, run_id, pending + events):
+            self._announce(s, [run_id])
 
     def discard(self, run_id: str) -> None:
-        self._take(run_id)
+        with self._deltas_lock:
+            self._deltas.pop(run_id, None)
+            self._streaming.discard(run_id)
 
     def _take(self, run_id: str) -> list[Event]:
         with self._deltas_lock:
@@ -109,17 +123,18 @@ class DatabaseBus(EventBus):
         with self._deltas_lock:
             self._deltas[run_id] = events + self._deltas.get(run_id, [])
 
-    def _insert(self, s: Session, run_id: str, events: list[Event]) -> None:
+    def _insert(self, s: Session, run_id: str, events: list[Event]) -> bool:
+        """Writes the job's events, numbered after its last (False: nothing to write, or the job is gone)."""
         if not events:
-            return
+            return False
+        s.flush()  # a job row the session holds unwritten is numbered too (Core sees only what was sent)
         events = coalesced(run_id, events)
         n = len(events)
         job, log_table, key = _tables(run_id)
-        end = s.execute(
-            update(job).where(job.id == run_id).values(event_seq=job.event_seq + n).returning(job.event_seq)
-        ).scalar_one_or_none()
+        c = s.connection()  # Core, statements built once: the ORM's bulk forms cost as much as the writes
+        end = c.execute(_NUMBERING[job], {"job": run_id, "n": n}).scalar_one_or_none()
         if end is None:  # the job is gone (its thread was deleted, the response deleted)
-            return
+            return False
         stamp = db_time()
         rows = [
             {
@@ -131,15 +146,65 @@ class DatabaseBus(EventBus):
             }
             for i, e in enumerate(events)
         ]
-        s.execute(insert(log_table), rows)
-        notify(s, self.db, EVENTS, run_id)
-        after_commit(s, lambda: self._notified(run_id))
+        c.execute(_APPEND[log_table], rows)
+        return True
+
+    def _announce(self, s: Session, run_ids: list[str]) -> None:
+        """The jobs have new events once `s` commits: other nodes are notified (one statement for all),
+        this node's reader at once."""
+        if not run_ids:
+            return
+        notify_many(s, self.db, EVENTS, run_ids)
+        after_commit(s, lambda: [self._notified(run_id) for run_id in run_ids])
 
     def flush_all(self) -> None:
+        """Writes every job's buffered deltas: in one transaction, each job fenced by its claim, so that a
+        flush costs one commit and one notification statement however many jobs stream (and a reading node
+        is woken for all of them at once); a job whose claim was lost has its deltas dropped (`on_lost`). When
+        that transaction fails, each job is tried on its own: one job's failing write never keeps the others'
+        events from being written (a job row locked elsewhere, by a cancel, makes the flush wait for it)."""
         with self._deltas_lock:
-            pending = list(self._deltas)
-        for run_id in pending:
+            pending = sorted(self._deltas)
+        if not pending:
+            return
+        lost: list[str] = []
+        retry: list[str] = []
+        # The jobs' orderings, taken in one order (two flushes never wait for each other crosswise), before
+        # the transaction (a state change holds its ordering and then writes: never the other way round).
+        with ExitStack() as held:
+            for stripe in sorted({self._stripe(run_id) for run_id in pending}):
+                held.enter_context(self._stripes[stripe])
+            taken = [(run_id, events) for run_id in pending if (events := self._take(run_id))]
+            try:
+                with self.many_rows, self.db.session() as s:
+                    written: list[str] = []
+                    for run_id, events in taken:
+                        try:
+                            self._fence(s, run_id)
+                        except LostClaim:
+                            lost.append(run_id)
+                            continue
+                        if self._insert(s, run_id, events):
+                            written.append(run_id)
+                    self._announce(s, written)
+            except Exception as exc:
+                for run_id, events in taken:
+                    if run_id not in lost:
+                        self._restore(run_id, events)
+                        retry.append(run_id)
+                log.debug("events of %d jobs not written together (%s); each on its own", len(taken), exc)
+        for run_id in lost:
+            if self.on_lost is not None:
+                self.on_lost(run_id)
+        for run_id in retry:
             self._flush(run_id)
+
+    def _fence(self, s: Session, run_id: str) -> None:
+        if self.fence is not None:
+            self.fence(s, run_id)
+
+    def _stripe(self, run_id: str) -> int:
+        return zlib.crc32(run_id.encode()) % _STRIPES
 
     def _flush(self, run_id: str) -> None:
         with self.ordering(run_id):
@@ -149,25 +214,26 @@ class DatabaseBus(EventBus):
 
             def write() -> None:
                 with self.db.session() as s:
-                    if self.fence is not None:
-                        self.fence(s, run_id)
-                    self._insert(s, run_id, events)
+                    self._fence(s, run_id)
+                    if self._insert(s, run_id, events):
+                        self._announce(s, [run_id])
 
             try:
                 write()
-            except Exception as exc:
-                from assistd.engine.claims import LostClaim
-
-                if isinstance(exc, LostClaim):
-                    if self.on_lost is not None:
-                        self.on_lost(run_id)
-                else:  # an outage: they are written with the next flush (or the run's next state change)
-                    self._restore(run_id, events)
-                    log.debug("events of run %s not written yet: %s", run_id, exc)
+            except LostClaim:
+                if self.on_lost is not None:
+                    self.on_lost(run_id)
+            except Exception as exc:  # an outage: they are written with the next flush (or the run's next
+                self._restore(run_id, events)  # state change)
+                log.debug("events of run %s not written yet: %s", run_id, exc)
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(FLUSH_SECONDS):
-            self.flush_all()
+        """Every FLUSH_SECONDS after the last flush, or at once for a job's first delta."""
+        while not self._stop.is_set():
+            self._flush_now.wait(FLUSH_SECONDS)
+            self._flush_now.clear()
+            if not self._stop.is_set():
+                self.flush_all()
 
     def prune(self) -> int:
         """Deletes run events older than RUN_EVENTS_KEEP_SECONDS, and the events of responses that ended
@@ -229,19 +295,27 @@ class DatabaseBus(EventBus):
             self._read_all(subscribed if everything else [r for r in subscribed if r in dirty])
 
     def _read_all(self, run_ids: list[str]) -> None:
-        """Reads the new events of these jobs' streams, in one session however many there are (a query each).
-        A failure (a database outage) leaves the jobs not read yet to the next round."""
+        """Reads the new events of these jobs' streams, in one session however many there are: on
+        PostgreSQL one query for all the jobs of a table, on SQLite a query each. A failure (a database
+        outage) leaves the jobs not read yet to the next round."""
         if not run_ids:
             return
-        done = 0
+        read: set[str] = set()
         try:
             with self.db.session() as s:
-                for run_id in run_ids:
-                    self._read(run_id, s)
-                    done += 1
+                if self.db.is_postgres:
+                    for table in (RunEventRow, ResponseEventRow):
+                        jobs = [r for r in run_ids if _tables(r)[1] is table]
+                        self._read_many(table, jobs, s)
+                        read.update(jobs)
+                else:
+                    for run_id in run_ids:
+                        self._read(run_id, s)
+                        read.add(run_id)
         except Exception as exc:
-            log.warning("reading events of %s failed: %s", run_ids[min(done, len(run_ids) - 1)], exc)
-            for run_id in run_ids[done:]:
+            unread = [run_id for run_id in run_ids if run_id not in read]
+            log.warning("reading events of %s failed: %s", unread[0] if unread else run_ids[0], exc)
+            for run_id in unread:
                 self._notified(run_id)
 
     def _read(self, run_id: str, s: Session | None = None) -> None:
@@ -256,6 +330,28 @@ class DatabaseBus(EventBus):
                 rows = own.execute(_READS[table], {"job": run_id, "cursor": cursor}).all()
         else:
             rows = s.execute(_READS[table], {"job": run_id, "cursor": cursor}).all()
+        self._push_rows(subs, rows)
+        if len(rows) == READ_LIMIT:
+            self._notified(run_id)
+
+    def _read_many(self, table: Any, run_ids: list[str], s: Session) -> None:
+        """`_read` for several jobs of one table in one query (PostgreSQL): READ_LIMIT rows at most a job,
+        in order; a job that met the limit is read again."""
+        subs = {run_id: subs for run_id in run_ids if (subs := self.subscribers(run_id))}
+        if not subs:
+            return
+        cursors = [min(sub.cursor for sub in job_subs) for job_subs in subs.values()]
+        params = {"jobs": list(subs), "cursors": cursors, "limit": READ_LIMIT}
+        rows = s.execute(_READS_MANY[table], params).all()
+        by_job: dict[str, list[Any]] = {}
+        for job, seq, name, data in rows:
+            by_job.setdefault(job, []).append((seq, name, data))
+        for job, job_rows in by_job.items():
+            self._push_rows(subs[job], job_rows)
+            if len(job_rows) == READ_LIMIT:  # more after them
+                self._notified(job)
+
+    def _push_rows(self, subs: list[Any], rows: list[Any]) -> None:
         for seq, name, data in rows:
             event = Event(name, data)
             for sub in subs:
@@ -265,8 +361,6 @@ class DatabaseBus(EventBus):
                         sub.push(event)
                     except RuntimeError:
                         self.unsubscribe(sub)
-        if len(rows) == READ_LIMIT:
-            self._notified(run_id)
 
 
 def coalesced(job_id: str, events: list[Event]) -> list[Event]:
@@ -353,6 +447,41 @@ def _reading(table: Any, key: str) -> Any:
 _READS = {
     RunEventRow: _reading(RunEventRow, "run_id"),
     ResponseEventRow: _reading(ResponseEventRow, "response_id"),
+}
+
+
+def _numbering(job: Any) -> Any:
+    """Takes `n` numbers of the job's event sequence: the last one taken comes back (no row: the job is
+    gone)."""
+    t = job.__table__
+    return (
+        update(t)
+        .where(t.c.id == bindparam("job"))
+        .values(event_seq=t.c.event_seq + bindparam("n"))
+        .returning(t.c.event_seq)
+    )
+
+
+_NUMBERING = {RunRow: _numbering(RunRow), ResponseRow: _numbering(ResponseRow)}
+_APPEND = {table: insert(table.__table__) for table in (RunEventRow, ResponseEventRow)}
+
+
+def _reading_many(table: Any, key: str) -> Any:
+    """The query for several jobs' events, each after its own cursor and READ_LIMIT at most each
+    (PostgreSQL: the jobs and cursors are two arrays), ordered by job and number, built once."""
+    columns = table.__table__.c
+    return text(
+        f"SELECT c.job AS {key}, e.seq, e.name, e.data "
+        "FROM unnest(CAST(:jobs AS text[]), CAST(:cursors AS bigint[])) AS c(job, after) "
+        f"CROSS JOIN LATERAL (SELECT seq, name, data FROM {table.__tablename__} "
+        f"WHERE {key} = c.job AND seq > c.after ORDER BY seq LIMIT :limit) AS e "
+        "ORDER BY c.job, e.seq"
+    ).columns(columns[key], columns.seq, columns.name, columns.data)
+
+
+_READS_MANY = {
+    RunEventRow: _reading_many(RunEventRow, "run_id"),
+    ResponseEventRow: _reading_many(ResponseEventRow, "response_id"),
 }
 
 

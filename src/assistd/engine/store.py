@@ -22,6 +22,7 @@ from assistd.services.messages import to_object as message_object
 from assistd.services.run_views import run_object, step_object
 from assistd.services.runs import STEP_PREFIX
 from assistd.storage.assistants import AssistantRow
+from assistd.storage.columns import by_id
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
 from assistd.storage.steps import StepRow
@@ -104,7 +105,7 @@ class RunStore:
         writes anything or `drop` is called: one read where there were four."""
 
         def body(s: Session) -> RunRow:
-            row = s.get(RunRow, run_id)
+            row = s.exec(by_id(RunRow), params={"id": run_id}).first()
             if row is None:  # deleted with its thread
                 raise LostClaim(run_id)
             if prefetch:
@@ -134,12 +135,8 @@ class RunStore:
 
     @staticmethod
     def _history(s: Session, run: RunRow) -> list[MessageRow]:
-        stmt = (
-            select(MessageRow)
-            .where(MessageRow.thread_id == run.thread_id)
-            .order_by(MessageRow.created_at, MessageRow.id)  # type: ignore[arg-type]
-        )
-        return [m for m in s.exec(stmt) if not (m.run_id == run.id and m.status == "in_progress")]
+        messages = s.exec(_THREAD_MESSAGES, params={"thread_id": run.thread_id})
+        return [m for m in messages if not (m.run_id == run.id and m.status == "in_progress")]
 
     def steps(self, run_id: str) -> list[StepRow]:
         kept = self._kept(run_id, "steps")
@@ -149,8 +146,7 @@ class RunStore:
 
     @staticmethod
     def _steps(s: Session, run_id: str) -> list[StepRow]:
-        stmt = select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.created_at, StepRow.id)  # type: ignore[arg-type]
-        return list(s.exec(stmt))
+        return list(s.exec(_STEPS_IN_ORDER, params={"run_id": run_id}))
 
     def tool_resources(self, run: RunRow) -> tuple[dict[str, Any], dict[str, Any]]:
         """(assistant's tool_resources, thread's tool_resources, or the run's override)."""
@@ -163,8 +159,8 @@ class RunStore:
 
     @staticmethod
     def _tool_resources(s: Session, run: RunRow) -> tuple[dict[str, Any], dict[str, Any]]:
-        assistant = s.get(AssistantRow, run.assistant_id)
-        thread = s.get(ThreadRow, run.thread_id)
+        assistant = s.exec(by_id(AssistantRow), params={"id": run.assistant_id}).first()
+        thread = s.exec(by_id(ThreadRow), params={"id": run.thread_id}).first()
         thread_res = run.tool_resources or (thread.tool_resources if thread else None) or {}
         return (assistant.tool_resources if assistant else None) or {}, thread_res
 
@@ -508,6 +504,15 @@ _WRITES: dict[tuple[Any, ...], Any] = {}
 
 
 # A run's end reads these: built once, with a bound parameter (a statement's cache key is computed once).
+# A run's first read, built once
+_THREAD_MESSAGES = (
+    select(MessageRow)
+    .where(MessageRow.thread_id == bindparam("thread_id"))
+    .order_by(MessageRow.created_at, MessageRow.id)  # type: ignore[arg-type]
+)
+_STEPS_IN_ORDER = (
+    select(StepRow).where(StepRow.run_id == bindparam("run_id")).order_by(StepRow.created_at, StepRow.id)  # type: ignore[arg-type]
+)
 _RUN_STEPS = select(StepRow).where(StepRow.run_id == bindparam("run_id"))
 _OPEN_MESSAGES = select(MessageRow).where(
     MessageRow.run_id == bindparam("run_id"),

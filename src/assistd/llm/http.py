@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -185,9 +186,11 @@ class EngineHTTP:
             self._watcher.watch(sock, cancelled) as stream,
         ):
             paced: _PacedReads | None = None
-            if response.chunked:
+            if response.chunked and self.stream_interval:
                 paced = _PacedReads(response.fp, self.stream_interval, stream.ended)
                 chunks: Iterable[bytes] = _unchunked(paced)
+            elif response.chunked:  # unpaced: each read as it comes, nothing between (one layer less a token)
+                chunks = _unchunked(iter(partial(response.fp.read1, READ_BYTES), b""))
             else:
                 chunks = iter(lambda: response.read1(READ_BYTES), b"")
             yield from self._read(chunks, paced, stream, (OSError, http.client.HTTPException, ValueError))
@@ -303,6 +306,16 @@ def _unchunked(blocks: Iterable[bytes]) -> Iterator[bytes]:
     for block in blocks:
         data = pending + block if pending else block
         pending = b""
+        if not left:  # the common case at a token a read: the block is one whole chunk
+            eol = data.find(b"\r\n")
+            if 0 < eol <= 16 and data.endswith(b"\r\n"):
+                try:
+                    size = int(data[:eol], 16)
+                except ValueError:
+                    size = -1
+                if size > 0 and eol + size + 4 == len(data):
+                    yield data[eol + 2 : eol + 2 + size]
+                    continue
         pos, end, out = 0, len(data), []
         while pos < end:
             if left:

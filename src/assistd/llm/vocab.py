@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,10 +28,10 @@ class Vocab(Protocol):
     def tokenize(self, text: str) -> list[int]: ...
 
 
-def prompt_tokens(vocab: Vocab, text: str) -> list[int]:
+def prompt_tokens(vocab: Vocab, text: str, tokenize: Callable[[str], list[int]] | None = None) -> list[int]:
     """The tokens of a rendered prompt as the model is fed them: special tokens parsed, a BOS first when
-    the model wants one and the template did not write it already."""
-    tokens = vocab.tokenize(text)
+    the model wants one and the template did not write it already (`tokenize`: the vocab's, by default)."""
+    tokens = (tokenize or vocab.tokenize)(text)
     if vocab.bos_id is not None and (not tokens or tokens[0] != vocab.bos_id):
         tokens = [vocab.bos_id, *tokens]
     return tokens
@@ -163,6 +166,38 @@ def _tojson(
     )
 
 
+class RecentTokens:
+    """The tokens of the texts tokenized last, up to `budget` tokens in all (the oldest go first). A turn's
+    prompt is counted while it is fitted to the context and tokenized again when it is sent: with the
+    engine's tokenizer that was a second `/tokenize` round trip per turn (issue 20). Thread-safe; the
+    tokenizer itself runs outside the lock."""
+
+    def __init__(self, budget: int = 262_144) -> None:
+        self.budget = budget
+        self._items: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        self._held = 0  # tokens held
+        self._lock = threading.Lock()
+
+    def get(self, text: str, tokenize: Callable[[str], list[int]]) -> list[int]:
+        with self._lock:
+            kept = self._items.get(text)
+            if kept is not None:
+                self._items.move_to_end(text)
+                return list(kept)
+        tokens = tokenize(text)
+        if len(tokens) <= self.budget:
+            with self._lock:
+                if text not in self._items:
+                    self._items[text] = tuple(tokens)
+                    self._held += len(tokens)
+                    while self._held > self.budget:
+                        self._held -= len(self._items.popitem(last=False)[1])
+        return tokens
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class RemotePrompting:
     """The prompt side shared by the backends that talk to an engine over HTTP: rendering with the chat
     template, counting with the tokenizer; `_http`, `_vocab` and `_renderer` are set by the backend."""
@@ -181,10 +216,13 @@ class RemotePrompting:
         return self._renderer.render(messages, tools, **variables)
 
     def tokenize(self, text: str) -> list[int]:
-        return self._vocab.tokenize(text)
+        recent: RecentTokens | None = self.__dict__.get("_recent_tokens")
+        if recent is None:  # one per backend: a text's tokens are its model's
+            recent = self.__dict__.setdefault("_recent_tokens", RecentTokens())
+        return recent.get(text, self._vocab.tokenize)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
     def prompt_tokens(self, text: str) -> list[int]:
-        return prompt_tokens(self._vocab, text)
+        return prompt_tokens(self._vocab, text, self.tokenize)

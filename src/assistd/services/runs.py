@@ -34,6 +34,7 @@ from assistd.services.run_views import run_object, step_object
 from assistd.services.threads import ThreadService, get_thread_row, lock_thread_row
 from assistd.storage.assistants import AssistantRow
 from assistd.storage.clock import read_now
+from assistd.storage.columns import by_id
 from assistd.storage.db import Database
 from assistd.storage.messages import MessageRow
 from assistd.storage.runs import RunRow
@@ -146,7 +147,7 @@ class RunService:
             )
 
     def _new_run(self, s: Session, project: str, thread_id: str, req: RunOptions) -> RunRow:
-        assistant = s.get(AssistantRow, req.assistant_id)
+        assistant = s.exec(by_id(AssistantRow), params={"id": req.assistant_id}).first()
         if assistant is None or assistant.project != project:
             raise NotFound.of("assistant", req.assistant_id)
         given = req.provided()

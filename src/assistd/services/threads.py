@@ -35,16 +35,18 @@ def lock_thread_row(s: Session, project: str, thread_id: str) -> ThreadRow:
     thread take turns, whatever the number of server processes (PostgreSQL: a row lock; SQLite: the write
     lock, taken by the first statement so that what is read next is current)."""
     if s.get_bind().dialect.name == "postgresql":
-        s.exec(_LOCK_PG, params={"thread_id": thread_id}).first()
+        s.exec(_LOCK_PG, params={"thread_id": thread_id}).first()  # the row read as it is locked
     else:
-        s.execute(_LOCK_SQLITE, {"thread_id": thread_id})
-    return get_thread_row(s, project, thread_id)
+        s.connection().execute(_LOCK_SQLITE, {"thread_id": thread_id})
+    return get_thread_row(s, project, thread_id)  # (PostgreSQL: the row just read, no second query)
 
 
 # Built once (bound parameters): every run's and message's creation takes the lock.
 # FOR NO KEY UPDATE: creations take turns, yet a worker's inserts referencing the thread never wait.
-_LOCK_PG = select(ThreadRow.id).where(ThreadRow.id == bindparam("thread_id")).with_for_update(key_share=True)
-_LOCK_SQLITE = update(ThreadRow).where(ThreadRow.id == bindparam("thread_id")).values(id=ThreadRow.id)  # type: ignore[arg-type]
+_LOCK_PG = select(ThreadRow).where(ThreadRow.id == bindparam("thread_id")).with_for_update(key_share=True)
+# Core (an ORM update would look for the row among the session's objects to update them too)
+_THREADS = ThreadRow.__table__  # type: ignore[attr-defined]
+_LOCK_SQLITE = update(_THREADS).where(_THREADS.c.id == bindparam("thread_id")).values(id=_THREADS.c.id)
 
 
 def get_thread_row(s: Session, project: str, thread_id: str) -> ThreadRow:

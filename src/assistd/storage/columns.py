@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, String
-from sqlmodel import Field
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, String, bindparam
+from sqlmodel import Field, select
 
 BIG_INT = BigInteger().with_variant(Integer(), "sqlite")
 """An integer that may exceed 2^31: BIGINT on PostgreSQL, INTEGER (64-bit) on SQLite."""
@@ -62,3 +62,15 @@ def parent_fk(target: str, index: bool = True, primary_key: bool = False) -> Any
             primary_key=primary_key,
         )
     )
+
+
+_BY_ID: dict[type, Any] = {}
+
+
+def by_id(model: type) -> Any:
+    """`select(model)` of the row whose id is the parameter `id`, built once per model: for hot paths, where
+    `Session.get` builds its query at each call (~0.2 ms more a row)."""
+    stmt = _BY_ID.get(model)
+    if stmt is None:  # (a race builds it twice, harmlessly)
+        stmt = _BY_ID[model] = select(model).where(model.id == bindparam("id"))  # type: ignore[attr-defined]
+    return stmt

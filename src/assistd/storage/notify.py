@@ -29,6 +29,19 @@ def notify(session: Any, db: Database, channel: str, payload: str) -> None:
         session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
 
+_NOTIFY_MANY = text("SELECT pg_notify(:c, p) FROM unnest(CAST(:ps AS text[])) AS p")
+
+
+def notify_many(session: Any, db: Database, channel: str, payloads: list[str]) -> None:
+    """Queues a notification per payload in `session`'s transaction, in one statement (PostgreSQL only)."""
+    if not db.is_postgres or not payloads:
+        return
+    if len(payloads) == 1:
+        notify(session, db, channel, payloads[0])
+    else:
+        session.execute(_NOTIFY_MANY, {"c": channel, "ps": payloads})
+
+
 class Listener:
     """One LISTEN connection per process; reconnects with backoff when the database restarts, and then calls
     every callback with an empty payload (what was notified meanwhile is unknown: waiters look again)."""
