@@ -65,6 +65,8 @@ class EventHandler(AssistantEventHandler):
         run = self.current_run
         if run is not None:
             print(f"\n[run {run.status}; {self.deltas} text deltas]", flush=True)
+            if run.incomplete_details:  # the reply reached max_completion_tokens
+                print(f"[run incomplete: {run.incomplete_details.reason}]", flush=True)
             if run.last_error:  # a tiny model's code may keep failing: the run says so
                 print(f"[run error: {run.last_error.code}: {run.last_error.message}]", flush=True)
 

@@ -76,6 +76,8 @@ def main() -> None:
                 if call.type != "code_interpreter":
                     continue
                 print(f"code >\n{call.code_interpreter.input}")
+                if not call.code_interpreter.outputs:  # code that neither prints nor ends in a value
+                    print("output > (none)")
                 for output in call.code_interpreter.outputs:
                     if output.type == "logs":
                         print(f"output >\n{output.logs.rstrip()}")

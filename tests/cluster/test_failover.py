@@ -49,6 +49,20 @@ def reply_text(client, thread_id: str, run_id: str) -> str:
     return "".join(c.text.value for m in messages for c in m.content if c.type == "text")
 
 
+def generating(client, assistant, max_tokens: int, tries: int = 3):
+    """(thread, run): a run still generating once its reply's text has reached the database. A sampled story
+    may end before its first text is saved (a second in): such a run cannot fail over, so another starts."""
+    for _ in range(tries):
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": LONG}])
+        run = client.beta.threads.runs.create(
+            thread_id=thread.id, assistant_id=assistant.id, temperature=1.0, max_completion_tokens=max_tokens
+        )
+        wait_for("text from worker A", lambda t=thread.id, r=run.id: reply_text(client, t, r), 180)
+        if client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "in_progress":
+            return thread, run
+    raise AssertionError(f"each of {tries} replies had ended when its first text was seen")
+
+
 def test_worker_killed_before_the_first_step_run_is_requeued_and_completed(make_cluster):
     cluster, assistant = small_cluster(make_cluster)
     client = cluster.client()
@@ -81,11 +95,7 @@ def test_worker_killed_before_the_first_step_run_is_requeued_and_completed(make_
 def test_worker_killed_mid_generation_run_fails_cleanly_never_stuck(make_cluster):
     cluster, assistant = small_cluster(make_cluster)
     client = cluster.client()
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": LONG}])
-    run = client.beta.threads.runs.create(
-        thread_id=thread.id, assistant_id=assistant.id, temperature=1.0, max_completion_tokens=400
-    )
-    wait_for("text from worker A", lambda: reply_text(client, thread.id, run.id), 180)
+    thread, run = generating(client, assistant, 400)
     cluster.node("worker-2").crash()
     cluster.start_node("worker")
     run = wait_for("the run to end", lambda: finished(client, thread.id, run.id), 300)
@@ -103,11 +113,7 @@ def test_paused_worker_that_lost_its_lease_writes_nothing_after_the_failover(mak
     cluster, assistant = small_cluster(make_cluster)
     client = cluster.client()
     worker_a = cluster.node("worker-2")
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": LONG}])
-    run = client.beta.threads.runs.create(
-        thread_id=thread.id, assistant_id=assistant.id, temperature=1.0, max_completion_tokens=300
-    )
-    wait_for("text from worker A", lambda: reply_text(client, thread.id, run.id), 180)
+    thread, run = generating(client, assistant, 300)
     worker_a.pause()
     try:
         cluster.start_node("worker")

@@ -41,7 +41,10 @@ def test_quickstart(server, client):
     # completed, or incomplete if the reply reached max_completion_tokens
     assert re.search(r"^run: run_\S+ status=(completed|incomplete) usage=\d+ tokens$", out, re.M), out
     assert re.search(r"^user: Hello! What can you do for me\?$", out, re.M)
-    reply = re.search(r"^assistant: (.+)$", out, re.M)
+    # the reply, listed after the question (its text may span lines), is not empty
+    reply = re.search(
+        r"^user: Hello! What can you do for me\?\nassistant: (.*?)\nsecond thread: ", out, re.M | re.S
+    )
     assert reply and reply.group(1).strip(), out
     assert re.search(r"^second thread: thread_\S+ with 2 messages$", out, re.M), out
     deleted = re.findall(r"^thread deleted: (thread_\S+) True$", out, re.M)
@@ -55,8 +58,12 @@ def test_streaming_event_handler(server):
     out = run_example(server, "02_streaming.py")
     ends = re.findall(r"^\[run (\w+); (\d+) text deltas\]$", out, re.M)
     assert len(ends) == 2, out
-    # The plain turn came as several text deltas.
-    assert ends[0][0] == "completed" and int(ends[0][1]) >= 2, out
+    # The plain turn came as several text deltas; a sampled reply may run into its 60-token cap, and then the
+    # run ends incomplete and says why.
+    assert ends[0][0] in ("completed", "incomplete") and int(ends[0][1]) >= 2, out
+    incomplete = re.findall(r"^\[run incomplete: (\w+)\]$", out, re.M)
+    assert len(incomplete) == [status for status, _ in ends].count("incomplete"), out
+    assert set(incomplete) <= {"max_completion_tokens"}, out
     assert "assistant > " in out
     # The tool turn showed the code interpreter call, its code and its output as they streamed.
     assert "assistant > tool call: code_interpreter" in out, out
@@ -75,7 +82,8 @@ def test_code_interpreter_with_csv(server, client):
     # The code the model wrote ran in the sandbox and its output came back in the run's steps. Whether a
     # 135M model's code is right is not the point: the run ends completed, or failed saying why.
     assert re.search(r"^code >\n.+", out, re.M), out
-    assert re.search(r"^output >\n.+", out, re.M), out
+    # its output, or that it printed nothing (a sampled `total = ...` without print() is still a code call)
+    assert re.search(r"^output >\n.+", out, re.M) or re.search(r"^output > \(none\)$", out, re.M), out
     status = re.search(r"^run: (\w+)$", out, re.M)
     assert status and status.group(1) in ("completed", "failed", "incomplete"), out
     if status.group(1) == "failed":
@@ -108,7 +116,9 @@ def test_file_search_with_citations(server):
     scores = [float(score) for _, score in results]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores), scores
     assert re.search(r"^run: (completed|incomplete)$", out, re.M), out
-    assert re.search(r"^citation \[\d+\] handbook.md$", out, re.M), out
+    # a file_citation the reply carries, mapped to its file's name (which of the three files the sampled
+    # reply cites is the model's choice; the search order above is what the retrieval decides)
+    assert re.search(r"^citation \[\d+\] (handbook|expenses|security).md$", out, re.M), out
 
 
 def test_six_thinking_hats_in_under_a_minute(server):

@@ -101,7 +101,10 @@ def test_stream_sees_the_citations(client, assistant, vault_file_id):
     thread = client.beta.threads.create(messages=[{"role": "user", "content": QUESTION}])
     handler = Done()
     with client.beta.threads.runs.stream(
-        thread_id=thread.id, assistant_id=assistant.id, event_handler=handler
+        thread_id=thread.id,
+        assistant_id=assistant.id,
+        event_handler=handler,
+        temperature=0,  # as above
     ) as stream:
         stream.until_done()
     annotations = handler.message.content[0].text.annotations
@@ -127,8 +130,8 @@ def test_message_attachment_is_searched_in_its_thread(client):
             }
         ]
     )
-    run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=100
+    run = client.beta.threads.runs.create_and_poll(  # greedy, as above
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=100, temperature=0
     )
     assert run.status == "completed", run.last_error
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
