@@ -947,7 +947,7 @@ def main() -> int:
 
             def server_for(rate: float) -> tuple[Any, Bench]:
                 proc, port = engine_for(rate)
-                data = Path(tmp) / f"data-{rate}"
+                data = Path(tmp) / f"data-{len(servers)}"  # a second server at the same rate: its own
                 data.mkdir()
                 models = data / "models.toml"
                 models.write_text(
@@ -1012,8 +1012,15 @@ def main() -> int:
             def run_profiles(levels_: list[int], label: str, tokens: int) -> None:
                 for c in levels_:
                     for side in apis:
-                        path = out / f"pyspy-{side}-c{c}-{label}.txt"
-                        spy = pyspy(server.proc.pid, args.profile_seconds, path, gil=True)
+                        # every node of a cluster is sampled (the API node, then the worker node)
+                        names = (
+                            [""] if len(bench.nodes) == 1 else [f"-node{i}" for i in range(len(bench.nodes))]
+                        )
+                        paths = [out / f"pyspy-{side}-c{c}-{label}{name}.txt" for name in names]
+                        spies = [
+                            pyspy(pid, args.profile_seconds, path, gil=True)
+                            for pid, path in zip(bench.nodes, paths, strict=True)
+                        ]
                         time.sleep(1.0)
                         t_end = time.time() + args.profile_seconds - 1.5
                         toks = runs = 0
@@ -1021,15 +1028,16 @@ def main() -> int:
                             rd = bench.round(side, c, tokens)
                             toks += rd.tokens
                             runs += c
-                        spy.wait()
-                        err = spy.stderr.read().decode() if spy.stderr else ""
-                        if not path.exists():
-                            print(f"py-spy failed: {err[-500:]}")
-                            continue
-                        report = profile_report(path, toks, runs)
-                        (out / f"pyspy-{side}-c{c}-{label}.report.txt").write_text(report)
-                        print(f"\n### py-spy, {side}, {c} streams, {label}\n")
-                        print(report, flush=True)
+                        for spy, path, name in zip(spies, paths, names, strict=True):
+                            spy.wait()
+                            err = spy.stderr.read().decode() if spy.stderr else ""
+                            if not path.exists():
+                                print(f"py-spy failed: {err[-500:]}")
+                                continue
+                            report = profile_report(path, toks, runs)
+                            path.with_suffix(".report.txt").write_text(report)
+                            print(f"\n### py-spy, {side}, {c} streams, {label}{name.replace('-', ', ')}\n")
+                            print(report, flush=True)
 
             prof = [int(x) for x in args.profile.split(",") if x]
             run_profiles(prof, f"{args.rate:g} tok per s", args.tokens)
