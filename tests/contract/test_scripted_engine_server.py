@@ -85,6 +85,28 @@ def test_a_streamed_run_gets_the_text_in_deltas(engine, client, assistant):
     assert stored.content[0].text.value == text
 
 
+def test_streamed_deltas_add_up_to_the_final_text_when_the_reply_ends_in_whitespace(
+    engine, client, assistant
+):
+    """The whitespace a reply ends with is not part of its message: it is never streamed either (a full
+    suite saw a response's deltas end in "\n " and its text in " "), for runs and responses alike."""
+    text = "First line.\n\nSecond line."
+    engine.script(text + " \n\n")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Two lines."}])
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        deltas = list(stream.text_deltas)
+    assert "".join(deltas) == text
+    assert client.beta.threads.messages.list(thread.id).data[0].content[0].text.value == text
+    engine.script(text + "\n \n")
+    with client.responses.stream(model=MODEL, input="Two lines.") as response_stream:
+        events = list(response_stream)
+    final = response_stream.get_final_response()
+    assert final.output_text == text
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == text
+    done = [e.text for e in events if e.type == "response.output_text.done"]
+    assert done == [text]
+
+
 def test_a_stream_interval_relays_what_came_meanwhile_as_one_delta(engine, assistant, tmp_path):
     """`--stream-interval-ms`: the engine's stream is read at most every interval after its first token,
     and the tokens read together are one delta; the text whole, the stored message the same."""

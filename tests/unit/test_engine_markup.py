@@ -70,7 +70,7 @@ def test_without_tools_the_call_markers_are_stop_strings(tmp_path):
     done = rig.runs.get(PROJECT, thread_id, run_id)
     assert done.status == "completed", done.last_error
     assert _texts(rig, thread_id, run_id) == ["It is 42."]
-    assert _streamed(recorder).strip() == "It is 42."
+    assert _streamed(recorder) == "It is 42."  # the space before the markup is never streamed
     assert rig.backend.grammars[-1] is None  # the last request offered no tools
     assert "<tool_call>" in rig.backend.stops[-1] and '{"name": "lookup"' in rig.backend.stops[-1]
 
@@ -195,3 +195,20 @@ def test_code_and_calls_are_generated_without_the_repetition_penalty(tmp_path):
     text_run = rig.create_run(rig.thread("Hi?"), rig.assistant())
     rig.executor.execute(text_run.id, threading.Event())
     assert prose == [1.1, 1.0, 1.1, 1.1]  # free reply, the call finished under the grammar, JSON, prose
+
+
+def test_the_deltas_add_up_to_the_final_text_when_the_reply_ends_in_whitespace(tmp_path):
+    """Whitespace the reply ends with is not in its message (nor, before tool markup, the markup): it is held
+    back while streaming, so that the deltas add up to the final text. Whitespace within it streams."""
+    reply = "First line.\n\nSecond  line. \n "
+    rig = build_rig(tmp_path)
+    thread_id = rig.thread("Two lines?")
+    for tools in ([], [LOOKUP]):  # without tools, and with (the reply may call one)
+        run = rig.create_run(thread_id, rig.assistant(tools=tools))
+        recorder = Recorder(rig.bus, run.id)
+        rig.backend.replies.append(reply)
+        rig.executor.execute(run.id, threading.Event())
+        assert rig.runs.get(PROJECT, thread_id, run.id).status == "completed"
+        assert _texts(rig, thread_id, run.id) == ["First line.\n\nSecond  line."]
+        assert _streamed(recorder) == "First line.\n\nSecond  line."
+        recorder.close()

@@ -30,6 +30,7 @@ class MessageSink:
         self.message: MessageRow | None = None
         self.parts: list[str] = []
         self.extra_parts: list[dict[str, Any]] = []
+        self._held = ""  # whitespace the text ends with so far: published once text follows it
         self._flushed = 0.0
 
     @property
@@ -52,6 +53,8 @@ class MessageSink:
         self.write(piece.content)
 
     def write(self, piece: str) -> None:
+        """Publishes `piece`, less the whitespace it ends with: that is held until text follows it, so that
+        the deltas add up to the message's final text, which never ends in whitespace."""
         if not piece:
             return
         if self.message is None:
@@ -61,8 +64,13 @@ class MessageSink:
         assert self.message is not None
         if not self.parts:
             piece = piece.lstrip()
-        self.parts.append(piece)
-        self.store.text_delta(self.message, 0, piece)
+        piece = self._held + piece
+        text = piece.rstrip()
+        self._held = piece[len(text) :]
+        if not text:
+            return
+        self.parts.append(text)
+        self.store.text_delta(self.message, 0, text)
         if time.monotonic() - self._flushed > FLUSH_SECONDS:
             self.store.save_message(self.message, self.content())
             self._flushed = time.monotonic()
@@ -70,6 +78,7 @@ class MessageSink:
     def replace_text(self, text: str) -> None:
         """Sets the message text to `text` (a cleaned version of what streamed), in the database too."""
         self.parts = [text] if text else []
+        self._held = ""
         if self.message is not None:
             self.store.save_message(self.message, self.content())
 
