@@ -78,3 +78,11 @@ def upload(
     client: Any, data: bytes = b"hello world\n", name: str = "notes.txt", purpose: str = "assistants"
 ) -> Any:
     return client.files.create(file=(name, data), purpose=purpose)
+
+
+def assert_ended(run: Any) -> None:
+    """A run that ended by its own generation: `completed`, or `incomplete` at its token cap (a sampled reply
+    may run on to the cap; CONVENTIONS, Rules). Nothing else: not failed, cancelled or expired."""
+    assert run.status in ("completed", "incomplete"), (run.status, run.last_error)
+    if run.status == "incomplete":
+        assert run.incomplete_details.reason == "max_completion_tokens", run
