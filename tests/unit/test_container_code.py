@@ -206,6 +206,11 @@ def test_an_expired_container_loses_its_kernel_and_files(rig, a):
         )
     assert a.containers.get("p", cid).status == "expired"
     assert not blob.exists() and a.containers.list_files("p", cid, PageQuery()).data == []
+    # ended after the commit, by this call or by the home check the expiry's notification woke (which may
+    # hold the session: the kernel is then still being killed when this call returns)
+    deadline = time.monotonic() + WAIT
+    while (cid in a.interpreter.sessions or kernel.alive()) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert cid not in a.interpreter.sessions and not kernel.alive()
     with pytest.raises(InvalidRequest) as refused:
         a.containers.run_code("p", cid, "1")
