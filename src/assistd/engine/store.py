@@ -503,8 +503,7 @@ _COLUMNS: dict[type, list[tuple[str, str]]] = {}
 _WRITES: dict[tuple[Any, ...], Any] = {}
 
 
-# A run's end reads these: built once, with a bound parameter (a statement's cache key is computed once).
-# A run's first read, built once
+# Built once, with a bound parameter (a statement's cache key is computed once). A run's first read:
 _THREAD_MESSAGES = (
     select(MessageRow)
     .where(MessageRow.thread_id == bindparam("thread_id"))
@@ -513,6 +512,7 @@ _THREAD_MESSAGES = (
 _STEPS_IN_ORDER = (
     select(StepRow).where(StepRow.run_id == bindparam("run_id")).order_by(StepRow.created_at, StepRow.id)  # type: ignore[arg-type]
 )
+# A run's end:
 _RUN_STEPS = select(StepRow).where(StepRow.run_id == bindparam("run_id"))
 _OPEN_MESSAGES = select(MessageRow).where(
     MessageRow.run_id == bindparam("run_id"),
