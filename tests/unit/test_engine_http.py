@@ -305,6 +305,46 @@ def test_a_cancel_cuts_a_blocked_read_and_the_engine_sees_the_close(engine_http)
     assert all(ref() is None for ref in refs), "a finished stream is still held"
 
 
+def test_an_engine_silent_for_too_long_is_an_error_and_one_that_speaks_is_not(engine_http, monkeypatch):
+    """A stream's body is read from a blocking socket (a timeout would make each read a poll() and a read,
+    at GPU rates two hand-overs of the GIL a token): the watcher ends a stream the engine keeps silent for
+    READ_SECONDS, as the timeout did, and only when it is silent that long between two events."""
+    silence = 0.5
+    monkeypatch.setattr("assistd.llm.http.READ_SECONDS", silence)
+    monkeypatch.setattr("assistd.llm.http.CANCEL_POLL_SECONDS", 0.02)
+
+    def slow(conn: socket.socket) -> None:  # an event each 0.2 s for 1.2 s: never silent for 0.5
+        conn.sendall(SSE_HEAD)
+        for i in range(6):
+            conn.sendall(chunk(b'data: {"content": "t%d", "stop": false}\n\n' % i))
+            time.sleep(silence * 0.4)
+        conn.sendall(chunk(b'data: {"content": "", "stop": true}\n\n') + b"0\r\n\r\n")
+
+    _, http = engine_http(slow)
+    timeouts: list[float | None] = []
+    got = []
+    for event in events(http, "/completion", {}, never):
+        got.append(event["content"])
+        timeouts += [s.sock.gettimeout() for s in http._watcher._streams if s.sock is not None]
+    assert got == ["t0", "t1", "t2", "t3", "t4", "t5", ""]
+    if http._plain is not None:
+        assert timeouts and set(timeouts) == {None}  # no read of the body polled first
+
+    def silent(conn: socket.socket) -> None:
+        conn.sendall(SSE_HEAD + chunk(b'data: {"content": "a", "stop": false}\n\n'))
+        engine.until_closed(conn)  # then nothing, until the client goes
+
+    engine, http = engine_http(silent)
+    stream = events(http, "/completion", {}, never)
+    assert next(stream) == {"content": "a", "stop": False}
+    began = time.monotonic()
+    # over httpx, its own read timeout (a client built after READ_SECONDS was set)
+    with pytest.raises(EngineError, match=r"test engine at .* (sent nothing for 0.5 seconds|ReadTimeout)"):
+        next(stream)
+    assert time.monotonic() - began >= silence
+    assert engine.closed.acquire(timeout=WAIT), "the engine did not see the connection close"
+
+
 def _wait(condition: Callable[[], bool]) -> bool:
     event = threading.Event()
     for _ in range(int(WAIT / 0.01)):

@@ -183,8 +183,13 @@ class EngineHTTP:
         stream's own: see _PacedReads."""
         with (
             self._plain_request("POST", path, body, READ_SECONDS) as (sock, response),
-            self._watcher.watch(sock, cancelled) as stream,
+            self._watcher.watch(sock, cancelled, silence=READ_SECONDS) as stream,
         ):
+            # The body is read from a blocking socket: with a timeout, every read is a poll() and then the
+            # read, each letting go of the GIL and taking it again, and at GPU rates a read is a token (16
+            # paced streams: about 19 µs of system time a token, measured). The watcher ends a stream the
+            # engine keeps silent for READ_SECONDS instead.
+            sock.settimeout(None)
             paced: _PacedReads | None = None
             if response.chunked and self.stream_interval:
                 paced = _PacedReads(response.fp, self.stream_interval, stream.ended)
@@ -207,16 +212,24 @@ class EngineHTTP:
         try:
             for batch in sse_batches(chunks, self.label):
                 yield batch
+                stream.heard = time.monotonic()  # reading again from now (the watcher's `silence`)
                 if paced is not None:
                     paced.delivered(any(map(_has_text, batch)))
         except broken as exc:
             if stream.cut:
+                self._silent(stream)
                 return
             raise EngineError(f"{self.label} broke off its reply: {_reason(exc)}") from exc
         except EngineError:
             if stream.cut:  # a line the cut broke in two
+                self._silent(stream)
                 return
             raise
+        self._silent(stream)  # a stream cut for silence reads as ended: it is an error
+
+    def _silent(self, stream: _Watched) -> None:
+        if stream.silent:
+            raise EngineError(f"{self.label} sent nothing for {stream.silence:g} seconds")
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
@@ -411,16 +424,23 @@ def _lenient_json(data: bytes, label: str) -> Any:
 
 
 class _Watched:
-    """An open stream under the watcher: its cancel check and its socket."""
+    """An open stream under the watcher: its cancel check and its socket; with `silence`, the seconds its
+    reader may wait for the engine (from `heard`, which the reader sets as it reads again) before the watcher
+    cuts it as `silent`."""
 
-    __slots__ = ("cancelled", "cut", "ended", "failed", "sock")
+    __slots__ = ("cancelled", "cut", "ended", "failed", "heard", "silence", "silent", "sock")
 
-    def __init__(self, cancelled: Callable[[], bool], sock: socket.socket | None) -> None:
+    def __init__(
+        self, cancelled: Callable[[], bool], sock: socket.socket | None, silence: float | None = None
+    ) -> None:
         self.cancelled = cancelled
         self.sock = sock
         self.cut = False  # set before the socket is shut: a read that fails after it was cut
         self.ended = threading.Event()  # set as it is cut: a paced reader's wait ends
         self.failed = False  # its check raised (logged once; it is asked again)
+        self.silence = silence
+        self.heard = time.monotonic()
+        self.silent = False  # cut because the engine said nothing for `silence` seconds
 
     def shut(self) -> None:
         self.cut = True
@@ -433,8 +453,9 @@ class _Watched:
 class CancelWatcher:
     """One thread beside all the reading threads of an engine's streams: every CANCEL_POLL_SECONDS it asks
     each open stream's `cancelled()` and shuts the socket of those that turned true, which ends a blocked
-    read at once. It starts with the first stream and ends after WATCHER_IDLE_SECONDS without one; it
-    holds a stream only while its `watch` is open."""
+    read at once; so too the streams silent for longer than they may be (`watch`'s `silence`: a blocking
+    socket's read timeout, without a timeout on the socket). It starts with the first stream and ends after
+    WATCHER_IDLE_SECONDS without one; it holds a stream only while its `watch` is open."""
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
@@ -443,8 +464,10 @@ class CancelWatcher:
         self._closed = False
 
     @contextmanager
-    def watch(self, sock: socket.socket | None, cancelled: Callable[[], bool]) -> Iterator[_Watched]:
-        stream = _Watched(cancelled, sock)
+    def watch(
+        self, sock: socket.socket | None, cancelled: Callable[[], bool], silence: float | None = None
+    ) -> Iterator[_Watched]:
+        stream = _Watched(cancelled, sock, silence)
         with self._lock:
             self._streams.add(stream)
             if self._thread is None:
@@ -474,8 +497,13 @@ class CancelWatcher:
             time.sleep(CANCEL_POLL_SECONDS)
 
     def _poll(self) -> None:
+        now = time.monotonic()
         for stream in self._streams:
             if stream.cut:
+                continue
+            if stream.silence is not None and now - stream.heard > stream.silence:
+                stream.silent = True
+                stream.shut()
                 continue
             try:
                 if stream.cancelled():
