@@ -308,27 +308,44 @@ def test_a_cancel_cuts_a_blocked_read_and_the_engine_sees_the_close(engine_http)
 def test_an_engine_silent_for_too_long_is_an_error_and_one_that_speaks_is_not(engine_http, monkeypatch):
     """A stream's body is read from a blocking socket (a timeout would make each read a poll() and a read,
     at GPU rates two hand-overs of the GIL a token): the watcher ends a stream the engine keeps silent for
-    READ_SECONDS, as the timeout did, and only when it is silent that long between two events."""
-    silence = 0.5
-    monkeypatch.setattr("assistd.llm.http.READ_SECONDS", silence)
+    READ_SECONDS, as the timeout did. Bytes without an event (a keep-alive comment) are not silence, nor is
+    the time the consumer takes over what it was given. (An EngineHTTP over httpx takes READ_SECONDS as its
+    read timeout when it is made.)"""
     monkeypatch.setattr("assistd.llm.http.CANCEL_POLL_SECONDS", 0.02)
+    final = chunk(b'data: {"content": "", "stop": true}\n\n') + b"0\r\n\r\n"
 
-    def slow(conn: socket.socket) -> None:  # an event each 0.2 s for 1.2 s: never silent for 0.5
-        conn.sendall(SSE_HEAD)
-        for i in range(6):
-            conn.sendall(chunk(b'data: {"content": "t%d", "stop": false}\n\n' % i))
-            time.sleep(silence * 0.4)
-        conn.sendall(chunk(b'data: {"content": "", "stop": true}\n\n') + b"0\r\n\r\n")
+    monkeypatch.setattr("assistd.llm.http.READ_SECONDS", 1.0)
 
-    _, http = engine_http(slow)
+    def talking(conn: socket.socket) -> None:  # 1.5 s of keep-alive comments, one each 0.05 s
+        conn.sendall(SSE_HEAD + chunk(b'data: {"content": "a", "stop": false}\n\n'))
+        for _ in range(30):
+            conn.sendall(chunk(b": keep-alive\n\n"))
+            time.sleep(0.05)
+        conn.sendall(chunk(b'data: {"content": "b", "stop": false}\n\n') + final)
+
+    _, http = engine_http(talking)
     timeouts: list[float | None] = []
     got = []
     for event in events(http, "/completion", {}, never):
         got.append(event["content"])
         timeouts += [s.sock.gettimeout() for s in http._watcher._streams if s.sock is not None]
-    assert got == ["t0", "t1", "t2", "t3", "t4", "t5", ""]
+    assert got == ["a", "b", ""]
     if http._plain is not None:
         assert timeouts and set(timeouts) == {None}  # no read of the body polled first
+
+    monkeypatch.setattr("assistd.llm.http.READ_SECONDS", 0.3)
+
+    def at_once(conn: socket.socket) -> None:
+        conn.sendall(SSE_HEAD + b"".join(chunk(b'data: {"content": "%d"}\n\n' % i) for i in range(3)) + final)
+
+    _, http = engine_http(at_once)
+    got = []
+    for event in events(http, "/completion", {}, never):  # a consumer slower than the silence allowed
+        got.append(event["content"])
+        time.sleep(0.4)
+    assert got == ["0", "1", "2", ""]
+
+    monkeypatch.setattr("assistd.llm.http.READ_SECONDS", 0.5)
 
     def silent(conn: socket.socket) -> None:
         conn.sendall(SSE_HEAD + chunk(b'data: {"content": "a", "stop": false}\n\n'))
@@ -338,10 +355,9 @@ def test_an_engine_silent_for_too_long_is_an_error_and_one_that_speaks_is_not(en
     stream = events(http, "/completion", {}, never)
     assert next(stream) == {"content": "a", "stop": False}
     began = time.monotonic()
-    # over httpx, its own read timeout (a client built after READ_SECONDS was set)
     with pytest.raises(EngineError, match=r"test engine at .* (sent nothing for 0.5 seconds|ReadTimeout)"):
         next(stream)
-    assert time.monotonic() - began >= silence
+    assert time.monotonic() - began >= 0.5
     assert engine.closed.acquire(timeout=WAIT), "the engine did not see the connection close"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -188,16 +189,17 @@ class EngineHTTP:
             # The body is read from a blocking socket: with a timeout, every read is a poll() and then the
             # read, each letting go of the GIL and taking it again, and at GPU rates a read is a token (16
             # paced streams: about 19 µs of system time a token, measured). The watcher ends a stream the
-            # engine keeps silent for READ_SECONDS instead.
+            # engine keeps silent for READ_SECONDS instead (any bytes that come count: `_noted`).
             sock.settimeout(None)
             paced: _PacedReads | None = None
+            reads: Iterable[bytes]
             if response.chunked and self.stream_interval:
-                paced = _PacedReads(response.fp, self.stream_interval, stream.ended)
-                chunks: Iterable[bytes] = _unchunked(paced)
-            elif response.chunked:  # unpaced: each read as it comes, nothing between (one layer less a token)
-                chunks = _unchunked(iter(partial(response.fp.read1, READ_BYTES), b""))
+                paced = reads = _PacedReads(response.fp, self.stream_interval, stream.ended)
+            elif response.chunked:
+                reads = iter(partial(response.fp.read1, READ_BYTES), b"")
             else:
-                chunks = iter(lambda: response.read1(READ_BYTES), b"")
+                reads = iter(lambda: response.read1(READ_BYTES), b"")
+            chunks = _unchunked(_noted(reads, stream)) if response.chunked else _noted(reads, stream)
             yield from self._read(chunks, paced, stream, (OSError, http.client.HTTPException, ValueError))
 
     def _read(
@@ -211,8 +213,9 @@ class EngineHTTP:
         quietly when the stream was cut, and raises EngineError otherwise."""
         try:
             for batch in sse_batches(chunks, self.label):
+                stream.heard = math.inf  # the time its consumer takes is not the engine's silence
                 yield batch
-                stream.heard = time.monotonic()  # reading again from now (the watcher's `silence`)
+                stream.heard = time.monotonic()  # reading again from now
                 if paced is not None:
                     paced.delivered(any(map(_has_text, batch)))
         except broken as exc:
@@ -298,6 +301,13 @@ class _PacedReads:
         waits for the interval (from the read)."""
         self.started = self.started or text
         self.due = self.last + self.interval if self.started and self.interval and not self.full else 0.0
+
+
+def _noted(reads: Iterable[bytes], stream: _Watched) -> Iterator[bytes]:
+    """The reads, each noted as the engine heard from (`_Watched.heard`): a keep-alive comment counts."""
+    for data in reads:
+        stream.heard = time.monotonic()
+        yield data
 
 
 def _has_text(event: Any) -> bool:
@@ -471,8 +481,13 @@ class CancelWatcher:
         with self._lock:
             self._streams.add(stream)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="engine-cancel", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="engine-cancel", daemon=True)
+                try:
+                    thread.start()
+                except BaseException:  # (no thread to be had): the stream is not read unwatched
+                    self._streams.discard(stream)
+                    raise
+                self._thread = thread
             self._lock.notify()
         try:
             yield stream
@@ -501,17 +516,17 @@ class CancelWatcher:
         for stream in self._streams:
             if stream.cut:
                 continue
-            if stream.silence is not None and now - stream.heard > stream.silence:
-                stream.silent = True
-                stream.shut()
-                continue
             try:
-                if stream.cancelled():
+                if stream.cancelled():  # first: a stream cancelled as it fell silent ends as cancelled
                     stream.shut()
+                    continue
             except Exception:  # a broken check must not end the thread that watches every stream
                 if not stream.failed:
                     stream.failed = True
                     log.exception("an engine stream's cancel check failed")
+            if stream.silence is not None and now - stream.heard > stream.silence:
+                stream.silent = True
+                stream.shut()
 
 
 def _message(error: Any) -> str:
