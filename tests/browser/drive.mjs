@@ -458,6 +458,8 @@ const scenarios = {
     await page.click("#image-tray .remove-image[aria-label='Remove dropped.png']");
     const afterRemove = await trayCount(page, "#image-tray");
     const pasteHandled = await pasteImage(page, "#message-input", PNGS[1], "pasted.png");
+    // each preview once its image has loaded (a pasted one decodes after the paste returns: seen unloaded once)
+    await loadedImages(page, "#image-tray .pending-image img", 2);
     const pending = await page.locator("#image-tray .pending-image").evaluateAll((figures) => figures.map((f) => ({
       name: f.title, width: f.querySelector("img").naturalWidth })));
     await page.click("#send");
