@@ -435,8 +435,8 @@ def _lenient_json(data: bytes, label: str) -> Any:
 
 class _Watched:
     """An open stream under the watcher: its cancel check and its socket; with `silence`, the seconds its
-    reader may wait for the engine (from `heard`, which the reader sets as it reads again) before the watcher
-    cuts it as `silent`."""
+    reader may wait for the engine before the watcher cuts it as `silent`, counted from `heard` (when a read
+    last brought bytes, or the reader went back to reading; infinite while its consumer holds a batch)."""
 
     __slots__ = ("cancelled", "cut", "ended", "failed", "heard", "silence", "silent", "sock")
 
