@@ -121,11 +121,11 @@ def test_file_search_with_citations(server):
     assert re.search(r"^citation \[\d+\] (handbook|expenses|security).md$", out, re.M), out
 
 
-def test_six_thinking_hats_in_under_a_minute(server):
+def test_six_thinking_hats(server):
     out = run_example(server, "06_six_thinking_hats.py")
     for colour in ("White", "Red", "Black", "Yellow", "Green", "Blue"):
         said = re.search(rf"^\[{colour} hat\] (.*)$", out, re.M)
         assert said and said.group(1).strip(), f"{colour} hat said nothing:\n{out}"
     assert re.search(r"^\[Summary\] \S", out, re.M), out
-    seconds = float(re.search(r"^done in ([\d.]+) s$", out, re.M).group(1))
-    assert seconds < 60, f"the discussion took {seconds:.1f} s"
+    # the script reports its time: reported, not asserted (a test never fails because a machine is slow)
+    assert re.search(r"^done in [\d.]+ s$", out, re.M), out
