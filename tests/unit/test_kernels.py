@@ -157,13 +157,18 @@ def test_sessions_counted_per_project(ci):
     assert ci.sessions_started("nobody") == 0
 
 
-def test_pool_makes_first_execution_fast(ci):
+def test_pool_serves_a_first_execution_from_a_warm_kernel(ci, monkeypatch):
+    """A session's first execution takes a kernel the pool started beforehand: no kernel start on its path
+    (what makes it fast; how fast is measured, not asserted: a test never fails because a machine is slow)."""
     wait_pool(ci, 1)
-    started = time.monotonic()
+    with ci.pool._lock:
+        warm = list(ci.pool._warm)
+    taken = []
+    acquire = ci.pool.acquire
+    monkeypatch.setattr(ci.pool, "acquire", lambda: taken.append(acquire()) or taken[-1])
     result = ci.execute("p", "t-fast", "print('ready')", [])  # (pandas and matplotlib: see code_preload)
-    elapsed = time.monotonic() - started
     assert "ready" in result.logs
-    assert elapsed < 0.5, f"first execution took {elapsed:.2f}s with a warm pool"
+    assert len(taken) == 1 and taken[0] in warm
 
 
 def test_sandbox_report_shape(ci):
