@@ -107,7 +107,7 @@ def test_max_completion_tokens_ends_incomplete(tmp_path):
 
 
 def test_cancel_stops_generation_and_closes_message_and_step(tmp_path):
-    rig = build_rig(tmp_path, [" ".join(["word"] * 500)], delay=0.01)
+    rig = build_rig(tmp_path, [" ".join(["word"] * 3000)], delay=0.01)  # 30 s, were it not cancelled
     rig.engine.start()
     try:
         thread_id, assistant_id = rig.thread(), rig.assistant()
@@ -120,7 +120,7 @@ def test_cancel_stops_generation_and_closes_message_and_step(tmp_path):
         assert rig.runs.request_cancel(PROJECT, thread_id, run.id).status == "cancelling"
         rig.engine.cancel(run.id)
         done = rig.wait(thread_id, run.id)
-        assert time.monotonic() - asked < 2
+        assert time.monotonic() - asked < 15  # the cancel ended it, not its end (generous: a slow machine)
         assert done.status == "cancelled" and done.cancelled_at and done.expires_at is None
         message = rig.runs.messages.list(PROJECT, thread_id, _page(), run_id=run.id).data[0]
         assert message.status == "incomplete" and message.incomplete_details == {"reason": "run_cancelled"}

@@ -266,7 +266,7 @@ def test_close_and_shutdown_end_a_running_execution():
         workers[0].join(timeout=10)
         interpreter.shutdown()
         workers[1].join(timeout=10)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 15  # not the 25 s the code sleeps (generous: a slow machine)
         for thread in ("t-long-1", "t-long-2"):
             assert results[thread].error
             assert "closed during the execution" in results[thread].logs
