@@ -210,7 +210,8 @@ class EngineHTTP:
         broken: tuple[type[Exception], ...],
     ) -> Iterator[list[dict[str, Any]]]:
         """The event batches of a stream's body; a read that fails (`broken`: the reader's errors) ends it
-        quietly when the stream was cut, and raises EngineError otherwise."""
+        quietly when the stream was cut (a cancel), and raises EngineError otherwise; a stream the watcher cut
+        for its silence raises EngineError however it ended."""
         try:
             for batch in sse_batches(chunks, self.label):
                 stream.heard = math.inf  # the time its consumer takes is not the engine's silence
