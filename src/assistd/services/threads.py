@@ -11,6 +11,7 @@ from assistd.protocol.common import Deleted
 from assistd.protocol.threads import ThreadCreate, ThreadObject, ThreadUpdate
 from assistd.services.messages import MessageService
 from assistd.services.tool_resources import ToolResourceResolver
+from assistd.storage.columns import by_id
 from assistd.storage.db import Database
 from assistd.storage.threads import ThreadRow
 
@@ -35,10 +36,9 @@ def lock_thread_row(s: Session, project: str, thread_id: str) -> ThreadRow:
     thread take turns, whatever the number of server processes (PostgreSQL: a row lock; SQLite: the write
     lock, taken by the first statement so that what is read next is current)."""
     if s.get_bind().dialect.name == "postgresql":
-        s.exec(_LOCK_PG, params={"thread_id": thread_id}).first()  # the row read as it is locked
-    else:
-        s.connection().execute(_LOCK_SQLITE, {"thread_id": thread_id})
-    return get_thread_row(s, project, thread_id)  # (PostgreSQL: the row just read, no second query)
+        return _found(s.exec(_LOCK_PG, params={"thread_id": thread_id}).first(), project, thread_id)
+    s.connection().execute(_LOCK_SQLITE, {"thread_id": thread_id})
+    return get_thread_row(s, project, thread_id)
 
 
 # Built once (bound parameters): every run's and message's creation takes the lock.
@@ -50,7 +50,11 @@ _LOCK_SQLITE = update(_THREADS).where(_THREADS.c.id == bindparam("thread_id")).v
 
 
 def get_thread_row(s: Session, project: str, thread_id: str) -> ThreadRow:
-    row = s.get(ThreadRow, thread_id)
+    # a statement built once (every run's and message's creation reads the thread: Session.get builds one)
+    return _found(s.exec(by_id(ThreadRow), params={"id": thread_id}).first(), project, thread_id)
+
+
+def _found(row: ThreadRow | None, project: str, thread_id: str) -> ThreadRow:
     if row is None or row.project != project:
         raise NotFound.of("thread", thread_id)
     return row

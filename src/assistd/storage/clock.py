@@ -32,8 +32,12 @@ _offset = 0.0  # the database's clock minus this node's, as last read
 
 
 def read_now(session: Any) -> float:
-    """The database's current time, read in `session` (and this node's offset to it, for `db_time`)."""
+    """The database's current time, read in `session` (and this node's offset to it, for `db_time`). SQLite's
+    clock is this machine's (`julianday('now')` is the system time, read by the library in this process): no
+    query, one statement less in every run's creation (issue 20)."""
     global _offset
+    if session.get_bind().dialect.name == "sqlite":
+        return time.time()
     value = float(session.execute(select(db_now())).scalar_one())
     _offset = value - time.time()
     return value
