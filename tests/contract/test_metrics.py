@@ -85,6 +85,9 @@ def test_a_run_and_a_response_show_in_the_metrics_and_the_logs(metered):
     assert _value(families["assistd_engine_slots"], "assistd_engine_slots", model=MODEL) >= 1
     for name in ("assistd_database_retries", "assistd_chroma_retries", "assistd_ingestion_queue"):
         assert name in families
+    # the process's own figures (sizing: its CPU against the tokens and jobs it counted)
+    assert _value(families["process_cpu_seconds"], "process_cpu_seconds_total") > 0
+    assert _value(families["process_resident_memory_bytes"], "process_resident_memory_bytes") > 10_000_000
 
     lines = [json.loads(line) for line in metered.log().splitlines() if line.startswith("{")]
     jobs = {

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
 
 from assistd.engine.claims import JobEnd
 from assistd.ids import created_ms_of
@@ -74,6 +74,9 @@ class Metrics:
         self._traces: dict[str, JobTrace] = {}
         self._lock = threading.Lock()
         r = self.registry
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds...: read from /proc at each
+        # scrape (sizing a box: this process's CPU against the tokens and jobs it counts)
+        ProcessCollector(registry=r)
         job = ["api", "model"]
         self.jobs_finished = Counter(
             "assistd_jobs_finished",
