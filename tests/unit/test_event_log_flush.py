@@ -16,6 +16,7 @@ from sqlalchemy import event
 
 from assistd.engine.claims import LostClaim
 from assistd.engine.event_log import DatabaseBus
+from assistd.engine.events import Event
 from assistd.storage.db import Database
 from tests.unit.test_event_log_coalesce import _message_text, _out, _publish, _response, _run, _stored, _text
 
@@ -235,3 +236,53 @@ def test_the_flush_and_the_lease_renewal_never_lock_rows_crosswise(db):
     assert done.wait(WAIT)
     flusher.join()
     assert all(_text_of(db, job) == "".join(PIECES) for job in jobs)
+
+
+def test_a_stream_on_the_writing_node_gets_what_it_wrote_without_reading_it_back(db):
+    """With several processes on one box a stream is most often in the process that executes its job: the
+    rows that process commits go to that stream at once, and the job's rows are not read back. A stream that
+    lacks earlier rows (another process wrote them, not read yet) is left to the reader, which gives it
+    everything in order, once."""
+    run, response = _run(db, "run_h"), _response(db, "resp_h")
+    bus = DatabaseBus(db)  # not started: only what this test calls reads
+    loop = asyncio.new_event_loop()
+    try:
+        subs = {job: _stream_of(bus, loop, job, 0) for job in (run, response)}
+        bus._dirty.clear()  # (subscribing asks for a first read)
+        sent, _ = _statements(db)
+        _publish(bus, run, [_text("m", p) for p in PIECES])
+        _publish(bus, response, [_out("r", p) for p in PIECES])
+        bus.flush_all()
+        with db.session() as s:  # a state change: its events after the deltas written before it
+            _publish(bus, run, [_text("m", "four ")])
+            bus.emit(s, run, [Event("thread.run.completed", {"id": run})])
+        loop.run_until_complete(asyncio.sleep(0))
+        got = _taken(subs[run])
+        assert [e.name for e in got] == [*["thread.message.delta"] * 2, "thread.run.completed"]
+        assert _message_text(got[0].data) + _message_text(got[1].data) == "".join(PIECES) + "four "
+        answer = _taken(subs[response])
+        assert [e.data["delta"] for e in answer] == ["".join(PIECES)]
+        assert answer[0].data["sequence_number"] == 0  # numbered as the stored row is
+        reads = [st for st in sent if st.lstrip().upper().startswith("SELECT") and "_events" in st]
+        assert not reads  # nothing read back
+        assert not bus._dirty  # ... nor the reader woken for them
+
+        other = DatabaseBus(db)  # another process writes the job's next rows (its executor there)
+        _publish(other, run, [_text("m", "five ")])
+        other.flush_all()
+        _publish(bus, run, [_text("m", "six ")])
+        bus.flush_all()
+        loop.run_until_complete(asyncio.sleep(0))
+        assert _taken(subs[run]) == []  # not "six" before "five"
+        assert run in bus._dirty  # the reader is woken for it
+        bus._read_all([run])
+        loop.run_until_complete(asyncio.sleep(0))
+        assert [_message_text(e.data) for e in _taken(subs[run])] == ["five ", "six "]
+        _publish(bus, run, [_text("m", "seven ")])  # and it is followed here again
+        bus.flush_all()
+        loop.run_until_complete(asyncio.sleep(0))
+        assert [_message_text(e.data) for e in _taken(subs[run])] == ["seven "]
+        for sub in subs.values():
+            sub.close()
+    finally:
+        loop.close()

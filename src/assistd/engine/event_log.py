@@ -4,7 +4,9 @@ A state change's events are written in the same transaction as the change (RunSt
 and written every few tens of milliseconds, fenced by the run's claim like every other write of the worker.
 Each run's events are numbered from `runs.event_seq`, incremented under the run's row lock, so they commit
 in sequence order. A stream on any node reads `seq > cursor` in order: nothing lost, nothing repeated. It is
-woken by PostgreSQL NOTIFY (and by commits of this process), and polls as a fallback.
+woken by PostgreSQL NOTIFY (and by commits of this process), and polls as a fallback. A stream on the node
+that writes its job's rows is handed them as they commit, when it has every event before them (`_handed`):
+with several processes on one box, the stream is most often in the process that executes the job.
 
 Deltas are coalesced before they are written: consecutive deltas that only add text to the same place become
 one row (a run's: engine/coalesce.py `merge_deltas`; a response's: `merge_response_deltas` below, before they
@@ -45,6 +47,7 @@ FLUSH_SECONDS = 0.05
 RUN_EVENTS_KEEP_SECONDS = 900
 _STRIPES = 64
 READ_LIMIT = 2000  # events read for a job's streams at once
+Row = tuple[int, str, Any]  # an event as written: (its job's sequence number, name, data)
 
 
 class DatabaseBus(EventBus):
@@ -59,6 +62,7 @@ class DatabaseBus(EventBus):
         self._deltas_lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._dirty: set[str] = set()
+        self._handing = threading.Lock()  # held while rows are pushed to streams (`_push_rows`)
         self._everything = False
         self._wake = threading.Event()
         # Held around a transaction that locks several job rows; the ClaimQueue shares its own (see there).
@@ -106,8 +110,9 @@ class DatabaseBus(EventBus):
         pending = self._take(run_id)
         if pending:
             event.listen(s, "after_rollback", lambda _s: self._restore(run_id, pending), once=True)
-        if self._insert(s, run_id, pending + events):
-            self._announce(s, [run_id])
+        written = self._insert(s, run_id, pending + events)
+        if written:
+            self._announce(s, {run_id: written})
 
     def discard(self, run_id: str) -> None:
         with self._deltas_lock:
@@ -123,10 +128,11 @@ class DatabaseBus(EventBus):
         with self._deltas_lock:
             self._deltas[run_id] = events + self._deltas.get(run_id, [])
 
-    def _insert(self, s: Session, run_id: str, events: list[Event]) -> bool:
-        """Writes the job's events, numbered after its last (False: nothing to write, or the job is gone)."""
+    def _insert(self, s: Session, run_id: str, events: list[Event]) -> list[Row]:
+        """Writes the job's events, numbered after its last: the rows written, (seq, name, data) (none:
+        nothing to write, or the job is gone)."""
         if not events:
-            return False
+            return []
         s.flush()  # a job row the session holds unwritten is numbered too (Core sees only what was sent)
         events = coalesced(run_id, events)
         n = len(events)
@@ -134,7 +140,7 @@ class DatabaseBus(EventBus):
         c = s.connection()  # Core, statements built once: the ORM's bulk forms cost as much as the writes
         end = c.execute(_NUMBERING[job], {"job": run_id, "n": n}).scalar_one_or_none()
         if end is None:  # the job is gone (its thread was deleted, the response deleted)
-            return False
+            return []
         stamp = db_time()
         rows = [
             {
@@ -147,15 +153,40 @@ class DatabaseBus(EventBus):
             for i, e in enumerate(events)
         ]
         c.execute(_APPEND[log_table], rows)
-        return True
+        return [(row["seq"], row["name"], row["data"]) for row in rows]
 
-    def _announce(self, s: Session, run_ids: list[str]) -> None:
-        """The jobs have new events once `s` commits: other nodes are notified (one statement for all),
-        this node's reader at once."""
-        if not run_ids:
+    def _announce(self, s: Session, written: dict[str, list[Row]]) -> None:
+        """The jobs have new events once `s` commits: other nodes are notified (one statement for all);
+        this node's streams of them get them from here (`_handed`), and this node's reader is woken for
+        those that could not."""
+        if not written:
             return
-        notify_many(s, self.db, EVENTS, run_ids)
-        after_commit(s, lambda: [self._notified(run_id) for run_id in run_ids])
+        notify_many(s, self.db, EVENTS, list(written))
+        after_commit(s, lambda: self._committed(written))
+
+    def _committed(self, written: dict[str, list[Row]]) -> None:
+        """After the commit (never raises: the transaction is over, and a retry would write it twice)."""
+        for job_id, rows in written.items():
+            try:
+                handed = self._handed(job_id, rows)
+            except Exception:
+                log.exception("events of %s not handed to this node's streams: the reader reads them", job_id)
+                handed = False
+            if not handed:
+                self._notified(job_id)
+
+    def _handed(self, job_id: str, rows: list[Row]) -> bool:
+        """Hands rows this process has just committed to the job's streams here that have every event
+        before them, without reading them back (with several processes on one box, a stream is most often
+        in the process that executes its job). True when no stream of the job is left without them; one that
+        lacks earlier events (another process's, not read yet) gets these from the reader, in order."""
+        subs = self.subscribers(job_id)
+        if not subs:
+            return False  # (the reader reads only what is subscribed: waking it costs nothing)
+        first, last = rows[0][0], rows[-1][0]
+        with self._handing:
+            self._push_rows([sub for sub in subs if sub.cursor == first - 1], rows)
+            return all(sub.cursor >= last for sub in subs)
 
     def flush_all(self) -> None:
         """Writes every job's buffered deltas: in one transaction, each job fenced by its claim, so that a
@@ -177,15 +208,15 @@ class DatabaseBus(EventBus):
             taken = [(run_id, events) for run_id in pending if (events := self._take(run_id))]
             try:
                 with self.many_rows, self.db.session() as s:
-                    written: list[str] = []
+                    written: dict[str, list[Row]] = {}
                     for run_id, events in taken:
                         try:
                             self._fence(s, run_id)
                         except LostClaim:
                             lost.append(run_id)
                             continue
-                        if self._insert(s, run_id, events):
-                            written.append(run_id)
+                        if rows := self._insert(s, run_id, events):
+                            written[run_id] = rows
                     self._announce(s, written)
             except Exception as exc:
                 for run_id, events in taken:
@@ -215,8 +246,8 @@ class DatabaseBus(EventBus):
             def write() -> None:
                 with self.db.session() as s:
                     self._fence(s, run_id)
-                    if self._insert(s, run_id, events):
-                        self._announce(s, [run_id])
+                    if rows := self._insert(s, run_id, events):
+                        self._announce(s, {run_id: rows})
 
             try:
                 write()
@@ -330,7 +361,8 @@ class DatabaseBus(EventBus):
                 rows = own.execute(_READS[table], {"job": run_id, "cursor": cursor}).all()
         else:
             rows = s.execute(_READS[table], {"job": run_id, "cursor": cursor}).all()
-        self._push_rows(subs, rows)
+        with self._handing:
+            self._push_rows(subs, rows)
         if len(rows) == READ_LIMIT:
             self._notified(run_id)
 
@@ -347,11 +379,14 @@ class DatabaseBus(EventBus):
         for job, seq, name, data in rows:
             by_job.setdefault(job, []).append((seq, name, data))
         for job, job_rows in by_job.items():
-            self._push_rows(subs[job], job_rows)
+            with self._handing:
+                self._push_rows(subs[job], job_rows)
             if len(job_rows) == READ_LIMIT:  # more after them
                 self._notified(job)
 
     def _push_rows(self, subs: list[Any], rows: list[Any]) -> None:
+        """Pushes to each stream the rows after its cursor, in order. Callers hold `_handing`: the reader
+        and a committing writer (`_handed`) never give a stream the same event twice, nor one out of order."""
         for seq, name, data in rows:
             event = Event(name, data)
             for sub in subs:
