@@ -17,7 +17,7 @@ from assistd.engine.responses.executor import ResponseExecutor
 from assistd.engine.runner import RunExecutor
 from assistd.engine.store import RunStore
 from assistd.engine.toolbox import Toolbox
-from assistd.engine.worker import RunEngine
+from assistd.engine.worker import PEEK_SECONDS, RunEngine
 from assistd.ids import now
 from assistd.images import FetchPolicy, ImageLimits
 from assistd.leases import make_worker_id
@@ -164,6 +164,9 @@ class Container:
             capacity=_worker_runs(settings, registry),
             executes=settings.role != "api",
             listener=listener,
+            # processes sharing one SQLite file (`--processes N`, or API and worker roles on one box): no
+            # NOTIFY wakes them, so each looks at the queue by a read every PEEK_SECONDS
+            peek_seconds=None if db.is_postgres or not isinstance(bus, DatabaseBus) else PEEK_SECONDS,
         )
 
         def grow(backend: Any) -> None:

@@ -190,3 +190,37 @@ def test_events_reach_a_stream_on_another_node_in_order(db):
         reader_bus.stop()
         writer.bus.stop()
         loop.close()
+
+
+def test_a_worker_sees_a_run_queued_elsewhere_by_a_read_long_before_its_poll(db):
+    """Processes sharing one SQLite file cannot wake each other (no NOTIFY): a run one of them queued without
+    room for it waited for another's poll (up to 2 s). A worker with `peek_seconds` looks at the queue by a
+    read that often, and claims what waits."""
+    from assistd.engine.worker import RunEngine
+
+    store = _store(db)
+    assert store.queue.waiting("wp") is False
+    executed: list[str] = []
+    done = threading.Event()
+
+    class Kind:
+        def execute(self, job_id: str, signal: object) -> None:
+            executed.append(job_id)
+            done.set()
+
+    # a poll that never comes here, and no maintenance tick (it claims too): only the read can see the run
+    kinds = {"run_": Kind()}
+    engine = RunEngine(store.queue, kinds, "wp", 30, capacity=2, poll_seconds=600, peek_seconds=0.1)
+    loop = threading.Thread(target=engine._claim_loop, daemon=True)
+    loop.start()
+    try:
+        time.sleep(0.3)  # idle: it reads, claims nothing
+        ids = _runs(db, 1)  # queued by "another process": nobody wakes this one
+        assert store.queue.waiting("wp") is True
+        assert done.wait(30)  # generous: a slow machine passes, only the 600 s poll would fail it
+        assert executed == ids
+        assert store.queue.waiting("wp") is False  # claimed: nothing waits
+    finally:
+        engine._stop.set()
+        engine._wake.set()
+        loop.join(5)

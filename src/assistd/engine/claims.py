@@ -135,6 +135,7 @@ class ClaimQueue:
         self.ended: set[str] = set()  # jobs this process held until a moment ago: their writes fail
         self._claims_lock = threading.Lock()
         self._cached: dict[Any, _Statements] = {}
+        self._peek: Any = None  # `waiting`'s statement, built at its first use
         # Told the status a fenced write found (a cancel from another node reaches the executor this way).
         self.on_status: Callable[[str, str], None] | None = None
         # Told of each job's end after its commit, by the process that ended it (metrics, the job log).
@@ -275,6 +276,16 @@ class ClaimQueue:
         return retrying(once, what=what)
 
     # ------------------------------------------------------------------------------------- claiming
+    def waiting(self, worker_id: str) -> bool:
+        """Whether a job waits that this worker may claim: one read, no write (SQLite's writer untouched)."""
+        if self._peek is None:  # (a race builds it twice, harmlessly)
+            holder = bindparam("holder")
+            self._peek = select(
+                or_(*(exists().where(*self._waiting(table, holder)) for table in TABLES.values()))
+            )
+        with self.db.session() as s:
+            return bool(s.execute(self._peek, {"holder": worker_id}).scalar())
+
     def claim_next(self, worker_id: str, limit: int, run_id: str | None = None) -> list[Claim]:
         """Claims up to `limit` waiting jobs, oldest first over every table of the queue (or just the job
         `run_id`): jobs no worker holds; runs whose thread's code interpreter kernel lives on another live

@@ -43,6 +43,7 @@ class JobKind(Protocol):
 
 
 IDLE_BACKOFF = 4  # an idle claim loop polls at most this many times less often than poll_seconds
+PEEK_SECONDS = 0.1  # how often processes sharing a SQLite file look at the queue by a read (RunEngine)
 MAX_THREADS = 256  # the most jobs one worker executes at once, whatever its engines' slots
 
 
@@ -57,6 +58,7 @@ class RunEngine:
         executes: bool = True,
         listener: Listener | None = None,
         poll_seconds: float | None = None,
+        peek_seconds: float | None = None,
     ) -> None:
         self.store = store  # the queue
         self.kinds = kinds  # by the prefix of their ids
@@ -65,6 +67,10 @@ class RunEngine:
         self.capacity = capacity
         self.executes = executes
         self.poll_seconds = poll_seconds or (2.0 if store.db.is_postgres else 0.5)
+        # Processes sharing one SQLite file cannot wake each other (no NOTIFY): a run that one of them
+        # queued without room for it waited for another's poll (up to 2 s idle). With `peek_seconds` the
+        # queue is looked at that often by a read (`ClaimQueue.waiting`), and claimed from when a job waits.
+        self.peek_seconds = peek_seconds
         # threads start as jobs come (at most one a job): the capacity may grow once an engine at a `url`
         # says how many slots it has (container.py)
         self.pool = ThreadPoolExecutor(max_workers=max(MAX_THREADS, capacity), thread_name_prefix="run")
@@ -247,16 +253,34 @@ class RunEngine:
     def _claim_loop(self) -> None:
         """Claims when woken (a run queued here or elsewhere, room freed for runs that wait), else polls:
         every `poll_seconds`, backing off to IDLE_BACKOFF times that while the queue stays empty (the
-        maintenance tick claims too, every few seconds; a wake never waits for the poll)."""
+        maintenance tick claims too, every few seconds; a wake never waits for the poll). With `peek_seconds`,
+        a read looks at the queue that often between the polls."""
+        next_poll = 0.0
         while not self._stop.is_set():
-            self._wake.wait(self.poll_seconds * min(IDLE_BACKOFF, 2 ** min(self._idle_polls, 8)))
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + self.poll_seconds * min(IDLE_BACKOFF, 2 ** min(self._idle_polls, 8))
+            wait = next_poll - now if self.peek_seconds is None else min(self.peek_seconds, next_poll - now)
+            woken = self._wake.wait(wait)
             self._wake.clear()
             if self._stop.is_set():
                 return
+            if not (woken or time.monotonic() >= next_poll or self._peek()):
+                continue
+            next_poll = 0.0  # (the next wait starts from the backoff claim_waiting leaves)
             try:
                 self.claim_waiting()
             except Exception as exc:
                 log.warning("claiming runs failed: %s", exc)
+
+    def _peek(self) -> bool:
+        """Whether a job waits that this worker may claim (False when the read fails: the poll, every few
+        seconds, tells of an outage; ten reads a second would fill the log)."""
+        try:
+            return self.store.waiting(self.worker_id)
+        except Exception as exc:
+            log.debug("looking at the queue failed: %s", exc)
+            return False
 
     def claim_waiting(self) -> None:
         """Takes as many waiting runs as this worker has room for, oldest first."""
