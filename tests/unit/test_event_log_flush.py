@@ -282,6 +282,10 @@ def test_a_stream_on_the_writing_node_gets_what_it_wrote_without_reading_it_back
         bus.flush_all()
         loop.run_until_complete(asyncio.sleep(0))
         assert [_message_text(e.data) for e in _taken(subs[run])] == ["seven "]
+        _publish(bus, run, [_text("m", "nul\x00 ")])  # what it is handed is what the others read back
+        bus.flush_all()  # (PostgreSQL keeps U+FFFD for a NUL)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert [e.data for e in _taken(subs[run])] == [_stored(db, run)[-1][2]]
         for sub in subs.values():
             sub.close()
     finally:

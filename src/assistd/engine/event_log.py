@@ -32,6 +32,7 @@ from assistd.engine.coalesce import merge_deltas
 from assistd.engine.events import Event, EventBus
 from assistd.engine.responses.events import KEEP_SECONDS, numbered
 from assistd.engine.responses.tape import TERMINAL
+from assistd.storage import nul
 from assistd.storage.clock import db_now, db_time
 from assistd.storage.db import Database, after_commit
 from assistd.storage.notify import EVENTS, Listener, notify_many
@@ -153,7 +154,8 @@ class DatabaseBus(EventBus):
             for i, e in enumerate(events)
         ]
         c.execute(_APPEND[log_table], rows)
-        return [(row["seq"], row["name"], row["data"]) for row in rows]
+        stored = nul.as_stored if self.db.is_postgres else None  # (NUL: as the other nodes read it back)
+        return [(row["seq"], row["name"], stored(row["data"]) if stored else row["data"]) for row in rows]
 
     def _announce(self, s: Session, written: dict[str, list[Row]]) -> None:
         """The jobs have new events once `s` commits: other nodes are notified (one statement for all);

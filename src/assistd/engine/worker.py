@@ -265,7 +265,9 @@ class RunEngine:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            if not (woken or time.monotonic() >= next_poll or self._peek()):
+            if not (
+                woken or time.monotonic() >= next_poll or (self.peek_seconds is not None and self._peek())
+            ):
                 continue
             next_poll = 0.0  # (the next wait starts from the backoff claim_waiting leaves)
             try:

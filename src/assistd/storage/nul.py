@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -30,6 +31,16 @@ def json_serializer(value: Any) -> str:
     if "\\u0000" not in text:
         return text
     return json.dumps(_replace_in(value))
+
+
+def as_stored(value: Any) -> Any:
+    """A JSON value as a PostgreSQL column keeps it (`json_serializer`): NULs replaced, or the value itself
+    when it has none (what a process hands its own streams must be what the others read back)."""
+    try:
+        text = orjson.dumps(value)
+    except TypeError:  # what orjson refuses (see engine/events.py `dumps`): looked through in Python
+        return _replace_in(value)
+    return _replace_in(value) if b"\\u0000" in text else value
 
 
 def _replace_in(value: Any) -> Any:
