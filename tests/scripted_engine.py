@@ -675,6 +675,7 @@ def _handler(engine: ScriptedEngine) -> type[BaseHTTPRequestHandler]:
             cache_n = min(shared, len(tokens) - 1) if body.get("cache_prompt", True) else 0
             request.cache_n = cache_n
             generated: list[int] = []
+            released = False
             try:
                 if stream:
                     self._start_stream()
@@ -696,6 +697,10 @@ def _handler(engine: ScriptedEngine) -> type[BaseHTTPRequestHandler]:
                 if not stream:
                     request.content = gen.text
                 final = self._final(openai, gen, slot.id, len(tokens), cache_n, stream, body, request)
+                # as llama.cpp: the slot is free before its final result reaches the client (a /slots
+                # read after the reply never sees it busy)
+                released = True
+                engine.release(slot, tokens + generated)
                 if stream:
                     self._event(final)
                     if openai:
@@ -708,7 +713,8 @@ def _handler(engine: ScriptedEngine) -> type[BaseHTTPRequestHandler]:
                 request.disconnected = True
                 raise _ClientGone from exc
             finally:
-                engine.release(slot, tokens + generated)
+                if not released:
+                    engine.release(slot, tokens + generated)
                 request.done.set()
 
         def _start_stream(self) -> None:
