@@ -18,7 +18,7 @@ from assistd.metrics import Metrics
 from assistd.metrics.logs import JOBS_LOG, JsonLines
 from assistd.metrics.state import StateCollector
 from assistd.storage import retry
-from tests.unit.engine_support import MODEL, build_rig
+from tests.unit.engine_support import MODEL, Recorder, build_rig
 
 
 def _samples(metrics: Metrics) -> dict[tuple[str, tuple], float]:
@@ -128,3 +128,20 @@ def test_metrics_public_and_off(tmp_path):
     off = create_app(Settings(data_dir=tmp_path / "b", role="api", api_keys=keys, metrics=False))
     with TestClient(off) as client:
         assert client.get("/metrics", headers={"Authorization": "Bearer sk-x"}).status_code == 404
+
+
+def test_a_run_is_counted_before_its_end_reaches_a_stream(tmp_path):
+    """A client that saw the run's end and then scrapes /metrics finds it counted: the end is reported at the
+    commit, before the bus hands the end event to the streams."""
+    rig, _ = _metered_rig(tmp_path, ["Paris is nice."])
+    run = rig.create_run(rig.thread(), rig.assistant())
+    order: list[str] = []
+    rig.store.queue.on_end.append(lambda end: order.append(f"counted {end.status}"))
+    recorder = Recorder(rig.bus, run.id)
+    push = recorder.sub.push
+    recorder.sub.push = lambda event: (order.append(event.name), push(event))
+    try:
+        rig.executor.execute(run.id, threading.Event())
+    finally:
+        recorder.close()
+    assert order.index("counted completed") < order.index("thread.run.completed") == len(order) - 1

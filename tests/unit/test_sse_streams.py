@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -314,6 +315,24 @@ def test_the_quiet_timer_counts_from_each_wait():
     first, waited_first, second, waited_second = asyncio.run(go())
     assert [e.name for e in first] == ["thread.run.queued"] and waited_first >= 0.19
     assert second == [] and waited_second >= 0.29
+
+
+def test_an_event_that_comes_as_the_quiet_timer_fires_is_sent_not_a_keep_alive():
+    """The loop stalled (a loaded box) past both an event's delivery and the quiet deadline: both run in one
+    pass, the timer's wake-up first; the wait returns the event, not an empty keep-alive."""
+
+    async def go() -> list:
+        bus = EventBus()
+        loop = asyncio.get_running_loop()
+        sub = bus.subscribe("run_x", loop)
+        try:
+            loop.call_later(0.2, bus.deliver, "run_x", Event("thread.run.queued", {}))
+            loop.call_later(0.15, time.sleep, 0.2)  # the loop held from 0.15 s to 0.35 s
+            return await sub.queue.take(0.3)
+        finally:
+            sub.close()
+
+    assert [e.name for e in asyncio.run(go())] == ["thread.run.queued"]
 
 
 async def _chunks(stream) -> list[bytes]:

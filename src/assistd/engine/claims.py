@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 from assistd.engine.events import Event, EventBus
 from assistd.storage.clock import db_now, read_now
 from assistd.storage.containers import ContainerRow
-from assistd.storage.db import Database
+from assistd.storage.db import Database, after_commit
 from assistd.storage.kernel_homes import KernelHomeRow
 from assistd.storage.responses import ResponseRow
 from assistd.storage.retry import retrying
@@ -202,6 +202,12 @@ class ClaimQueue:
             waiting = self._waiting(table, bindparam("holder"))
             statements = self._cached[table] = _Statements(table, waiting)
         return statements
+
+    def report_end_at_commit(self, s: Session, end: JobEnd) -> None:
+        """Reports the job's end (metrics, the job log) when the transaction `s` that ends it commits, before
+        its events reach the streams and waiting requests (the bus's hook comes after the body's): a client
+        that saw the end and reads /metrics finds the job counted."""
+        after_commit(s, lambda: self.report_end(end))
 
     def report_end(self, end: JobEnd) -> None:
         for hook in self.on_end:

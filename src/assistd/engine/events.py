@@ -200,8 +200,11 @@ class Inbox:
             finally:
                 if self._waiter is waiter:
                     self._waiter = None
-            if not woken:
-                return []
+            if not woken:  # quiet that long, unless an event came as the timer fired (both in one pass)
+                with self._lock:
+                    items = list(self._items)
+                    self._items.clear()
+                return items
 
     def _tick(self) -> None:  # the quiet timer, on the loop
         self._timer = None

@@ -236,20 +236,13 @@ class RunStore:
         """Ends the run: every open step and message is closed to match, usage is summed from the steps.
         Returns False (and changes nothing) when the run had already ended, or when another worker holds
         it (a process that does not hold a run only ends it while nobody does)."""
-        ended: list[JobEnd] = []
         done = self._tx(
             run_id,
-            self._finish_body(run_id, status, last_error, incomplete_details, ended),
+            self._finish_body(run_id, status, last_error, incomplete_details),
             guard="claim" if self.holds(run_id) else "unheld",
         )
-        self._ended(run_id, ended if done else [])
+        self.release(run_id)  # (ended or not: this process writes nothing more for it)
         return bool(done)
-
-    def _ended(self, run_id: str, ended: list[JobEnd]) -> None:
-        """After the transaction that ended the run (or failed to): it is released, its end reported."""
-        self.release(run_id)
-        if ended:
-            self.queue.report_end(ended[0])
 
     def _finish_body(
         self,
@@ -257,7 +250,6 @@ class RunStore:
         status: str,
         last_error: dict[str, str] | None,
         incomplete_details: dict[str, str] | None,
-        ended: list[JobEnd],
     ) -> Body:
         stamp = now()
 
@@ -300,7 +292,7 @@ class RunStore:
             events.extend(Event("thread.message.incomplete", message_object(m)) for m in closed_messages)
             events.extend(Event(f"thread.run.step.{st.status}", step_object(st)) for st in open_steps)
             events.append(self._run_event(row))
-            ended[:] = [JobEnd.of(row)]
+            self.queue.report_end_at_commit(s, JobEnd.of(row))
             return True
 
         return body
@@ -320,14 +312,13 @@ class RunStore:
         it: `status`), its message_creation step completed, and the run ended with `status`. False when the
         run had ended meanwhile (a cancel that came first)."""
         run_id = message.run_id or ""
-        ended: list[JobEnd] = []
         bodies = [
             self._message_body(message, content, status, "max_tokens"),
             self._step_body(step, details, "completed", usage, state),
-            self._finish_body(run_id, status, None, incomplete_details, ended),
+            self._finish_body(run_id, status, None, incomplete_details),
         ]
         done = self._tx(run_id, lambda s, events: [b(s, events) for b in bodies][-1])
-        self._ended(run_id, ended if done else [])
+        self.release(run_id)
         return bool(done)
 
     # ------------------------------------------------------------------------------------------- steps

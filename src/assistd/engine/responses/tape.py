@@ -603,8 +603,6 @@ def finish_response(
     output joins its conversation. guard "any": whoever holds it (a client's cancel: the worker stops at
     its next write, which finds the response ended)."""
 
-    ended: list[JobEnd] = []
-
     def body(s: Session, events: list[Event]) -> bool:
         # locked: a client's cancel and the worker's end race (PostgreSQL's READ COMMITTED would let both
         # read `in_progress`); the second one finds the first's status and changes nothing
@@ -636,15 +634,13 @@ def finish_response(
             name = f"response.{status}"
             include = tuple(row.params.get("include") or ())
             events.append(Event(name, ev.event(name, response=response_object(row, output, include))))
-        ended[:] = [JobEnd.of(row)]
+        queue.report_end_at_commit(s, JobEnd.of(row))
         return True
 
     guard = guard or ("claim" if queue.holds(response_id) else "unheld")
     done = queue.tx(response_id, body, guard=guard)
     if guard != "any":
         queue.release(response_id)
-    if done:
-        queue.report_end(ended[0])
     return bool(done)
 
 
