@@ -278,7 +278,7 @@ def test_cancel_mid_generation(client, assistant):
     run = client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=50)
     took = time.monotonic() - asked
     assert run.status == "cancelled", run.status
-    assert run.cancelled_at and run.expires_at is None and took < 10
+    assert run.cancelled_at and run.expires_at is None and took < 30  # the cancel ended it (generous)
     message = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0]
     assert message.status == "incomplete" and message.incomplete_details.reason == "run_cancelled"
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data

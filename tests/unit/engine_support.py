@@ -34,6 +34,9 @@ MODEL = "fake"
 PROJECT = "p"
 
 
+STOPS = ("completed", "failed", "cancelled", "expired", "incomplete", "requires_action")
+
+
 @dataclass
 class Rig:
     db: Database
@@ -62,16 +65,23 @@ class Rig:
         self,
         thread_id: str,
         run_id: str,
-        statuses=("completed", "failed", "cancelled", "expired", "incomplete", "requires_action"),
-        timeout: float = 10,
+        statuses=STOPS,
+        timeout: float = 30,
     ):
+        """The run once it has one of `statuses`; at a status its executor stops at (the default ones),
+        once the executor has returned too: the events of its last commit are handed to the subscribers
+        after that commit, which a read may see first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.runs.get(PROJECT, thread_id, run_id)
-            if run.status in statuses:
+            if run.status in statuses and (run.status not in STOPS or not self.executing(run_id)):
                 return run
             time.sleep(0.01)
         raise AssertionError(f"run stayed {run.status}")
+
+    def executing(self, run_id: str) -> bool:
+        with self.engine._lock:
+            return run_id in self.engine.active
 
 
 def build_rig(

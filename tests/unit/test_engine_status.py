@@ -138,10 +138,10 @@ def test_liveness_is_by_lease_alone_not_by_host_and_pid(tmp_path):
         rig.engine.tick()
         assert rig.store.run(blank.id).status == "in_progress"
         assert rig.store.run(begun.id).status == "in_progress"
-        assert rig.wait(t1, blank.id).status == "completed"
+        assert rig.wait(t1, blank.id, timeout=60).status == "completed"
         assert time.time() >= lease_end
         # the same sweep gave the blank run back and failed the begun one: the blank one may finish first
-        assert rig.wait(t2, begun.id).status == "failed"
+        assert rig.wait(t2, begun.id, timeout=60).status == "failed"
     finally:
         rig.engine.shutdown()
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,7 @@ class World:
             s.add(row)
 
     def wait_status(
-        self, store_id: str, file_id: str, status: str, timeout: float = 10
+        self, store_id: str, file_id: str, status: str, timeout: float = 60
     ) -> VectorStoreFileRow:
         deadline = time.monotonic() + timeout
         while True:
@@ -130,6 +131,14 @@ class World:
             if row.status == status or time.monotonic() > deadline:
                 return row
             time.sleep(0.05)
+
+
+def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    """Waits for `condition` (a worker's step that follows the commit a test saw), failing after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition stayed false"
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -196,11 +205,11 @@ def test_a_file_held_by_a_dead_local_process_waits_for_its_lease(world):
     """Liveness is the lease only: a holder's hostname and pid are not trusted (another pid namespace)."""
     store_id, file_id = _store_with_file(world)
     dead = f"{socket.gethostname()}:{_dead_pid()}:ff"
-    world.set_row(store_id, file_id, worker_id=dead, lease_until=time.time() + 1.5, attempts=1, epoch=1)
+    world.set_row(store_id, file_id, worker_id=dead, lease_until=time.time() + 4, attempts=1, epoch=1)
     world.svc.start()
     time.sleep(0.6)
     assert world.row(store_id, file_id).worker_id == dead and world.ingestor.calls == []
-    row = world.wait_status(store_id, file_id, "completed", timeout=20)  # the lease ran out: taken over
+    row = world.wait_status(store_id, file_id, "completed", timeout=60)  # the lease ran out: taken over
     assert row.status == "completed" and row.attempts == 2 and row.epoch == 2
     assert row.worker_id == "test-host:1:aa"
 
@@ -236,7 +245,7 @@ def test_a_file_whose_tries_are_used_up_fails_with_a_clear_message(world):
     error = row.last_error
     assert error["code"] == "server_error"
     assert "a.txt" in error["message"] and "2 times" in error["message"] and "unavailable" in error["message"]
-    assert (store_id, file_id) in world.chunks.deleted
+    _until(lambda: (store_id, file_id) in world.chunks.deleted)  # removed just after `failed` commits
 
 
 def test_a_file_that_breaks_its_batch_fails_alone(world):
@@ -278,15 +287,10 @@ def test_cancel_while_indexing_drops_the_chunks(world):
     batch = world.svc.files.create_batch("p", store.id, FileBatchCreate.parse({"file_ids": [file_id]}))
     world.ingestor.hold.set()
     world.svc.start()
-    deadline = time.monotonic() + 5
-    while world.row(store.id, file_id).worker_id is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _until(lambda: world.row(store.id, file_id).worker_id is not None)
     cancelled = world.svc.files.cancel_batch("p", store.id, batch.id)
     assert cancelled.status == "cancelled" and cancelled.file_counts.cancelled == 1
-    deadline = time.monotonic() + 5
-    while (store.id, file_id) not in world.chunks.deleted and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert (store.id, file_id) in world.chunks.deleted
+    _until(lambda: (store.id, file_id) in world.chunks.deleted)
     assert world.row(store.id, file_id).status == "cancelled"
 
 
