@@ -39,6 +39,15 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 20) -> None:
             proc.wait()
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0, every: float = 0.02) -> None:
+    """Waits for `condition` (e.g. what a server does just after the reply or commit a test saw), failing
+    with `what` after a generous `timeout`: a loaded machine must never fail a test."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
 def wait_healthy(
     proc: subprocess.Popen,
     url: str,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -18,7 +17,7 @@ import pytest
 from tests.contract import test_runs as runs
 from tests.contract.helpers import assert_ended
 from tests.remote_engine import EngineProcess, models_file, remote_server
-from tests.support import KEY_A
+from tests.support import KEY_A, wait_until
 
 pytestmark = [pytest.mark.contract, pytest.mark.model]
 
@@ -91,13 +90,6 @@ class SlotWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(30)
-
-
-def wait_until(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def streamed_run(client: openai.OpenAI, assistant_id: str, question: str) -> dict:
@@ -210,6 +202,7 @@ def test_cancel_during_concurrent_generation_stops_only_its_run_and_frees_its_sl
     wait_until(
         lambda: (slot := victim_beside_another()) is not None and not found.append(slot),
         "the victim to generate beside another run",
+        timeout=DEADLINE,
     )
     watch = TaskWatch(engine, found[0]["id_task"])
     client.beta.threads.runs.cancel(victim.id, thread_id=victim.thread_id)
@@ -229,4 +222,4 @@ def test_cancel_during_concurrent_generation_stops_only_its_run_and_frees_its_sl
         assert done.cancelled_at is None and done.usage.completion_tokens > 0
         text = client.beta.threads.messages.list(run.thread_id, run_id=run.id).data[0].content[0].text.value
         assert text.strip()
-    wait_until(lambda: engine.busy() == 0, "every slot to be free again")
+    wait_until(lambda: engine.busy() == 0, "every slot to be free again", timeout=DEADLINE)

@@ -11,19 +11,13 @@ import time
 from assistd.engine.worker import LOST, RunEngine
 from assistd.protocol.common import PageQuery
 from assistd.storage.runs import RunRow
+from tests.support import wait_until
 from tests.unit.engine_support import MODEL, PROJECT, Recorder, build_rig
 from tests.unit.test_engine import TEXT_RUN_EVENTS, _dead_pid
 
 
 def _page() -> PageQuery:
     return PageQuery(limit=100, order="asc")
-
-
-def _until(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def test_the_model_reply_cap_ends_the_run_incomplete(tmp_path):
@@ -63,7 +57,7 @@ def test_a_run_waiting_for_the_model_stays_queued_until_it_gets_it(tmp_path):
         rig.engine.launch(second.id)
         gate = rig.executor.loop.registry.gate(MODEL)
         assert gate is not None
-        _until(lambda: gate.waiting == 1)  # the second run waits its turn for the model (one slot)
+        wait_until(lambda: gate.waiting == 1, "the second run to wait its turn for the model (one slot)")
         waiting = rig.runs.get(PROJECT, t2, second.id)
         assert waiting.status == "queued" and waiting.started_at is None
         assert recorder.names() == []
@@ -154,8 +148,8 @@ def test_a_clean_shutdown_gives_runs_that_never_started_back_to_the_queue(tmp_pa
     rig.engine.launch(first.id)
     assert rig.backend.started.wait(10)
     rig.engine.launch(second.id)
-    _until(lambda: rig.executor.loop.registry.gate(MODEL).waiting == 1)
-    _until(lambda: bool(rig.store.steps(first.id)))  # the first run has begun its answer
+    wait_until(lambda: rig.executor.loop.registry.gate(MODEL).waiting == 1, "the second run to wait")
+    wait_until(lambda: bool(rig.store.steps(first.id)), "the first run to begin its answer")
     rig.engine.shutdown()
     cut = rig.runs.get(PROJECT, t1, first.id)
     assert cut.status == "failed" and "shut down" in cut.last_error["message"]

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from assistd.tools.file_search.chunking import Chunk
 from assistd.tools.file_search.embedding import Embedder
 from assistd.tools.file_search.extract import IngestError
 from assistd.tools.file_search.ingest import Embedded, Prepared
+from tests.support import wait_until
 
 
 class FakeChunks:
@@ -131,14 +131,6 @@ class World:
             if row.status == status or time.monotonic() > deadline:
                 return row
             time.sleep(0.05)
-
-
-def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    """Waits for `condition` (a worker's step that follows the commit a test saw), failing after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition stayed false"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -245,7 +237,7 @@ def test_a_file_whose_tries_are_used_up_fails_with_a_clear_message(world):
     error = row.last_error
     assert error["code"] == "server_error"
     assert "a.txt" in error["message"] and "2 times" in error["message"] and "unavailable" in error["message"]
-    _until(lambda: (store_id, file_id) in world.chunks.deleted)  # removed just after `failed` commits
+    wait_until(lambda: (store_id, file_id) in world.chunks.deleted, "its chunks removed (after `failed`)")
 
 
 def test_a_file_that_breaks_its_batch_fails_alone(world):
@@ -287,10 +279,10 @@ def test_cancel_while_indexing_drops_the_chunks(world):
     batch = world.svc.files.create_batch("p", store.id, FileBatchCreate.parse({"file_ids": [file_id]}))
     world.ingestor.hold.set()
     world.svc.start()
-    _until(lambda: world.row(store.id, file_id).worker_id is not None)
+    wait_until(lambda: world.row(store.id, file_id).worker_id is not None, "the file claimed")
     cancelled = world.svc.files.cancel_batch("p", store.id, batch.id)
     assert cancelled.status == "cancelled" and cancelled.file_counts.cancelled == 1
-    _until(lambda: (store.id, file_id) in world.chunks.deleted)
+    wait_until(lambda: (store.id, file_id) in world.chunks.deleted, "its chunks removed")
     assert world.row(store.id, file_id).status == "cancelled"
 
 

@@ -8,7 +8,6 @@ generous deadline: nothing depends on how fast the machine is."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -17,15 +16,9 @@ from assistd.config import ModelEntry
 from assistd.llm.catalog import ModelCatalog
 from assistd.llm.fake import ScriptedBackend
 from assistd.llm.registry import FairGate, LockAbandoned, ModelRegistry
+from tests.support import wait_until
 
 DEADLINE = 30.0
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 class Holder:
