@@ -23,9 +23,9 @@ import openai
 import pytest
 
 from tests.contract import test_runs as runs
-from tests.contract.test_concurrency import streamed_run, wait_until
+from tests.contract.test_concurrency import streamed_run
 from tests.remote_engine import MODEL_FILE
-from tests.support import KEY_A, MODELS_DIR, ServerProcess, free_port, stop_process, wait_healthy
+from tests.support import KEY_A, MODELS_DIR, ServerProcess, free_port, stop_process, wait_healthy, wait_until
 
 pytestmark = [pytest.mark.contract, pytest.mark.model]
 
@@ -183,9 +183,9 @@ def test_a_killed_process_is_started_again(server, client):
     wait_until(
         lambda: len(serving_processes(server)) == 2 and before[0] not in serving_processes(server),
         "a new process in place of the killed one",
-        deadline=180,
+        timeout=180,
     )
-    wait_until(lambda: _answers(client), "the API answering", deadline=180)
+    wait_until(lambda: _answers(client), "the API answering", timeout=180)
 
 
 def _answers(client: openai.OpenAI) -> bool:
